@@ -1,0 +1,250 @@
+"""Metrics against reference computations (skimage, scipy, numpy) and their edge cases."""
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.spatial.distance import directed_hausdorff
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from fproi_jax.metrics import dice, hausdorff, ms_ssim, psnr, ssim, tumour_region
+
+RNG = np.random.default_rng(0)
+WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def batch(*images):
+    """Stacks (H, W) arrays into an (N, H, W, 1) float32 batch."""
+    return np.stack(images)[..., None].astype(np.float32)
+
+
+def noisy_pair(shape, noise):
+    target = RNG.random(shape)
+    return np.clip(target + RNG.normal(0, noise, shape), 0, 1), target
+
+
+def disk(shape, centre, radius):
+    rows, cols = np.indices(shape)
+    return ((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2).astype(np.float32)
+
+
+def smooth_image(shape):
+    """Structured test image: smoothed noise plus a bright disk."""
+    base = ndimage.gaussian_filter(RNG.random(shape), 4)
+    base = (base - base.min()) / (base.max() - base.min())
+    return np.clip(0.7 * base + 0.3 * disk(shape, (shape[0] // 3, shape[1] // 2), shape[0] // 6), 0, 1)
+
+
+# ---------------------------------------------------------------- references
+
+
+def ref_ssim(pred, target):
+    return structural_similarity(
+        pred, target, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1
+    )
+
+
+def ref_ssim_cs(pred, target):
+    """numpy SSIM and contrast-structure means over the valid region (float64)."""
+    filt = lambda a: ndimage.gaussian_filter(a, 1.5, truncate=3.5)[5:-5, 5:-5]  # noqa: E731
+    mu_x, mu_y = filt(pred), filt(target)
+    var_x = filt(pred * pred) - mu_x**2
+    var_y = filt(target * target) - mu_y**2
+    cov = filt(pred * target) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    cs = (2 * cov + c2) / (var_x + var_y + c2)
+    return np.mean(luminance * cs), np.mean(cs)
+
+
+def ref_pool(image):
+    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    return image[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
+def ref_ms_ssim(pred, target):
+    value = 1.0
+    for scale, weight in enumerate(WEIGHTS):
+        if scale:
+            pred, target = ref_pool(pred), ref_pool(target)
+        full, cs = ref_ssim_cs(pred, target)
+        term = full if scale == len(WEIGHTS) - 1 else cs
+        value *= max(term, 0.0) ** weight
+    return value
+
+
+def ref_hausdorff(pred, target, percentile=None):
+    a, b = np.argwhere(pred > 0.5), np.argwhere(target > 0.5)
+    if percentile is None:
+        return max(directed_hausdorff(a, b)[0], directed_hausdorff(b, a)[0])
+    d = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
+    return max(np.percentile(d.min(1), percentile), np.percentile(d.min(0), percentile))
+
+
+def ref_dice(pred, target):
+    p, t = pred > 0.5, target > 0.5
+    return 2 * np.sum(p & t) / (p.sum() + t.sum())
+
+
+# ---------------------------------------------------------------- PSNR
+
+
+def test_psnr_matches_skimage():
+    pairs = [noisy_pair((32, 40), 0.1), noisy_pair((32, 40), 0.01), (smooth_image((32, 40)), smooth_image((32, 40)))]
+    got = psnr(batch(*(p for p, _ in pairs)), batch(*(t for _, t in pairs)))
+    want = [peak_signal_noise_ratio(t.astype(np.float32), p.astype(np.float32), data_range=1) for p, t in pairs]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_psnr_identical_images_is_inf():
+    image = np.full((16, 16), 0.3)
+    assert np.isposinf(psnr(batch(image), batch(image))).all()
+
+
+def test_psnr_constant_images_differing_by_a_tenth_is_20_db():
+    got = psnr(batch(np.full((16, 16), 0.4)), batch(np.full((16, 16), 0.5)))
+    np.testing.assert_allclose(got, [20.0], rtol=1e-5)
+
+
+# ---------------------------------------------------------------- SSIM
+
+
+@pytest.mark.parametrize("noise", [0.01, 0.3])
+def test_ssim_matches_skimage_on_random_images(noise):
+    pred, target = noisy_pair((2, 48, 56), noise)
+    got = ssim(batch(*pred), batch(*target))
+    want = [ref_ssim(p, t) for p, t in zip(pred.astype(np.float32), target.astype(np.float32))]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_ssim_matches_skimage_on_structured_and_low_contrast_images():
+    shifted = np.roll(smooth_image((48, 56)), 3, axis=1)
+    images = [smooth_image((48, 56)), 0.9 + 0.001 * RNG.random((48, 56)), np.zeros((48, 56))]
+    targets = [shifted, 0.9 + 0.001 * RNG.random((48, 56)), disk((48, 56), (20, 20), 8)]
+    got = ssim(batch(*images), batch(*targets))
+    want = [ref_ssim(p.astype(np.float32), t.astype(np.float32)) for p, t in zip(images, targets)]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_ssim_constant_images():
+    equal = ssim(batch(np.full((16, 16), 0.5)), batch(np.full((16, 16), 0.5)))
+    differ = ssim(batch(np.full((16, 16), 0.2)), batch(np.full((16, 16), 0.6)))
+    np.testing.assert_allclose(equal, [1.0], atol=1e-6)
+    want = ref_ssim(np.full((16, 16), 0.2), np.full((16, 16), 0.6))
+    np.testing.assert_allclose(differ, [want], atol=1e-5)
+
+
+def test_ssim_rejects_images_smaller_than_the_window():
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim(np.zeros((1, 10, 32, 1)), np.zeros((1, 10, 32, 1)))
+
+
+# ---------------------------------------------------------------- MS-SSIM
+
+
+@pytest.mark.parametrize("shape", [(176, 176), (181, 190)])
+def test_ms_ssim_matches_numpy_reference(shape):
+    pred, target = noisy_pair(shape, 0.05)
+    structured = smooth_image(shape), np.roll(smooth_image(shape), 2, axis=0)
+    got = ms_ssim(batch(pred, structured[0]), batch(target, structured[1]))
+    want = [ref_ms_ssim(pred, target), ref_ms_ssim(*structured)]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_ms_ssim_clips_negative_contrast_structure_to_zero():
+    target = smooth_image((176, 176))
+    got = ms_ssim(batch(target, target), batch(1 - target, target))
+    np.testing.assert_allclose(got, [ref_ms_ssim(target, 1 - target), 1.0], atol=1e-5)
+    assert got[0] == 0.0
+
+
+def test_ms_ssim_too_small_names_the_minimum_size():
+    with pytest.raises(ValueError, match="at least 176x176 pixels, got 175x256"):
+        ms_ssim(np.zeros((1, 175, 256, 1)), np.zeros((1, 175, 256, 1)))
+
+
+# ---------------------------------------------------------------- Dice
+
+
+def test_dice_matches_numpy_and_binarises_at_half():
+    pred = [disk((32, 32), (12, 12), 6), 0.6 * disk((32, 32), (14, 12), 6), RNG.random((32, 32))]
+    target = [disk((32, 32), (16, 14), 7), disk((32, 32), (12, 12), 6), RNG.random((32, 32))]
+    got = dice(batch(*pred), batch(*target))
+    np.testing.assert_allclose(got, [ref_dice(p, t) for p, t in zip(pred, target)], rtol=1e-6)
+
+
+def test_dice_edge_cases():
+    empty, half = np.zeros((8, 8)), np.full((8, 8), 0.5)
+    pixel = np.zeros((8, 8))
+    pixel[7, 0] = 1
+    got = dice(batch(empty, empty, pixel, half, pixel), batch(empty, pixel, empty, empty, pixel))
+    np.testing.assert_array_equal(got, [1.0, 0.0, 0.0, 1.0, 1.0])
+
+
+# ---------------------------------------------------------------- Hausdorff
+
+
+@pytest.mark.parametrize("percentile", [None, 95])
+def test_hausdorff_matches_scipy_on_random_masks(percentile):
+    pred = (RNG.random((4, 24, 30)) > 0.95).astype(np.float32)
+    target = (RNG.random((4, 24, 30)) > 0.97).astype(np.float32)
+    got = hausdorff(batch(*pred), batch(*target), percentile=percentile)
+    want = [ref_hausdorff(p, t, percentile) for p, t in zip(pred, target)]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_hausdorff_shifted_disks_at_full_size():
+    shape = (256, 256)
+    pred = [disk(shape, (128, 128), 30), disk(shape, (5, 250), 12), disk(shape, (60, 60), 20)]
+    target = [disk(shape, (131, 124), 30), disk(shape, (200, 20), 3), disk(shape, (64, 64), 10)]
+    for percentile in (None, 95):
+        got = hausdorff(batch(*pred), batch(*target), percentile=percentile)
+        want = [ref_hausdorff(p, t, percentile) for p, t in zip(pred, target)]
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_hausdorff_edge_cases():
+    empty = np.zeros((10, 12))
+    corner, opposite = empty.copy(), empty.copy()
+    corner[0, 0] = 1
+    opposite[9, 11] = 1
+    soft = 0.5 * opposite + 0.51 * corner
+    pred = batch(empty, corner, empty, corner, corner, soft)
+    target = batch(empty, empty, corner, opposite, corner, opposite)
+    for percentile in (None, 95):
+        got = hausdorff(pred, target, percentile=percentile)
+        np.testing.assert_allclose(got, [0.0, np.inf, np.inf, np.hypot(9, 11), 0.0, np.hypot(9, 11)])
+
+
+# ---------------------------------------------------------------- regions, batching, shapes
+
+
+def test_tumour_region_ignores_differences_outside_the_real_roi():
+    roi = disk((32, 32), (16, 16), 6)
+    real = RNG.random((32, 32))
+    synth = np.where(roi > 0, real, RNG.random((32, 32)))
+    x, s, y = batch(real), batch(synth), batch(roi)
+    np.testing.assert_array_equal(tumour_region(x, y), x * y)
+    assert np.isposinf(psnr(tumour_region(s, y), tumour_region(x, y))).all()
+    assert psnr(s, x)[0] < 20
+    with pytest.raises(ValueError, match="image and roi"):
+        tumour_region(x, y[:, :16])
+
+
+@pytest.mark.parametrize(
+    "metric, size",
+    [(psnr, 24), (ssim, 24), (ms_ssim, 176), (dice, 24), (hausdorff, 24)],
+)
+def test_batch_equals_one_example_at_a_time(metric, size):
+    pred = (RNG.random((3, size, size, 1)) > 0.9).astype(np.float32) * RNG.random((3, size, size, 1))
+    target = np.clip(pred + RNG.normal(0, 0.2, pred.shape), 0, 1).astype(np.float32)
+    together = metric(pred, target)
+    assert together.shape == (3,)
+    one_by_one = [metric(pred[i : i + 1], target[i : i + 1])[0] for i in range(3)]
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-6)
+
+
+@pytest.mark.parametrize("metric", [psnr, ssim, dice, hausdorff])
+def test_shape_errors_name_the_argument(metric):
+    with pytest.raises(ValueError, match=r"pred must have shape \(N, H, W, 1\)"):
+        metric(np.zeros((2, 16, 16)), np.zeros((2, 16, 16)))
+    with pytest.raises(ValueError, match="pred and target shapes differ"):
+        metric(np.zeros((2, 16, 16, 1)), np.zeros((1, 16, 16, 1)))
