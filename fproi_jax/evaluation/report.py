@@ -1,0 +1,295 @@
+"""Evaluation reports: per-example metrics -> CSV, summaries and comparisons laid out as the paper.
+
+Image synthesis metrics (paper Tables 1 and 3) per region, whole image and tumour region,
+and ROI synthesis metrics (Tables 2 and 4), Dice and Hausdorff, plus optional HD95.
+Choices:
+- mean ± sample standard deviation (ddof=1) over the examples;
+- +inf values (a Hausdorff distance where exactly one ROI is empty, a PSNR of identical
+  images) are left out of mean and std and counted separately; NaN or -inf is an error;
+- comparisons: paired-samples t-test (scipy.stats.ttest_rel) of the reference method against
+  each other method, per metric, on the examples where both values are finite; the test is
+  undefined (p = null) with fewer than 2 such pairs or when all paired differences are equal.
+Every file is written to a temporary name and renamed, so none is ever half-written.
+"""
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+REGIONS = {"whole": "Whole image", "tumour": "Tumour region"}
+IMAGE_METRICS = {"psnr": "PSNR", "ssim": "SSIM", "ms_ssim": "MS-SSIM"}
+ROI_METRICS = {"dice": "Dice", "hausdorff": "Hausdorff", "hausdorff95": "Hausdorff 95"}
+OPTIONAL = ("hausdorff95",)
+METRICS = {
+    "image": {region: tuple(f"{region}_{name}" for name in IMAGE_METRICS) for region in REGIONS},
+    "roi": tuple(ROI_METRICS),
+}
+ALL_METRICS = (*(name for names in METRICS["image"].values() for name in names), *METRICS["roi"])
+ALPHA = 0.05
+ID_COLUMN = "example_id"
+PER_EXAMPLE = "per_example.csv"
+
+
+def _write_atomic(path, text):
+    """Writes `text` to `path` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _checked(per_example, example_ids, source):
+    """Validates metric arrays against the ids; returns {metric: float64 array} in METRICS order."""
+    unknown = sorted(set(per_example) - set(ALL_METRICS))
+    missing = [name for name in ALL_METRICS if name not in per_example and name not in OPTIONAL]
+    if unknown or missing:
+        raise ValueError(f"{source}: unknown metrics {unknown}, missing metrics {missing}")
+    if len(set(example_ids)) != len(example_ids):
+        raise ValueError(f"{source}: duplicate example ids")
+    checked = {}
+    for name in (name for name in ALL_METRICS if name in per_example):
+        values = np.asarray(per_example[name], dtype=np.float64)
+        if values.shape != (len(example_ids),):
+            raise ValueError(
+                f"{source}: {name} has shape {values.shape}, expected ({len(example_ids)},)"
+            )
+        bad = np.isnan(values) | np.isneginf(values)
+        if bad.any():
+            ids = [example_ids[i] for i in np.flatnonzero(bad)]
+            raise ValueError(f"{source}: {name} is NaN or -inf for examples {ids}")
+        checked[name] = values
+    return checked
+
+
+def _statistics(values):
+    """Mean, sample std, number of finite values and number of +inf values (left out)."""
+    finite = values[np.isfinite(values)]
+    return {
+        "mean": float(np.mean(finite)) if finite.size else None,
+        "std": float(np.std(finite, ddof=1)) if finite.size > 1 else None,
+        "n": int(finite.size),
+        "n_inf": int(values.size - finite.size),
+    }
+
+
+def _paired_test(reference, other):
+    """Paired t-test on the examples where both values are finite."""
+    keep = np.isfinite(reference) & np.isfinite(other)
+    a, b = reference[keep], other[keep]
+    result = {"t": None, "p": None, "n_pairs": int(keep.sum()), "n_dropped": int((~keep).sum())}
+    if a.size >= 2 and np.ptp(a - b) > 0:
+        test = stats.ttest_rel(a, b)
+        result.update(t=float(test.statistic), p=float(test.pvalue))
+    result["significant"] = result["p"] is not None and result["p"] < ALPHA
+    return result
+
+
+def _cell(stat):
+    if stat["mean"] is None:
+        text = "n/a"
+    elif stat["std"] is None:
+        text = f"{stat['mean']:.3f}"
+    else:
+        text = f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+    return text + (" †" if stat["n_inf"] else "")
+
+
+def _table(header, rows):
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def _paper_tables(cells, metrics):
+    """Markdown image table (rows region x method) and ROI table (rows method).
+
+    cells: {method: {metric: text}}; metrics: the metric names present, in METRICS order.
+    """
+    blank = "—"
+    image = _table(
+        ["Region", "Method", *IMAGE_METRICS.values()],
+        [
+            [REGIONS[region], method, *(row.get(name, blank) for name in names)]
+            for region, names in METRICS["image"].items()
+            for method, row in cells.items()
+        ],
+    )
+    roi_names = [name for name in METRICS["roi"] if name in metrics]
+    roi = _table(
+        ["Method", *(ROI_METRICS[name] for name in roi_names)],
+        [[method, *(row.get(name, blank) for name in roi_names)] for method, row in cells.items()],
+    )
+    return f"## Image synthesis\n\n{image}\n\n## ROI synthesis\n\n{roi}\n"
+
+
+def _footnote(statistics, n_examples):
+    """statistics: {method: {metric: stats}}; lists the +inf values left out."""
+    left_out = [
+        f"{method} {name}: {stat['n_inf']} of {n_examples}"
+        for method, by_metric in statistics.items()
+        for name, stat in by_metric.items()
+        if stat["n_inf"]
+    ]
+    return (
+        "PSNR in dB, Hausdorff distances in pixels. † infinite values (Hausdorff with exactly "
+        "one ROI empty, PSNR of identical images) are excluded from mean ± std: "
+        + ("; ".join(left_out) if left_out else "none")
+        + ".\n"
+    )
+
+
+def write_report(per_example, example_ids, out_dir, method, dataset):
+    """Writes per_example.csv, summary.json and summary.md for one method on one dataset.
+
+    Args:
+      per_example: {metric: (N,) values}, with every name of ALL_METRICS except the
+        optional ones (hausdorff95).
+      example_ids: N unique ids, in the order of the values.
+      out_dir: folder, created if needed.
+      method, dataset: names shown in the tables.
+    Returns the summary dict written to summary.json:
+      {"method", "dataset", "n_examples", "metrics": {metric: {"mean", "std", "n", "n_inf"}}}.
+    """
+    example_ids = [str(i) for i in example_ids]
+    values = _checked(per_example, example_ids, f"write_report({method!r})")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow([ID_COLUMN, *values])
+    for k, example_id in enumerate(example_ids):
+        writer.writerow([example_id, *(repr(float(v[k])) for v in values.values())])
+    _write_atomic(out_dir / PER_EXAMPLE, rows.getvalue())
+
+    summary = {
+        "method": method,
+        "dataset": dataset,
+        "n_examples": len(example_ids),
+        "metrics": {name: _statistics(v) for name, v in values.items()},
+    }
+    _write_atomic(out_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    cells = {method: {name: _cell(stat) for name, stat in summary["metrics"].items()}}
+    markdown = (
+        f"# {method} on {dataset}\n\n"
+        f"{len(example_ids)} examples, mean ± standard deviation (ddof=1).\n\n"
+        + _paper_tables(cells, values)
+        + "\n"
+        + _footnote({method: summary["metrics"]}, len(example_ids))
+    )
+    _write_atomic(out_dir / "summary.md", markdown)
+    return summary
+
+
+def read_per_example(run_dir):
+    """Reads a run's per_example.csv; returns (example ids, {metric: float64 array})."""
+    path = Path(run_dir) / PER_EXAMPLE
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path}: no examples")
+    ids = [row[ID_COLUMN] for row in rows]
+    names = [name for name in rows[0] if name != ID_COLUMN]
+    values = {name: np.array([float(row[name]) for row in rows]) for name in names}
+    return ids, _checked(values, ids, str(path))
+
+
+def compare_runs(run_dirs, reference, out_dir):
+    """Compares runs written by write_report: writes comparison.md and comparison.json.
+
+    Args:
+      run_dirs: {method name: run folder holding per_example.csv}, in table order.
+      reference: the method every other one is tested against (e.g. Fproi-GAN).
+      out_dir: folder, created if needed.
+    Examples are aligned by id; every run must hold exactly the reference's ids. Metrics are
+    those present in every run. In comparison.md a method's cell is underlined and starred
+    where its paired t-test against the reference gives p < 0.05.
+    Returns the dict written to comparison.json:
+      {"reference", "alpha", "n_examples", "methods", "metrics": {metric: {method: stats}},
+       "tests": {metric: {method: {"t", "p", "n_pairs", "n_dropped", "significant"}}}}.
+    """
+    if reference not in run_dirs:
+        raise ValueError(f"reference {reference!r} is not one of the runs {list(run_dirs)}")
+    runs = {method: read_per_example(path) for method, path in run_dirs.items()}
+    reference_ids = runs[reference][0]
+    aligned = {}
+    for method, (ids, values) in runs.items():
+        missing, extra = set(reference_ids) - set(ids), set(ids) - set(reference_ids)
+        if missing or extra:
+            raise ValueError(
+                f"run {method!r}: examples differ from the reference {reference!r}: "
+                f"missing ids {sorted(missing)}, unexpected ids {sorted(extra)}"
+            )
+        position = {example_id: k for k, example_id in enumerate(ids)}
+        order = np.array([position[example_id] for example_id in reference_ids])
+        aligned[method] = {name: v[order] for name, v in values.items()}
+    metrics = [name for name in ALL_METRICS if all(name in v for v in aligned.values())]
+
+    statistics = {m: {name: _statistics(aligned[m][name]) for name in metrics} for m in aligned}
+    tests = {
+        name: {
+            m: _paired_test(aligned[reference][name], aligned[m][name])
+            for m in aligned
+            if m != reference
+        }
+        for name in metrics
+    }
+    comparison = {
+        "reference": reference,
+        "alpha": ALPHA,
+        "n_examples": len(reference_ids),
+        "methods": list(aligned),
+        "metrics": {name: {m: statistics[m][name] for m in aligned} for name in metrics},
+        "tests": tests,
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(
+        out_dir / "comparison.json", json.dumps(comparison, indent=2, allow_nan=False) + "\n"
+    )
+    _write_atomic(out_dir / "comparison.md", _comparison_markdown(comparison, statistics))
+    return comparison
+
+
+def _comparison_markdown(comparison, statistics):
+    reference, tests = comparison["reference"], comparison["tests"]
+
+    def marked(method, name):
+        text = _cell(statistics[method][name])
+        significant = method != reference and tests[name][method]["significant"]
+        return f"<u>{text}</u>*" if significant else text
+
+    def p_value(method, name):
+        if method == reference:
+            return "reference"
+        test = tests[name][method]
+        p = "n/a" if test["p"] is None else f"{test['p']:.3g}"
+        dropped = f", {test['n_dropped']} dropped" if test["n_dropped"] else ""
+        return f"{p} (n={test['n_pairs']}{dropped})"
+
+    metrics = list(comparison["metrics"])
+
+    def table(cell):
+        return {m: {name: cell(m, name) for name in metrics} for m in statistics}
+
+    return (
+        f"# Comparison against {reference}\n\n"
+        f"{comparison['n_examples']} paired examples, mean ± standard deviation (ddof=1). "
+        f"<u>Underlined</u>*: paired-samples t-test against {reference} significant at "
+        f"p < {ALPHA}.\n\n"
+        + _paper_tables(table(marked), metrics)
+        + f"\n# p-values of the paired t-test against {reference}\n\n"
+        "n: pairs tested; dropped: pairs with an infinite value in either run.\n\n"
+        + _paper_tables(table(p_value), metrics)
+        + "\n"
+        + _footnote(statistics, comparison["n_examples"])
+    )
