@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fproi_jax.evaluation.figures import CELL_INCHES, DPI, comparison_grid, grey_histograms, roi_grid
+from fproi_jax.evaluation.figures import (
+    CELL_INCHES,
+    DPI,
+    comparison_grid,
+    grey_histograms,
+    roi_grid,
+)
 
 RNG = np.random.default_rng(0)
 N, H, W = 3, 40, 48
@@ -45,15 +51,17 @@ def test_comparison_grid_writes_a_png_of_input_and_method_columns(tmp_path):
 def test_roi_grid_writes_a_png(tmp_path):
     real, _ = images()
     roi = disks()
-    roi_grid(tmp_path / "roi.png", roi, {"cycleGAN": np.roll(roi, 3, axis=2), "Fproi-GAN": roi}, real)
+    synthesized = {"cycleGAN": np.roll(roi, 3, axis=2), "Fproi-GAN": roi}
+    roi_grid(tmp_path / "roi.png", roi, synthesized, real)
     assert png_size(tmp_path / "roi.png") == cells(columns=2, rows=N)
 
 
 @pytest.mark.parametrize("exclude_background", [True, False])
 def test_grey_histograms_write_a_png(tmp_path, exclude_background):
     real, methods = images()
-    grey_histograms(tmp_path / "hist.png", real, methods, bins=32, exclude_background=exclude_background)
-    assert png_size(tmp_path / "hist.png") == (round(2 * 4.0 * DPI), round(3.0 * DPI))
+    path = tmp_path / "hist.png"
+    grey_histograms(path, real, methods, bins=32, exclude_background=exclude_background)
+    assert png_size(path) == (round(2 * 4.0 * DPI), round(3.0 * DPI))
 
 
 def test_bad_inputs_name_the_argument(tmp_path):

@@ -30,7 +30,8 @@ def smooth_image(shape):
     """Structured test image: smoothed noise plus a bright disk."""
     base = ndimage.gaussian_filter(RNG.random(shape), 4)
     base = (base - base.min()) / (base.max() - base.min())
-    return np.clip(0.7 * base + 0.3 * disk(shape, (shape[0] // 3, shape[1] // 2), shape[0] // 6), 0, 1)
+    lesion = disk(shape, (shape[0] // 3, shape[1] // 2), shape[0] // 6)
+    return np.clip(0.7 * base + 0.3 * lesion, 0, 1)
 
 
 # ---------------------------------------------------------------- references
@@ -88,9 +89,14 @@ def ref_dice(pred, target):
 
 
 def test_psnr_matches_skimage():
-    pairs = [noisy_pair((32, 40), 0.1), noisy_pair((32, 40), 0.01), (smooth_image((32, 40)), smooth_image((32, 40)))]
+    shape = (32, 40)
+    structured = smooth_image(shape), smooth_image(shape)
+    pairs = [noisy_pair(shape, 0.1), noisy_pair(shape, 0.01), structured]
     got = psnr(batch(*(p for p, _ in pairs)), batch(*(t for _, t in pairs)))
-    want = [peak_signal_noise_ratio(t.astype(np.float32), p.astype(np.float32), data_range=1) for p, t in pairs]
+    want = [
+        peak_signal_noise_ratio(t.astype(np.float32), p.astype(np.float32), data_range=1)
+        for p, t in pairs
+    ]
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
@@ -211,7 +217,8 @@ def test_hausdorff_edge_cases():
     target = batch(empty, empty, corner, opposite, corner, opposite)
     for percentile in (None, 95):
         got = hausdorff(pred, target, percentile=percentile)
-        np.testing.assert_allclose(got, [0.0, np.inf, np.inf, np.hypot(9, 11), 0.0, np.hypot(9, 11)])
+        far = np.hypot(9, 11)
+        np.testing.assert_allclose(got, [0.0, np.inf, np.inf, far, 0.0, far])
 
 
 # ---------------------------------------------------------------- regions, batching, shapes
@@ -234,7 +241,8 @@ def test_tumour_region_ignores_differences_outside_the_real_roi():
     [(psnr, 24), (ssim, 24), (ms_ssim, 176), (dice, 24), (hausdorff, 24)],
 )
 def test_batch_equals_one_example_at_a_time(metric, size):
-    pred = (RNG.random((3, size, size, 1)) > 0.9).astype(np.float32) * RNG.random((3, size, size, 1))
+    shape = (3, size, size, 1)
+    pred = (RNG.random(shape) > 0.9).astype(np.float32) * RNG.random(shape)
     target = np.clip(pred + RNG.normal(0, 0.2, pred.shape), 0, 1).astype(np.float32)
     together = metric(pred, target)
     assert together.shape == (3,)

@@ -13,7 +13,8 @@ IDS = ["a", "b", "c", "d"]
 
 def metrics(offset=0.0, hausdorff=(1.0, 2.0, 4.0, np.inf)):
     """Per-example values: metric k of ALL_METRICS is (1, 2, 3, 5) * (k + 1) + offset."""
-    values = {name: np.array([1.0, 2.0, 3.0, 5.0]) * (k + 1) + offset for k, name in enumerate(ALL_METRICS)}
+    base = np.array([1.0, 2.0, 3.0, 5.0])
+    values = {name: base * (k + 1) + offset for k, name in enumerate(ALL_METRICS)}
     values["hausdorff"] = np.array(hausdorff)
     return values
 
@@ -32,7 +33,7 @@ def test_write_report_files_and_summary(tmp_path):
     assert summary["n_examples"] == 4 and summary["dataset"] == "INbreast"
     psnr = summary["metrics"]["whole_psnr"]
     assert psnr["mean"] == pytest.approx(11 / 4)
-    assert psnr["std"] == pytest.approx(np.sqrt(((1 - 2.75) ** 2 + 0.75**2 + 0.25**2 + 2.25**2) / 3))
+    assert psnr["std"] == pytest.approx(np.sqrt((1.75**2 + 0.75**2 + 0.25**2 + 2.25**2) / 3))
     assert summary["metrics"]["hausdorff"] == {
         "mean": pytest.approx(7 / 3),
         "std": pytest.approx(np.std([1, 2, 4], ddof=1)),
@@ -41,7 +42,8 @@ def test_write_report_files_and_summary(tmp_path):
     }
 
     markdown = (tmp_path / "summary.md").read_text()
-    assert "| Whole image | Fproi-GAN | 2.750 ± 1.708 | 5.500 ± 3.416 | 8.250 ± 5.123 |" in markdown
+    row = "| Whole image | Fproi-GAN | 2.750 ± 1.708 | 5.500 ± 3.416 | 8.250 ± 5.123 |"
+    assert row in markdown
     assert "| Tumour region | Fproi-GAN |" in markdown
     assert "| Method | Dice | Hausdorff | Hausdorff 95 |" in markdown
     assert "2.333 ± 1.528 †" in markdown
@@ -60,7 +62,10 @@ def test_write_report_hausdorff95_is_optional(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda v: v.update(whole_psnr=np.array([1.0, np.nan, 2.0, 3.0])), r"whole_psnr is NaN or -inf for examples \['b'\]"),
+        (
+            lambda v: v.update(whole_psnr=np.array([1.0, np.nan, 2.0, 3.0])),
+            r"whole_psnr is NaN or -inf for examples \['b'\]",
+        ),
         (lambda v: v.pop("dice"), r"missing metrics \['dice'\]"),
         (lambda v: v.update(fid=np.zeros(4)), r"unknown metrics \['fid'\]"),
         (lambda v: v.update(dice=np.zeros(3)), r"dice has shape \(3,\), expected \(4,\)"),
@@ -89,8 +94,10 @@ def runs(tmp_path):
     order = [2, 0, 3, 1]
     write_report(reference, IDS, tmp_path / "ref", "Fproi-GAN", "d")
     write_report(close, IDS, tmp_path / "close", "cycleGAN", "d")
-    write_report({k: v[order] for k, v in far.items()}, [IDS[i] for i in order], tmp_path / "far", "DCGAN", "d")
-    dirs = {"DCGAN": tmp_path / "far", "cycleGAN": tmp_path / "close", "Fproi-GAN": tmp_path / "ref"}
+    shuffled = {k: v[order] for k, v in far.items()}
+    write_report(shuffled, [IDS[i] for i in order], tmp_path / "far", "DCGAN", "d")
+    dirs = {"DCGAN": "far", "cycleGAN": "close", "Fproi-GAN": "ref"}
+    dirs = {method: tmp_path / name for method, name in dirs.items()}
     return dirs, reference, close, far
 
 
@@ -130,9 +137,11 @@ def test_compare_runs_paired_t_tests(tmp_path):
 
 def test_compare_runs_names_the_run_and_the_missing_ids(tmp_path):
     dirs, reference, *_ = runs(tmp_path)
-    write_report({k: v[:3] for k, v in reference.items()}, ["a", "b", "x"], tmp_path / "short", "Pix2Pix", "d")
+    short = {k: v[:3] for k, v in reference.items()}
+    write_report(short, ["a", "b", "x"], tmp_path / "short", "Pix2Pix", "d")
     dirs["Pix2Pix"] = tmp_path / "short"
-    with pytest.raises(ValueError, match=r"run 'Pix2Pix'.*missing ids \['c', 'd'\], unexpected ids \['x'\]"):
+    message = r"run 'Pix2Pix'.*missing ids \['c', 'd'\], unexpected ids \['x'\]"
+    with pytest.raises(ValueError, match=message):
         compare_runs(dirs, "Fproi-GAN", tmp_path / "cmp")
     with pytest.raises(ValueError, match="reference 'Fproi' is not one of the runs"):
         compare_runs(dirs, "Fproi", tmp_path / "cmp")

@@ -102,7 +102,7 @@ def comparison_grid(path, inputs, roi, methods, n=4, margin=8):
 
 
 def roi_grid(path, rois_real, rois_synth, images, n=4):
-    """Real ROI (solid lime) and synthesized ROI (dashed red) outlines over the real image, per method.
+    """Real ROI (solid lime) and synthesized ROI (dashed red) outlined over the real image.
 
     rois_synth: {method: synthesized ROI batch}; ROIs are outlined at the 0.5 level.
     Rows: the first n examples; columns: one per method.
@@ -140,7 +140,9 @@ def grey_histograms(path, real, methods, bins=64, exclude_background=True):
     for ax, (name, images) in zip(axes, synthesized.items()):
         for values, label in ((real[keep], "real"), (images[keep], name)):
             weights = np.full(values.shape, 1.0 / values.size)
-            ax.hist(values, bins=bins, range=(0.0, 1.0), weights=weights, histtype="step", label=label)
+            ax.hist(
+                values, bins, range=(0.0, 1.0), weights=weights, histtype="step", label=label
+            )
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("grey level")
         ax.set_ylabel("fraction of pixels")

@@ -5,7 +5,7 @@ ROI_THRESHOLD = 0.5
 
 
 def as_image_pair(pred, target):
-    """Checks `pred` and `target` are matching (N, H, W, 1) batches; returns them as (N, H, W) floats.
+    """Checks `pred` and `target` are matching (N, H, W, 1) batches; returns them as (N, H, W).
 
     Integer and boolean inputs become float32; float64 stays float64 (when x64 is enabled).
     Runs at trace time, so under jit the check costs nothing.
