@@ -48,7 +48,8 @@ def test_write_report_files_and_summary(tmp_path):
     assert "| Method | Dice | Hausdorff | Hausdorff 95 |" in markdown
     assert "2.333 ± 1.528 †" in markdown
     assert "Fproi-GAN hausdorff: 1 of 4" in markdown
-    assert not list(tmp_path.glob("*.tmp"))
+    files = {path.name for path in tmp_path.iterdir()}
+    assert files == {"per_example.csv", "summary.json", "summary.md"}
 
 
 def test_write_report_hausdorff95_is_optional(tmp_path):

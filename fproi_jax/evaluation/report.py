@@ -15,7 +15,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +37,13 @@ PER_EXAMPLE = "per_example.csv"
 def _write_atomic(path, text):
     """Writes `text` to `path` through a temporary file in the same folder and a rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open() honours the umask
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with open(tmp, "w", newline="") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
