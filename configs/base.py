@@ -1,0 +1,47 @@
+"""Defaults shared by every experiment; the dataset configs override what differs.
+
+Paper section 3: Adam with default parameters, learning rate 2e-4, 300 epochs.
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "brats2017"         # a TFDS builder registered by data_builders
+    config.data.builder_config = "paper"
+    config.data.data_dir = "data/tfds"     # where `python -m data_builders` wrote it
+    config.data.train_split = "train"
+    config.data.test_split = "test"
+    config.data.image_size = 256           # must divide the stored 256 x 256
+    config.data.seed = 0
+    config.data.augment = ml_collections.ConfigDict({"flip": True, "rot90": False})
+
+    config.model = ml_collections.ConfigDict()
+    config.model.use_rfb = True            # False: the CycleGAN baseline, same networks
+    config.model.rfb_features = (32, 64, 64, 32)
+    config.model.generator_width = 32
+    config.model.output_activation = "sigmoid"
+    config.model.discriminator_features = (64, 128, 256, 512)
+
+    config.train = ml_collections.ConfigDict()
+    config.train.batch_size = 1            # global, over all devices and hosts
+    config.train.num_epochs = 300
+    config.train.num_steps = -1            # > 0 overrides num_epochs
+    config.train.learning_rate = 2e-4
+    config.train.adam_b1 = 0.9             # Adam defaults (the paper); CycleGAN uses 0.5
+    config.train.adam_b2 = 0.999
+    config.train.adam_eps = 1e-8
+    config.train.lr_schedule = "constant"  # or "linear_decay": to zero over the second half
+    config.train.cycle_weight = 10.0       # lambda of the full objective; the paper gives none
+    config.train.log_every = 50
+    config.train.checkpoint_every = 1000
+    config.train.keep_checkpoints = 3
+    config.train.sample_every = 1000
+    config.train.num_samples = 4
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.batch_size = 8
+    return config

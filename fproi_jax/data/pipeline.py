@@ -1,0 +1,121 @@
+"""Input pipeline: TFDS data source -> grain -> global batches on the device mesh.
+
+The order of examples depends on the seed only, never on the number of hosts or
+devices: one seeded shuffle of the whole split (reshuffled every epoch) is cut into
+global batches, and each host reads only its own contiguous slice of each global batch.
+Augmentation draws from a generator seeded by (seed, position in the stream), so a run
+on 1 device, on N devices or on N hosts sees the same global batches, and an iterator
+restored from its checkpointed position continues the same sequence.
+"""
+from typing import Iterator
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+import data_builders  # noqa: F401  (registers the TFDS builders)
+
+BATCH_KEYS = ("image", "roi")
+
+
+def load_split(data: ml_collections.ConfigDict, split: str):
+    """Random-access TFDS data source of one split (array_record, no TensorFlow)."""
+    name = f"{data.name}/{data.builder_config}" if data.builder_config else data.name
+    return tfds.data_source(name, data_dir=data.data_dir, split=split)
+
+
+def resize_example(image: np.ndarray, roi: np.ndarray, size: int):
+    """Downsamples a (H, W, 1) pair by an integer factor to (size, size, 1).
+
+    The image by area averaging; the ROI by area averaging thresholded at 0.5, so it
+    stays binary and aligned with the image.
+    """
+    h, w = image.shape[:2]
+    if h == size and w == size:
+        return image.astype(np.float32), roi.astype(np.float32)
+    if h % size or w % size:
+        raise ValueError(f"data.image_size={size} must divide the stored size {h}x{w}")
+    fh, fw = h // size, w // size
+
+    def area(a):
+        return a.astype(np.float32).reshape(size, fh, size, fw, -1).mean(axis=(1, 3))
+
+    return area(image), (area(roi) >= 0.5).astype(np.float32)
+
+
+def augment(image: np.ndarray, roi: np.ndarray, rng: np.random.Generator,
+            cfg: ml_collections.ConfigDict):
+    """Random left-right flip and rotation by a multiple of 90 degrees, identical for both."""
+    if cfg.flip and rng.random() < 0.5:
+        image, roi = image[:, ::-1], roi[:, ::-1]
+    if cfg.rot90:
+        k = int(rng.integers(4))
+        image, roi = np.rot90(image, k), np.rot90(roi, k)
+    return np.ascontiguousarray(image), np.ascontiguousarray(roi)
+
+
+class _ReadHostSlice:
+    """Reads, resizes and augments this host's slice of one global batch of positions."""
+
+    def __init__(self, source, data: ml_collections.ConfigDict, host_slice: slice,
+                 train: bool):
+        self.source, self.data, self.host_slice, self.train = source, data, host_slice, train
+
+    def __call__(self, batch):
+        positions, indices = batch
+        images, rois = [], []
+        for position, index in zip(positions[self.host_slice], indices[self.host_slice]):
+            example = self.source[int(index)]
+            image, roi = resize_example(example["image"], example["roi"], self.data.image_size)
+            if self.train:
+                rng = np.random.default_rng((self.data.seed, int(position)))
+                image, roi = augment(image, roi, rng, self.data.augment)
+            images.append(image)
+            rois.append(roi)
+        return {"image": np.stack(images), "roi": np.stack(rois),
+                "index": np.asarray(indices[self.host_slice], np.int64)}
+
+
+def host_slice(global_batch_size: int) -> slice:
+    """This host's contiguous share of a global batch."""
+    count, index = jax.process_count(), jax.process_index()
+    if global_batch_size % count:
+        raise ValueError(f"batch size {global_batch_size} is not divisible by {count} hosts")
+    local = global_batch_size // count
+    return slice(index * local, (index + 1) * local)
+
+
+def train_dataset(source, data: ml_collections.ConfigDict, global_batch_size: int):
+    """Endless, seeded, per-epoch reshuffled stream of this host's batches (a grain IterDataset)."""
+    order = grain.MapDataset.range(len(source)).seed(data.seed).shuffle().repeat(None)
+    batches = order.map_with_index(lambda position, index: (position, index)).batch(
+        global_batch_size, drop_remainder=True,
+        batch_fn=lambda items: tuple(np.asarray(column) for column in zip(*items)))
+    return batches.map(_ReadHostSlice(source, data, host_slice(global_batch_size),
+                                      train=True)).to_iter_dataset()
+
+
+def eval_batches(source, data: ml_collections.ConfigDict, batch_size: int) -> Iterator[dict]:
+    """The whole split in order, in batches of at most `batch_size` (single host)."""
+    n = len(source)
+    reader = _ReadHostSlice(source, data, slice(None), train=False)
+    for start in range(0, n, batch_size):
+        index = np.arange(start, min(start + batch_size, n))
+        yield reader((index, index))
+
+
+def data_mesh(devices=None) -> Mesh:
+    """A one-axis mesh named 'data' over all global devices (or the ones given)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return jax.make_mesh((len(devices),), ("data",), devices=devices,
+                         axis_types=(jax.sharding.AxisType.Explicit,))
+
+
+def to_global_batch(local_batch: dict, mesh: Mesh) -> dict:
+    """Assembles the hosts' slices into global arrays sharded over the 'data' axis."""
+    sharding = NamedSharding(mesh, P("data"))
+    return {key: jax.make_array_from_process_local_data(sharding, local_batch[key])
+            for key in BATCH_KEYS}

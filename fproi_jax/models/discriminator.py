@@ -1,0 +1,25 @@
+"""Discriminator used as Dx (images) and Dy (ROIs), paper Figure 5.
+
+Four conv blocks (4x4 stride-2 Conv2D + LeakyReLU 0.2; 64, 128, 256, 512 channels; the
+figure shows no normalisation), flatten (16 x 16 x 512 at 256 x 256 input), and a dense
+layer to one value. The paper's final sigmoid is folded into the loss: the module
+returns a logit.
+"""
+from typing import Sequence
+
+import flax.linen as nn
+
+
+class Discriminator(nn.Module):
+    """(N, H, W, C) -> (N,) real-vs-synthetic logits."""
+
+    features: Sequence[int] = (64, 128, 256, 512)
+    negative_slope: float = 0.2
+
+    @nn.compact
+    def __call__(self, x):
+        for f in self.features:
+            x = nn.Conv(f, (4, 4), strides=2, padding=[(1, 1), (1, 1)])(x)
+            x = nn.leaky_relu(x, self.negative_slope)
+        x = x.reshape(x.shape[0], -1)
+        return nn.Dense(1)(x)[:, 0]

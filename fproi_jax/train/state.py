@@ -1,0 +1,56 @@
+"""Train state and the four optimizers (G with the RFB, F, Dx, Dy).
+
+Paper section 3: Adam with default parameters and learning rate 2e-4 for every network.
+`lr_schedule='linear_decay'` keeps the rate for the first half of training and decays it
+linearly to zero over the second half, as the canonical CycleGAN does.
+"""
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from fproi_jax.models.fproi_gan import FproiGAN
+
+NETWORKS = ("G", "F", "Dx", "Dy")
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array   # int32 scalar: number of updates applied
+    params: dict      # {'G': {'rfb', 'net'}, 'F', 'Dx', 'Dy'}
+    opt_state: dict   # one optax state per entry of params
+    rng: jax.Array    # uint32[2] key; split every step for the image pools
+    pools: dict       # {'images', 'rois', 'count'}: history of synthesized samples
+
+
+def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    if train.lr_schedule == "constant":
+        return optax.constant_schedule(train.learning_rate)
+    if train.lr_schedule == "linear_decay":
+        half = total_steps // 2
+        return optax.join_schedules(
+            [optax.constant_schedule(train.learning_rate),
+             optax.linear_schedule(train.learning_rate, 0.0, max(total_steps - half, 1))],
+            [half])
+    raise ValueError(f"train.lr_schedule must be 'constant' or 'linear_decay', "
+                     f"got {train.lr_schedule!r}")
+
+
+def make_optimizer(train: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+    """The Adam optimizer used, with its own state, by each of the four networks."""
+    return optax.adam(learning_rate_schedule(train, total_steps), eps=train.adam_eps,
+                      b1=train.adam_b1, b2=train.adam_b2)
+
+
+def create_train_state(model: FproiGAN, optimizer: optax.GradientTransformation,
+                       rng: jax.Array, image_size: int, pool_size: int) -> TrainState:
+    """Fresh parameters, optimizer states and empty pools; pure, so it can run under jit."""
+    init_rng, state_rng = jax.random.split(rng)
+    params = model.init(init_rng, (image_size, image_size))
+    empty = jnp.zeros((pool_size, image_size, image_size, 1), jnp.float32)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=params,
+        opt_state={name: optimizer.init(params[name]) for name in NETWORKS},
+        rng=state_rng,
+        pools={"images": empty, "rois": empty, "count": jnp.zeros((), jnp.int32)})
