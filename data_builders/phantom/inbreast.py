@@ -81,7 +81,7 @@ def make_image(rng, rows, cols, lat, view, category):
   masses = []
   if category == "mass":
     for k in range(int(rng.integers(1, 3))):
-      r = rng.uniform(0.02, 0.07) * rows
+      r = rng.uniform(0.012, 0.045) * rows
       for _ in range(100):  # centre well inside the breast
         cy = rng.uniform(0.30, 0.70) * rows
         cx = rng.uniform(0.20, 0.50) * cols
