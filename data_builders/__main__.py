@@ -46,7 +46,7 @@ def summary(builder) -> str:
   for split, s in sorted(info.splits.items()):
     lines.append(f"  {split}: {s.num_examples} examples")
   for key in ("cases", "images", "excluded_slice_count", "images_without_xml",
-              "images_without_mass", "ignored_point_rois", "large_lesions"):
+              "images_without_mass", "ignored_point_rois", "ignored_roi_names", "large_lesions"):
     if key in md:
       lines.append(f"  {key}: {md[key]}")
   if md.get("excluded_slices"):

@@ -150,6 +150,8 @@ def test_point_rois_and_other_names_are_not_masses(raw, tmp_path):
   xml.write_bytes(plistlib.dumps(pl))
   b = build(d, tmp_path / "data")
   assert b.info.metadata["ignored_point_rois"] == 2
+  assert b.info.metadata["ignored_roi_names"]["Cluster"] == 1
+  assert b.info.metadata["ignored_roi_names"]["Calcification"] > 0
   n = sum(1 for v in examples(b).values() for e in v if e["file_id"].decode() == f)
   assert n == len(r["masses"])
 

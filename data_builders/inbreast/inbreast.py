@@ -137,11 +137,12 @@ def read_csv(path: os.PathLike) -> dict[str, dict[str, str]]:
   return table
 
 
-def parse_xml(path: os.PathLike) -> list[Mass]:
-  """Mass ROIs of an OsiriX plist (``Images[0].ROIs``), plus count of point-like masses.
+def parse_xml(path: os.PathLike, other_names: dict[str, int] | None = None) -> list[Mass]:
+  """Mass ROIs of an OsiriX plist (``Images[0].ROIs``).
 
-  Returns every ROI whose name is a mass name, including those with <= 2 points; the
-  caller drops the latter. Raises BadInputError naming the file on malformed content.
+  Returns every ROI whose name is a mass name, including those with <= 2 points (the
+  caller drops those). Names of the other ROIs are counted into ``other_names``.
+  Raises BadInputError naming the file on malformed content.
   """
   path = epath.Path(path)
   try:
@@ -159,6 +160,8 @@ def parse_xml(path: os.PathLike) -> list[Mass]:
       raise BadInputError(path, f"ROI {i} has no Name")
     name = str(roi["Name"]).strip()
     if name.lower() not in MASS_NAMES:
+      if other_names is not None:
+        other_names[name] = other_names.get(name, 0) + 1
       continue
     pts = []
     for s in roi.get("Point_px", []):
@@ -325,7 +328,7 @@ class Inbreast(tfds.core.GeneratorBasedBuilder):
       if not xml.exists():
         md["images_without_xml"] += 1
         continue
-      masses = self._log.call(parse_xml, xml)
+      masses = self._log.call(parse_xml, xml, md["ignored_roi_names"])
       if masses is None:
         continue
       points = [m for m in masses if len(m.points) <= 2]
@@ -350,7 +353,7 @@ class Inbreast(tfds.core.GeneratorBasedBuilder):
     self._log = common.SkipLog(self._skip_bad)
     md = self.info.metadata
     md["skipped"] = self._log.skipped
-    md.update(images_without_xml=0, images_without_mass=0, ignored_point_rois=0,
+    md.update(images_without_xml=0, images_without_mass=0, ignored_point_rois=0, ignored_roi_names={},
               large_lesions=0,
               crop="256x256 centred on the mass bbox, shifted inside the image; masses "
                    "larger than 256: square of 1.2*max(bbox) resized to 256",
