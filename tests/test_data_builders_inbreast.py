@@ -249,6 +249,13 @@ def missing_csv(d, raw):
   return p
 
 
+def csv_missing_row(d, raw):
+  p = d / "INbreast.csv"
+  f = _mass_file(d, raw)[0]
+  p.write_text("\n".join(l for l in p.read_text().splitlines() if f";{f};" not in l) + "\n")
+  return p
+
+
 def bad_file_name(d, raw):
   p = d / "AllDICOMs" / "scan.dcm"
   shutil.copy(_mass_file(d, raw)[1], p)
@@ -256,7 +263,7 @@ def bad_file_name(d, raw):
 
 
 @pytest.mark.parametrize("damage", [corrupt_dcm, truncated_dcm, truncated_rle_dcm, malformed_point,
-                                    not_a_plist, missing_csv, bad_file_name])
+                                    not_a_plist, missing_csv, csv_missing_row, bad_file_name])
 def test_bad_input_error_names_file_and_leaves_no_dataset(raw, tmp_path, damage):
   d = copy_raw(raw, tmp_path)
   path = damage(d, raw)

@@ -170,6 +170,7 @@ class Brats2017(tfds.core.GeneratorBasedBuilder):
     super().__init__(file_format=file_format or "array_record", **kwargs)
     self._skip_bad = self.builder_config.skip_bad if skip_bad is None else bool(skip_bad)
     self._log = common.SkipLog(self._skip_bad)
+    self._excluded_count = 0
 
   @property
   def skip_log(self) -> common.SkipLog:
@@ -222,6 +223,7 @@ class Brats2017(tfds.core.GeneratorBasedBuilder):
       by_split[split_of[patient_of(c[1])]].append(c)
     md = self.info.metadata
     md["skipped"] = self._log.skipped
+    # Tumour-free requested slices ("case/k"); with all_tumour_slices only the count.
     md["excluded_slices"] = self._log.excluded
     md["excluded_slice_count"] = 0
     md["modality"] = cfg.modality
@@ -235,13 +237,11 @@ class Brats2017(tfds.core.GeneratorBasedBuilder):
     return {s: self._generate_examples(v) for s, v in by_split.items()}
 
   def _generate_examples(self, cases: Sequence[tuple[str, str, epath.Path]]) -> Iterator:
-    for n, (grade, case_id, case_dir) in enumerate(cases):
+    for grade, case_id, case_dir in cases:
       examples = self._log.call(self.case_examples, grade, case_id, case_dir)
       common.log.info("brats2017: %s/%s -> %d slices", grade, case_id, len(examples or ()))
       self.info.metadata["excluded_slice_count"] = self._excluded_count
       yield from examples or ()
-
-  _excluded_count = 0
 
   def case_examples(self, grade: str, case_id: str, case_dir: epath.Path) -> list:
     """All examples of one case as ``[(key, features), ...]``; BadInputError if bad."""

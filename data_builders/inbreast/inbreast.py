@@ -337,9 +337,8 @@ class Inbreast(tfds.core.GeneratorBasedBuilder):
       if not masses:
         md["images_without_mass"] += 1
         continue
-      row = table.get(meta["file_id"])
+      row = self._log.call(_csv_row, table, meta["file_id"], root / "INbreast.csv", dcm.name)
       if row is None:
-        self._log.call(_raise, BadInputError(root / "INbreast.csv", f"no row for File Name {meta['file_id']} ({dcm.name})"))
         continue
       records.append(ImageRecord(
           dcm=dcm, xml=xml, file_id=meta["file_id"], patient_id=meta["patient"],
@@ -407,5 +406,7 @@ class Inbreast(tfds.core.GeneratorBasedBuilder):
     return out
 
 
-def _raise(e: Exception):
-  raise e
+def _csv_row(table: dict, file_id: str, csv_path: epath.Path, dcm_name: str) -> dict:
+  if file_id not in table:
+    raise BadInputError(csv_path, f"no row with File Name {file_id} (for {dcm_name})")
+  return table[file_id]
