@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.adam_eps = 1e-8
     config.train.lr_schedule = "constant"  # or "linear_decay": to zero over the second half
     config.train.cycle_weight = 10.0       # lambda of the full objective; the paper gives none
+    config.train.pool_size = 50           # past fakes shown to each discriminator (CycleGAN); 0: none
     config.train.log_every = 50
     config.train.checkpoint_every = 1000
     config.train.keep_checkpoints = 3

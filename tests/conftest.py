@@ -8,3 +8,61 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pathlib  # noqa: E402
+
+import ml_collections  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY_SHAPE = (48, 48, 40)
+
+
+def build_tiny_brats(raw_dir: pathlib.Path, data_dir: pathlib.Path, image_size: int = 32,
+                     cases: int = 6) -> str:
+    """Writes phantom BRATS volumes and builds them at `image_size`; returns the config name."""
+    import tensorflow_datasets as tfds
+    from data_builders import phantom
+    from data_builders.brats2017 import Brats2017, Brats2017Config
+
+    phantom.write_brats(raw_dir, cases=cases, shape=TINY_SHAPE, seed=0)
+    name = f"tiny{image_size}"
+    config = Brats2017Config(
+        name=name, image_size=image_size,
+        hgg_slices=phantom.scale_slices((90, 100), TINY_SHAPE[2]),
+        lgg_slices=phantom.scale_slices((90, 95, 100, 105), TINY_SHAPE[2]))
+    builder = Brats2017(data_dir=str(data_dir), config=config)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(raw_dir)))
+    return name
+
+
+@pytest.fixture(scope="session")
+def tiny_brats(tmp_path_factory) -> ml_collections.ConfigDict:
+    """A `config.data` for a 32x32 phantom BRATS dataset built through the real builder."""
+    root = tmp_path_factory.mktemp("tiny_brats")
+    name = build_tiny_brats(root / "raw", root / "tfds")
+    from configs import base
+    data = base.get_config().data
+    data.builder_config = name
+    data.data_dir = str(root / "tfds")
+    data.image_size = 32
+    return data
+
+
+def tiny_config(data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A fast training config on `data`: narrow networks, a few steps."""
+    from configs import base
+    config = base.get_config()
+    config.data = data
+    config.model.rfb_features = (4, 8, 8, 4)
+    config.model.generator_width = 4
+    config.model.discriminator_features = (4, 8, 8, 8)
+    config.train.batch_size = 4
+    config.train.num_steps = 6
+    config.train.pool_size = 3
+    config.train.log_every = 2
+    config.train.checkpoint_every = 2
+    config.train.sample_every = 3
+    config.train.num_samples = 2
+    return config

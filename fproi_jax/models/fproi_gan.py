@@ -20,6 +20,10 @@ from fproi_jax.models.generator import Generator
 from fproi_jax.models.rfb import RegionalFeatureBlock
 
 
+# The images of both synthesis paths in reading order (pytree utilities sort dict keys).
+CYCLE_NAMES = ("x", "G(x)", "F(G(x))", "y", "F(y)", "G(F(y))")
+
+
 @dataclasses.dataclass(frozen=True)
 class FproiGAN:
     rfb: RegionalFeatureBlock | None
@@ -69,6 +73,12 @@ class FproiGAN:
         """Path (ii): returns (F(y), G(concat(F(y), RFB(F(y) * y))))."""
         f_y = self.apply_f(params["F"], y)
         return f_y, self.apply_g(params["G"], f_y, y)
+
+    def cycles(self, params, x, y) -> dict:
+        """Both synthesis paths by name (CYCLE_NAMES): x, G(x~), F(G(x~)), y, F(y), G(F(y)~)."""
+        g_x, f_g_x = self.image_synthesis(params, x, y)
+        f_y, g_f_y = self.roi_synthesis(params, y)
+        return {"x": x, "G(x)": g_x, "F(G(x))": f_g_x, "y": y, "F(y)": f_y, "G(F(y))": g_f_y}
 
     def discriminate(self, params, images, rois):
         """Logits (Dx(images), Dy(rois))."""

@@ -1,0 +1,77 @@
+"""Orbax checkpoints of training runs, and inference exports.
+
+A training checkpoint holds the whole TrainState (params, the four optimizer states,
+step, RNG key, image pools) and the input iterator's position, so a resumed run
+continues exactly where the saved one stood. Orbax writes each step into a temporary
+directory and renames it when complete, so a process killed mid-save (even by SIGKILL)
+leaves the previous checkpoint as the latest.
+
+An inference export holds only what synthesis needs: the generator parameters (G with
+the RFB, F) and the config that built them.
+"""
+import json
+import pathlib
+
+import grain
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+
+class TrainCheckpointer:
+    """Saves every `every` steps into `directory`, keeping the last `keep`."""
+
+    def __init__(self, directory: pathlib.Path, every: int, keep: int):
+        self.manager = ocp.CheckpointManager(
+            pathlib.Path(directory).absolute(),
+            options=ocp.CheckpointManagerOptions(save_interval_steps=every, max_to_keep=keep,
+                                                 create=True),
+            item_handlers={"state": ocp.StandardCheckpointHandler(),
+                           "data": grain.checkpoint.CheckpointHandler()})
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def restore(self, state, data_iterator, step: int | None = None):
+        """Restores `step` (default: the latest) into the shapes and shardings of `state`.
+
+        `data_iterator` is moved to the saved position in place; returns the state.
+        """
+        step = self.manager.latest_step() if step is None else step
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+        items = {"state": ocp.args.StandardRestore(abstract)}
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
+
+    def save(self, step: int, state, data_iterator, force: bool = False) -> bool:
+        """Starts an asynchronous save if `step` is due (or `force`); returns whether it did."""
+        return self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data=grain.checkpoint.CheckpointSave(data_iterator)), force=force)
+
+    def close(self):
+        """Waits for pending saves to finish."""
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def export_inference(directory: pathlib.Path, params: dict, config: ml_collections.ConfigDict):
+    """Writes the generators' parameters and the config to `directory` (no optimizer state)."""
+    directory = pathlib.Path(directory).absolute()
+    generators = {"G": params["G"], "F": params["F"]}
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(directory / "params", generators, force=True)
+    if jax.process_index() == 0:
+        (directory / "config.json").write_text(config.to_json_best_effort(indent=2))
+
+
+def load_config(path: pathlib.Path) -> ml_collections.ConfigDict:
+    """The config saved beside an export or a training run."""
+    return ml_collections.ConfigDict(json.loads((pathlib.Path(path) / "config.json").read_text()))
+
+
+def load_inference_params(directory: pathlib.Path) -> dict:
+    """The {'G', 'F'} parameters of an export, as host-local arrays."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        return checkpointer.restore(pathlib.Path(directory).absolute() / "params")

@@ -1,0 +1,142 @@
+"""The training loop: data, state, step, checkpoints and what the user sees.
+
+Run by `launch.py --mode=train`. Every process of a multi-host run executes the same
+loop; only process 0 writes TensorBoard events, sample grids and the progress bar.
+"""
+import logging
+import pathlib
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import tensorboardX
+import tqdm
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from fproi_jax.data import pipeline
+from fproi_jax.models.fproi_gan import CYCLE_NAMES, FproiGAN
+from fproi_jax.train import state as state_lib
+from fproi_jax.train.checkpoint import TrainCheckpointer
+from fproi_jax.train.samples import write_sample_grid
+from fproi_jax.train.step import make_train_step
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def total_steps(train: ml_collections.ConfigDict, train_examples: int) -> int:
+    """train.num_steps if set, else train.num_epochs passes over the train split."""
+    if train.num_steps > 0:
+        return train.num_steps
+    steps_per_epoch = train_examples // train.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"train.batch_size={train.batch_size} exceeds the "
+                         f"{train_examples} training examples")
+    return train.num_epochs * steps_per_epoch
+
+
+def initial_state(config: ml_collections.ConfigDict, model: FproiGAN, optimizer, mesh):
+    """A fresh TrainState, created under jit directly as replicated arrays on the mesh."""
+    create = jax.jit(
+        lambda rng: state_lib.create_train_state(
+            model, optimizer, rng, config.data.image_size, config.train.pool_size),
+        out_shardings=NamedSharding(mesh, P()))
+    return create(jax.random.PRNGKey(config.seed))
+
+
+def latest_params(config: ml_collections.ConfigDict, workdir: pathlib.Path):
+    """(params, step) of the latest training checkpoint in `workdir`."""
+    checkpointer = TrainCheckpointer(pathlib.Path(workdir) / "checkpoints", 1, None)
+    step = checkpointer.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"no training checkpoint in {pathlib.Path(workdir) / 'checkpoints'}")
+    model = FproiGAN.from_config(config.model)
+    optimizer = state_lib.make_optimizer(config.train, 1)
+    abstract = jax.eval_shape(lambda: initial_state(config, model, optimizer, pipeline.data_mesh()))
+    state = checkpointer.restore(abstract, None, step)
+    checkpointer.close()
+    return state.params, step
+
+
+def _check_finite(step: int, metrics: dict):
+    bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+    if bad:
+        raise NonFiniteLossError(
+            f"step {step}: non-finite loss {bad}; stopping. The last checkpoint saved before "
+            f"this step is kept; lower train.learning_rate or check the data.")
+
+
+def train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> state_lib.TrainState:
+    """Trains (or resumes) the run in `workdir` to its last step; returns the final state."""
+    workdir = pathlib.Path(workdir)
+    chief = jax.process_index() == 0
+    mesh = pipeline.data_mesh()
+    if config.train.batch_size % mesh.size:
+        raise ValueError(f"train.batch_size={config.train.batch_size} must be divisible by "
+                         f"the {mesh.size} devices")
+    train_source = pipeline.load_split(config.data, config.data.train_split)
+    num_steps = total_steps(config.train, len(train_source))
+    model = FproiGAN.from_config(config.model)
+    optimizer = state_lib.make_optimizer(config.train, num_steps)
+    learning_rate = state_lib.learning_rate_schedule(config.train, num_steps)
+    state = initial_state(config, model, optimizer, mesh)
+    data_iterator = iter(pipeline.train_dataset(train_source, config.data, config.train.batch_size))
+
+    checkpointer = TrainCheckpointer(workdir / "checkpoints", config.train.checkpoint_every,
+                                     config.train.keep_checkpoints)
+    if checkpointer.latest_step() is not None:
+        state = checkpointer.restore(state, data_iterator)
+        logging.info("Resumed from step %d in %s", int(state.step), workdir)
+    if chief:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+
+    train_step = make_train_step(model, optimizer, learning_rate, config.train, mesh)
+    cycles = jax.jit(model.cycles)
+    sample_batch = next(pipeline.eval_batches(
+        pipeline.load_split(config.data, config.data.test_split), config.data,
+        config.train.num_samples))
+    writer = tensorboardX.SummaryWriter(str(workdir / "tensorboard")) if chief else None
+
+    start = int(state.step)
+    logging.info("Training steps %d..%d on %d devices (%d processes), global batch %d",
+                 start + 1, num_steps, mesh.size, jax.process_count(), config.train.batch_size)
+    progress = tqdm.tqdm(total=num_steps, initial=start, disable=not chief, unit="step",
+                         dynamic_ncols=True)
+    last_time, last_step = time.perf_counter(), start
+    for step in range(start + 1, num_steps + 1):
+        batch = pipeline.to_global_batch(next(data_iterator), mesh)
+        state, metrics = train_step(state, batch)
+        progress.update(1)
+        final = step == num_steps
+        due = {name: final or step % every == 0 for name, every in (
+            ("log", config.train.log_every), ("sample", config.train.sample_every),
+            ("checkpoint", config.train.checkpoint_every))}
+        if not any(due.values()):
+            continue
+        # Losses are fetched (a host sync) only here, and checked before any save.
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        _check_finite(step, metrics)
+        now = time.perf_counter()
+        metrics["step_time_s"] = (now - last_time) / (step - last_step)
+        last_time, last_step = now, step
+        if due["log"] and chief:
+            for name, value in metrics.items():
+                writer.add_scalar(f"train/{name}", value, step)
+            progress.set_postfix(gen=f"{metrics['generator_total']:.3f}",
+                                 dx=f"{metrics['dx']:.3f}", dy=f"{metrics['dy']:.3f}")
+        if due["sample"]:
+            grid = jax.device_get(cycles(state.params, sample_batch["image"], sample_batch["roi"]))
+            if chief:
+                write_sample_grid(workdir / "samples" / f"step_{step:07d}.png",
+                                  {name: grid[name] for name in CYCLE_NAMES},
+                                  title=f"step {step}")
+        if due["checkpoint"]:
+            checkpointer.save(step, state, data_iterator, force=final)
+    progress.close()
+    checkpointer.close()
+    if writer is not None:
+        writer.close()
+    return state

@@ -1,0 +1,92 @@
+"""Entry point: python launch.py --config=configs/brats.py --workdir=runs/brats [--mode=...].
+
+Modes:
+  train       train Fproi-GAN, resuming from the latest checkpoint in --workdir
+  summary     print the parameter table of the four networks
+  export      write an inference export (G with RFB, F, config) of the latest checkpoint
+Any config field can be overridden, e.g. --config.train.batch_size=8.
+"""
+import logging as std_logging
+import pathlib
+import re
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from fproi_jax.models.fproi_gan import FproiGAN
+from fproi_jax.models.summary import parameter_table
+from fproi_jax.train import checkpoint, loop
+
+MODES = ("train", "summary", "export")
+
+config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
+flags.DEFINE_enum("mode", "train", MODES, "What to do.")
+flags.DEFINE_bool("distributed", False,
+                  "Call jax.distributed.initialize() (multi-host runs). On clusters it finds "
+                  "its peers itself; elsewhere give the three flags below.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+flags.DEFINE_integer("num_processes", None, "Number of processes.")
+flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.mark_flags_as_required(["config"])
+
+FLAGS = flags.FLAGS
+
+
+def _initialize_distributed():
+    kwargs = {k: getattr(FLAGS, k) for k in ("coordinator_address", "num_processes", "process_id")
+              if getattr(FLAGS, k) is not None}
+    # Collectives between CPU processes (tests, CPU clusters); GPUs and TPUs ignore it.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**kwargs)
+
+
+class _OnlyOwnInfo(std_logging.Filter):
+    """Keeps INFO lines of this project; libraries (Orbax logs every save) only warn."""
+
+    def filter(self, record):
+        return record.levelno >= std_logging.WARNING or "site-packages" not in record.pathname
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_OnlyOwnInfo())
+    if FLAGS.distributed:
+        _initialize_distributed()
+    config = FLAGS.config
+    if FLAGS.mode == "summary":
+        params = jax.eval_shape(lambda: FproiGAN.from_config(config.model).init(
+            jax.random.PRNGKey(0), (config.data.image_size,) * 2))
+        print(parameter_table(params))
+        return
+    if FLAGS.workdir is None:
+        raise app.UsageError(f"--workdir is required for --mode={FLAGS.mode}")
+    workdir = pathlib.Path(FLAGS.workdir)
+    if FLAGS.mode == "train":
+        loop.train(config, workdir)
+    elif FLAGS.mode == "export":
+        params, step = loop.latest_params(config, workdir)
+        checkpoint.export_inference(workdir / "export", params, config)
+        logging.info("Exported the generators of step %d to %s", step, workdir / "export")
+
+
+def parse_flags(argv):
+    """absl flag parsing, with a clear message for an override of a field the config lacks."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(f"FATAL Flags parsing error: {e}")
+    except (AttributeError, KeyError) as e:
+        field = re.search(r"\w+", str(e)).group()
+        hint = re.search(r'Did you mean "(\w+)"', str(e).replace("\\", ""))
+        given = [a for a in argv if a.startswith("--config.") and f".{field}" in a.split("=")[0]]
+        sys.exit(f"FATAL Unknown config field {field!r} in {' '.join(given)}: the config file "
+                 f"defines no such field." + (f" Did you mean {hint.group(1)!r}?" if hint else ""))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

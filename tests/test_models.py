@@ -1,0 +1,90 @@
+"""Module output shapes, the exact sub-pixel transposed conv, the parameter table."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import base
+from fproi_jax.models.discriminator import Discriminator
+from fproi_jax.models.fproi_gan import CYCLE_NAMES, FproiGAN
+from fproi_jax.models.generator import Generator
+from fproi_jax.models.layers import SubpixelConvTranspose
+from fproi_jax.models.rfb import RegionalFeatureBlock
+from fproi_jax.models.summary import parameter_table
+
+
+@pytest.mark.parametrize("kernel_size,strides", [(3, 2), (4, 2), (5, 2), (3, 3), (2, 2)])
+def test_subpixel_conv_transpose_equals_conv_transpose(kernel_size, strides):
+    x = jax.random.normal(jax.random.key(0), (2, 9, 7, 5))
+    layer = SubpixelConvTranspose(3, kernel_size, strides)
+    params = layer.init(jax.random.key(1), x)
+    params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), params)
+    reference = nn.ConvTranspose(3, (kernel_size,) * 2, strides=(strides,) * 2, padding="SAME")
+    got, want = layer.apply(params, x), reference.apply(params, x)
+    assert got.shape == want.shape == (2, 9 * strides, 7 * strides, 3)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def _output_shape(module, *inputs):
+    params = jax.eval_shape(module.init, jax.random.key(0), *inputs)
+    return jax.eval_shape(module.apply, params, *inputs).shape
+
+
+@pytest.mark.parametrize("size", [32, 256])
+def test_module_output_shapes(size):
+    image = jax.ShapeDtypeStruct((2, size, size, 1), jnp.float32)
+    fused = jax.ShapeDtypeStruct((2, size, size, 33), jnp.float32)
+    assert _output_shape(RegionalFeatureBlock(), image) == (2, size, size, 32)
+    assert _output_shape(Generator(), fused) == (2, size, size, 1)
+    assert _output_shape(Generator(), image) == (2, size, size, 1)
+    assert _output_shape(Discriminator(), image) == (2,)
+
+
+def test_generator_bottleneck_is_128_by_64_by_64_at_256():
+    """Paper section 2.2.2: after three convolutions, a 128-channel 64 x 64 map."""
+    x = jnp.zeros((1, 256, 256, 1))
+    params = jax.eval_shape(Generator().init, jax.random.key(0), x)
+    _, state = jax.eval_shape(
+        lambda p: Generator().apply(p, x, capture_intermediates=True), params)
+    assert state["intermediates"]["ConvBlock_2"]["__call__"][0].shape == (1, 64, 64, 128)
+
+
+def test_discriminator_flattens_16_by_16_by_512_at_256():
+    params = jax.eval_shape(Discriminator().init, jax.random.key(0), jnp.zeros((1, 256, 256, 1)))
+    assert params["params"]["Dense_0"]["kernel"].shape == (16 * 16 * 512, 1)
+
+
+def test_generator_rejects_sizes_not_divisible_by_4():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        Generator().init(jax.random.key(0), jnp.zeros((1, 30, 32, 1)))
+
+
+@pytest.mark.parametrize("use_rfb", [True, False])
+def test_both_synthesis_paths(use_rfb):
+    config = base.get_config().model
+    config.use_rfb = use_rfb
+    config.rfb_features, config.generator_width = (4, 8, 8, 4), 4
+    model = FproiGAN.from_config(config)
+    params = model.init(jax.random.key(0), (32, 32))
+    assert ("rfb" in params["G"]) == use_rfb
+    x = jax.random.uniform(jax.random.key(1), (3, 32, 32, 1))
+    y = (x > 0.5).astype(jnp.float32)
+    out = model.cycles(params, x, y)
+    assert set(out) == set(CYCLE_NAMES)
+    for name in CYCLE_NAMES:
+        assert out[name].shape == (3, 32, 32, 1)
+        assert float(out[name].min()) >= 0.0 and float(out[name].max()) <= 1.0
+    # The RFB makes G depend on the ROI; without it, G sees the image alone.
+    changed = model.apply_g(params["G"], x, 1.0 - y)
+    assert bool(jnp.any(changed != out["G(x)"])) == use_rfb
+
+
+def test_parameter_table_totals():
+    config = base.get_config().model
+    params = FproiGAN.from_config(config).init(jax.random.key(0), (64, 64))
+    table = parameter_table(params)
+    for name in ("G", "F", "Dx", "Dy"):
+        total = sum(p.size for p in jax.tree.leaves(params[name]))
+        assert f"| **{name}** | | **total** | **{total:,}** |" in table
+    assert "| G | rfb/ConvBlock_0/Conv_0 | kernel (7, 7, 1, 32) | 1,568 |" in table
