@@ -4,6 +4,12 @@ Modes:
   train       train Fproi-GAN, resuming from the latest checkpoint in --workdir
   summary     print the parameter table of the four networks
   export      write an inference export (G with RFB, F, config) of the latest checkpoint
+  evaluate    metrics, tables and figures of a run (--config.eval.checkpoint, default
+              --workdir) on the test split, into WORKDIR/eval/<method>/
+  compare     paired t-tests and figures across evaluated runs (--config.eval.compare_runs=
+              'Fproi-GAN=DIR,CycleGAN=DIR'), into WORKDIR/comparison/
+  synthesize  synthetic image/ROI pairs from the test ROIs or --config.eval.mask_dir, as
+              PNG, NIfTI and a TFDS dataset, into WORKDIR/synthetic/
 Any config field can be overridden, e.g. --config.train.batch_size=8.
 """
 import logging as std_logging
@@ -15,11 +21,12 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from fproi_jax.evaluation import evaluate, synthesize
 from fproi_jax.models.fproi_gan import FproiGAN
 from fproi_jax.models.summary import parameter_table
 from fproi_jax.train import checkpoint, loop
 
-MODES = ("train", "summary", "export")
+MODES = ("train", "summary", "export", "evaluate", "compare", "synthesize")
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
                                 lock_config=True)
@@ -72,6 +79,12 @@ def main(argv):
         params, step = loop.latest_params(config, workdir)
         checkpoint.export_inference(workdir / "export", params, config)
         logging.info("Exported the generators of step %d to %s", step, workdir / "export")
+    elif FLAGS.mode == "evaluate":
+        evaluate.evaluate(config, workdir)
+    elif FLAGS.mode == "compare":
+        evaluate.compare(config, workdir)
+    elif FLAGS.mode == "synthesize":
+        synthesize.synthesize(config, workdir)
 
 
 def parse_flags(argv):

@@ -44,5 +44,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.num_samples = 4
 
     config.eval = ml_collections.ConfigDict()
-    config.eval.batch_size = 8
+    config.eval.batch_size = 8             # fixed batch shape of evaluate/synthesize (last one padded)
+    config.eval.checkpoint = ""            # export dir or training workdir; "" = --workdir
+    config.eval.method = ""                # table name; "" = Fproi-GAN (use_rfb) or CycleGAN
+    config.eval.num_samples = 4            # examples drawn in figures and kept in samples.npz
+    config.eval.compare_runs = ""          # --mode=compare: "Fproi-GAN=EVAL_DIR,CycleGAN=EVAL_DIR"
+    config.eval.mask_dir = ""              # --mode=synthesize: PNG/NIfTI masks; "" = test ROIs
+    config.eval.source_slice_size = 240    # in-plane size of the source volumes (BRATS: 240),
+                                           # for the NIfTI affine of synthesized slices
     return config

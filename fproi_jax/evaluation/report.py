@@ -2,6 +2,7 @@
 
 Image synthesis metrics (paper Tables 1 and 3) per region, whole image and tumour region,
 and ROI synthesis metrics (Tables 2 and 4), Dice and Hausdorff, plus optional HD95.
+MS-SSIM is optional too (it needs images of at least 176 px); an absent metric reads "—".
 Choices:
 - mean ± sample standard deviation (ddof=1) over the examples;
 - +inf values (a Hausdorff distance where exactly one ROI is empty, a PSNR of identical
@@ -23,7 +24,8 @@ from scipy import stats
 REGIONS = {"whole": "Whole image", "tumour": "Tumour region"}
 IMAGE_METRICS = {"psnr": "PSNR", "ssim": "SSIM", "ms_ssim": "MS-SSIM"}
 ROI_METRICS = {"dice": "Dice", "hausdorff": "Hausdorff", "hausdorff95": "Hausdorff 95"}
-OPTIONAL = ("hausdorff95",)
+# MS-SSIM needs images of at least 176 px: smaller runs leave both columns out.
+OPTIONAL = ("hausdorff95", "whole_ms_ssim", "tumour_ms_ssim")
 METRICS = {
     "image": {region: tuple(f"{region}_{name}" for name in IMAGE_METRICS) for region in REGIONS},
     "roi": tuple(ROI_METRICS),
@@ -151,7 +153,7 @@ def write_report(per_example, example_ids, out_dir, method, dataset):
 
     Args:
       per_example: {metric: (N,) values}, with every name of ALL_METRICS except the
-        optional ones (hausdorff95).
+        optional ones (OPTIONAL: hausdorff95 and the two MS-SSIMs).
       example_ids: N unique ids, in the order of the values.
       out_dir: folder, created if needed.
       method, dataset: names shown in the tables.

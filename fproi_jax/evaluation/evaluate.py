@@ -1,0 +1,146 @@
+"""Evaluation of a trained run on the test split (paper section 2.3), and comparison of runs.
+
+Per test example (x image, y its real ROI):
+- image synthesis x -> G(x~) -> F(G(x~)): PSNR (eq. 3), SSIM (eq. 4) and MS-SSIM of
+  F(G(x)) against x, over the whole image and over the tumour region (the metric of
+  F(G(x)) * y against x * y, y the REAL ROI);
+- ROI synthesis y -> F(y) -> G(F(y)~): Dice (eq. 5), Hausdorff and HD95 (eq. 6) of G(F(y))
+  against y.
+MS-SSIM needs images of at least 176 px (5 scales of an 11-px window); at smaller sizes
+(the 64 px demo) it is not computed and its cells read "—".
+
+`evaluate` writes into <workdir>/eval/<method>/: per_example.csv, summary.md/json
+(report.write_report), comparison_grid.png (Figs 6-7), grey_histograms.png (Fig 8),
+roi_grid.png, and samples.npz (the first eval.num_samples inputs and syntheses, which
+`compare` draws). `compare` writes comparison.md/json and the same figures across methods
+into <workdir>/comparison/.
+"""
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+
+from fproi_jax import metrics
+from fproi_jax.data import pipeline
+from fproi_jax.evaluation import figures, report
+from fproi_jax.evaluation.load import example_id, load_generators, map_batches
+
+MS_SSIM_MIN_SIZE = 11 * 2 ** 4
+SAMPLES = "samples.npz"
+SAMPLE_KEYS = ("image", "roi", "F(G(x))", "G(F(y))")
+
+
+def method_name(eval_config: ml_collections.ConfigDict, model_config) -> str:
+    """eval.method, else 'Fproi-GAN' (with the RFB) or 'CycleGAN' (use_rfb=False)."""
+    return eval_config.method or ("Fproi-GAN" if model_config.use_rfb else "CycleGAN")
+
+
+def _image_metrics(synthesized, real, with_ms_ssim):
+    functions = {"psnr": metrics.psnr, "ssim": metrics.ssim}
+    if with_ms_ssim:
+        functions["ms_ssim"] = metrics.ms_ssim
+    return {name: fn(synthesized, real) for name, fn in functions.items()}
+
+
+def make_eval_step(model, params, image_size: int):
+    """One jitted function: a batch {'image', 'roi'} -> both syntheses and every metric."""
+    with_ms_ssim = image_size >= MS_SSIM_MIN_SIZE
+
+    @jax.jit
+    def step(params, batch):
+        x, y = batch["image"], batch["roi"]
+        _, f_g_x = model.image_synthesis(params, x, y)
+        _, g_f_y = model.roi_synthesis(params, y)
+        regions = {"whole": (f_g_x, x), "tumour": (metrics.tumour_region(f_g_x, y),
+                                                   metrics.tumour_region(x, y))}
+        out = {f"{region}_{name}": value
+               for region, pair in regions.items()
+               for name, value in _image_metrics(*pair, with_ms_ssim).items()}
+        out.update(dice=metrics.dice(g_f_y, y), hausdorff=metrics.hausdorff(g_f_y, y),
+                   hausdorff95=metrics.hausdorff(g_f_y, y, percentile=95))
+        return {**out, "F(G(x))": f_g_x, "G(F(y))": g_f_y}
+
+    return lambda batch: step(params, {"image": batch["image"], "roi": batch["roi"]})
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
+    """Evaluates the run at eval.checkpoint (default: workdir) on config.data's test split.
+
+    Returns the summary dict of report.write_report; prints summary.md.
+    """
+    workdir = pathlib.Path(workdir)
+    run_config, model, params = load_generators(config.eval.checkpoint or workdir)
+    method = method_name(config.eval, run_config.model)
+    out_dir = workdir / "eval" / method
+    source = pipeline.load_split(config.data, config.data.test_split)
+    ids = [example_id(source[i], i) for i in range(len(source))]
+
+    step = make_eval_step(model, params, config.data.image_size)
+    batches = pipeline.eval_batches(source, config.data, config.eval.batch_size)
+    columns = {}
+    for batch, outputs in map_batches(step, batches, config.eval.batch_size, len(source),
+                                      f"evaluate {method}"):
+        for key, value in {**batch, **outputs}.items():
+            columns.setdefault(key, []).append(value)
+    columns = {key: np.concatenate(value) for key, value in columns.items()}
+
+    per_example = {name: columns[name] for name in report.ALL_METRICS if name in columns}
+    summary = report.write_report(per_example, ids, out_dir, method,
+                                  f"{config.data.name} {config.data.test_split}")
+    n = config.eval.num_samples
+    np.savez_compressed(out_dir / SAMPLES, ids=np.array(ids[:n]),
+                        **{key: columns[key][:n] for key in SAMPLE_KEYS})
+    _figures(out_dir, columns["image"], columns["roi"], {method: columns["F(G(x))"]},
+             {method: columns["G(F(y))"]}, n)
+    print((out_dir / "summary.md").read_text())
+    return summary
+
+
+def _figures(out_dir, images, rois, synthesized_images, synthesized_rois, n):
+    figures.comparison_grid(out_dir / "comparison_grid.png", images, rois, synthesized_images, n)
+    figures.grey_histograms(out_dir / "grey_histograms.png", images, synthesized_images)
+    figures.roi_grid(out_dir / "roi_grid.png", rois, synthesized_rois, images, n)
+
+
+def parse_runs(text: str) -> dict:
+    """'A=dir_a,B=dir_b' -> {'A': Path(dir_a), 'B': Path(dir_b)}, in order."""
+    runs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        method, sep, path = item.partition("=")
+        if not sep or not method.strip() or not path.strip():
+            raise ValueError(f"eval.compare_runs: expected METHOD=EVAL_DIR, got {item!r}")
+        if method.strip() in runs:
+            raise ValueError(f"eval.compare_runs: method {method.strip()!r} given twice")
+        runs[method.strip()] = pathlib.Path(path.strip())
+    if len(runs) < 2:
+        raise ValueError(f"eval.compare_runs needs at least two METHOD=EVAL_DIR entries, "
+                         f"got {text!r}")
+    return runs
+
+
+def compare(config: ml_collections.ConfigDict, workdir) -> dict:
+    """Compares the evaluated runs of eval.compare_runs ('Fproi-GAN=DIR,CycleGAN=DIR', the
+    first one the reference of the paired t-tests) into <workdir>/comparison/.
+
+    Returns the dict of report.compare_runs; prints comparison.md. The figures show the
+    eval.num_samples examples stored by each run's evaluation (the same test examples).
+    """
+    runs = parse_runs(config.eval.compare_runs)
+    out_dir = pathlib.Path(workdir) / "comparison"
+    comparison = report.compare_runs(runs, next(iter(runs)), out_dir)
+    samples = {}
+    for method, path in runs.items():
+        with np.load(path / SAMPLES) as stored:
+            samples[method] = {key: stored[key] for key in stored.files}
+    reference = samples[next(iter(runs))]
+    n = min(config.eval.num_samples, *(len(s["ids"]) for s in samples.values()))
+    for method, stored in samples.items():
+        if list(stored["ids"][:n]) != list(reference["ids"][:n]):
+            raise ValueError(f"{runs[method] / SAMPLES}: examples differ from those of "
+                             f"{runs[next(iter(runs))] / SAMPLES}")
+    _figures(out_dir, reference["image"][:n], reference["roi"][:n],
+             {m: s["F(G(x))"][:n] for m, s in samples.items()},
+             {m: s["G(F(y))"][:n] for m, s in samples.items()}, n)
+    print((out_dir / "comparison.md").read_text())
+    return comparison

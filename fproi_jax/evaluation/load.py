@@ -1,0 +1,74 @@
+"""A trained run's generators, and the one batched loop that applies them to a dataset.
+
+`load_generators` takes an inference export (a folder with params/, written by
+`launch.py --mode=export`) or a training workdir (checkpoints/, its latest step). Both
+hold the config.json that built the networks, so the model comes from the run itself,
+never from the command line.
+
+`map_batches` runs one jitted function over batches of a fixed shape: the last, short
+batch is padded (repeating its last example) and the padding dropped from the outputs,
+so the function compiles once.
+"""
+import pathlib
+from typing import Callable, Iterable, Iterator
+
+import jax
+import numpy as np
+import tqdm
+
+from fproi_jax.models.fproi_gan import FproiGAN
+from fproi_jax.train import checkpoint, loop
+
+
+def load_generators(path):
+    """Returns (config of the run, FproiGAN, {'G', 'F'} params) of an export or a workdir."""
+    path = pathlib.Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path}: no config.json; expected an export (launch.py --mode=export) or a "
+            f"training workdir")
+    config = checkpoint.load_config(path)
+    if (path / "params").is_dir():
+        params = checkpoint.load_inference_params(path)
+    elif (path / "checkpoints").is_dir():
+        params, _ = loop.latest_params(config, path)
+        params = {"G": params["G"], "F": params["F"]}
+    else:
+        raise FileNotFoundError(
+            f"{path}: neither an export (params/) nor a training workdir (checkpoints/)")
+    return config, FproiGAN.from_config(config.model), params
+
+
+def _pad(array: np.ndarray, size: int) -> np.ndarray:
+    extra = size - len(array)
+    return np.concatenate([array, np.repeat(array[-1:], extra, axis=0)]) if extra else array
+
+
+def map_batches(fn: Callable[[dict], dict], batches: Iterable[dict], batch_size: int,
+                total: int, description: str) -> Iterator[tuple[dict, dict]]:
+    """Yields (batch, host outputs of fn(batch padded to batch_size) cut back to the batch).
+
+    batches: dicts of arrays with a leading axis of at most batch_size; fn: a jitted
+    function of such a dict (every entry padded) returning a dict of (batch_size, ...)
+    arrays. Shows a progress bar over `total` examples.
+    """
+    with tqdm.tqdm(total=total, desc=description, unit="example", dynamic_ncols=True) as bar:
+        for batch in batches:
+            n = len(next(iter(batch.values())))
+            if not 0 < n <= batch_size:
+                raise ValueError(f"batch of {n} examples, expected 1..{batch_size}")
+            outputs = jax.device_get(fn({k: _pad(np.asarray(v), batch_size)
+                                         for k, v in batch.items()}))
+            bar.update(n)
+            yield batch, {k: np.asarray(v)[:n] for k, v in outputs.items()}
+
+
+def example_id(example: dict, index: int) -> str:
+    """A stable id of a dataset example: `<case_id>/<slice_index>` (brats2017),
+    `<file_id>/<index>` (inbreast: one example per lesion, index in the split), else the
+    index in the split."""
+    if "case_id" in example:
+        return f"{example['case_id'].decode()}/{int(example['slice_index'])}"
+    if "file_id" in example:
+        return f"{example['file_id'].decode()}/{index}"
+    return str(index)

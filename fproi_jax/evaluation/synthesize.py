@@ -1,0 +1,241 @@
+"""Synthetic paired data: ROI synthesis (paper Fig. 2c ii) y -> F(y) -> G(F(y)~), exported.
+
+For every input ROI y (the test split's ROIs, or the masks of eval.mask_dir) the synthetic
+pair is the new image F(y) and the ROI re-synthesized from it, G(concat(F(y), RFB(F(y)*y)))
+binarised at 0.5: the paper's "paired images" (the ROI that the generators agree belongs to
+the new image, not the one it was asked for). <workdir>/synthetic/ holds:
+
+  pairs.csv              id, source_id, patient_id, dice of G(F(y)) against y, file names
+  png/<name>_image.png   F(y), 16-bit grey (round(value * 65535))
+  png/<name>_roi.png     G(F(y)), 8-bit grey, 0 or 255
+  nifti/<name>_{image,roi}.nii.gz   the same as (H, W, 1) volumes (float32, uint8)
+  tfds/synthetic_pairs/  a TFDS dataset (array_record, split 'train') with the features
+                         image, roi, patient_id of the source datasets, plus source_id
+
+Read the dataset with tfds.data_source('synthetic_pairs', data_dir=<workdir>/synthetic/tfds,
+split='train'), or train on it with --config.data.name=synthetic_pairs
+--config.data.builder_config= --config.data.data_dir=<workdir>/synthetic/tfds.
+
+NIfTI affines: for brats2017 test examples, the source volume's affine moved to the slice,
+so each voxel lands on the world point of the source voxel it was made from (viewable over
+the source volume in ITK-SNAP); see `slice_affine`. INbreast examples and mask files get
+the identity affine (no scanner geometry is known).
+
+Everything is written into a temporary folder renamed into place at the end, so there is
+never a half-written synthetic/.
+"""
+import csv
+import os
+import pathlib
+import shutil
+
+import jax
+import ml_collections
+import nibabel as nib
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from data_builders.common import fit_to_size
+from fproi_jax import metrics
+from fproi_jax.data import pipeline
+from fproi_jax.evaluation.load import example_id, load_generators, map_batches
+
+MASK_SUFFIXES = (".png", ".nii.gz", ".nii")
+TFDS_NAME = "synthetic_pairs"
+
+
+def slice_affine(source_affine, slice_index: int, stored_size: int, image_size: int,
+                 source_size: int) -> np.ndarray:
+    """Voxel-to-world affine of an (image_size, image_size, 1) synthesized slice.
+
+    The brats2017 builder turns the source slice vol[:, :, k] (source_size^2, 240 for
+    BRATS) into stored_size^2 (256) by centred zero padding ((256 - 240) / 2 = 8 px, so
+    stored voxel (i, j) is source voxel (i - 8, j - 8)), or, for a source larger than
+    stored_size, by resizing it; the pipeline then area-averages by stored_size /
+    image_size. Pixel centres map linearly, source = c * i + c / 2 - 1/2 - pad with
+    c = canvas / image_size (voxels grow by c) and canvas = max(stored, source) the padded
+    square; so the new affine is source_affine @ that voxel map (slice axis fixed at k).
+    """
+    canvas = max(stored_size, source_size)
+    pad = (canvas - source_size) // 2
+    scale = canvas / image_size
+    offset = scale / 2 - 0.5 - pad
+    voxels = np.array([[scale, 0, 0, offset],
+                       [0, scale, 0, offset],
+                       [0, 0, 1, slice_index],
+                       [0, 0, 0, 1]], np.float64)
+    return np.asarray(source_affine, np.float64) @ voxels
+
+
+def read_mask(path: pathlib.Path, image_size: int) -> np.ndarray:
+    """A PNG or NIfTI mask (foreground > 0, any size) as an (image_size, image_size, 1)
+    float32 ROI: centred zero padding when it fits, else padded square + nearest resize
+    (as the dataset builders do). ValueError naming the file if it cannot be used."""
+    try:
+        if path.name.lower().endswith(".png"):
+            with Image.open(path) as image:
+                mask = np.asarray(image)
+        else:
+            mask = np.asanyarray(nib.load(path).dataobj)
+    except Exception as e:  # PIL and nibabel raise many types for a broken file
+        raise ValueError(f"{path}: cannot read the mask ({type(e).__name__}: {e})") from e
+    mask = np.squeeze(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D grey-level mask, got shape {mask.shape}")
+    _, roi = fit_to_size(np.zeros(mask.shape, np.float32), mask > 0, image_size)
+    return roi[..., None].astype(np.float32)
+
+
+def mask_files(mask_dir: pathlib.Path) -> list:
+    """The mask files of mask_dir, sorted; hidden files are ignored, any other is an error."""
+    if not mask_dir.is_dir():
+        raise FileNotFoundError(f"eval.mask_dir={str(mask_dir)!r} is not a folder")
+    files = sorted(p for p in mask_dir.iterdir() if not p.name.startswith("."))
+    for path in files:
+        if not path.is_file() or not path.name.lower().endswith(MASK_SUFFIXES):
+            raise ValueError(f"{path}: not a mask file (expected {', '.join(MASK_SUFFIXES)})")
+    if not files:
+        raise ValueError(f"eval.mask_dir={str(mask_dir)!r} holds no mask files")
+    return files
+
+
+def _mask_name(path: pathlib.Path) -> str:
+    return next(path.name[: -len(s)] for s in MASK_SUFFIXES if path.name.lower().endswith(s))
+
+
+def _inputs(config: ml_collections.ConfigDict):
+    """(records, batches of {'roi'}): one record {id, source_id, patient_id, affine} per
+    input ROI, from eval.mask_dir or else the test split."""
+    size, batch_size = config.data.image_size, config.eval.batch_size
+    if config.eval.mask_dir:
+        files = mask_files(pathlib.Path(config.eval.mask_dir))
+        rois = [read_mask(path, size) for path in files]
+        records = [{"id": _mask_name(p), "source_id": p.name, "patient_id": _mask_name(p),
+                    "affine": np.eye(4)} for p in files]
+        batches = ({"roi": np.stack(rois[i:i + batch_size])}
+                   for i in range(0, len(rois), batch_size))
+        return records, batches
+    source = pipeline.load_split(config.data, config.data.test_split)
+    records = []
+    for index in range(len(source)):
+        example = source[index]
+        affine = np.eye(4)
+        if "affine" in example:
+            affine = slice_affine(example["affine"], int(example["slice_index"]),
+                                  example["image"].shape[0], size,
+                                  config.eval.source_slice_size)
+        name = example_id(example, index)
+        records.append({"id": name, "source_id": f"{config.data.name}/{name}",
+                        "patient_id": example["patient_id"].decode(), "affine": affine})
+    batches = ({"roi": batch["roi"]}
+               for batch in pipeline.eval_batches(source, config.data, batch_size))
+    return records, batches
+
+
+with tfds.core.registered.skip_registration():
+    # Not registered: tfds reads the written dataset from its own files (features and
+    # sizes in dataset_info.json), whatever the image size.
+
+    class SyntheticPairs(tfds.core.GeneratorBasedBuilder):
+        """Synthesized image/ROI pairs of a trained Fproi-GAN (one split, 'train')."""
+
+        VERSION = tfds.core.Version("1.0.0")
+        RELEASE_NOTES = {"1.0.0": "Initial release."}
+
+        def __init__(self, *, pairs: list, image_size: int, description: str, **kwargs):
+            self._pairs, self._image_size, self._description = pairs, image_size, description
+            super().__init__(file_format="array_record", **kwargs)
+
+        def _info(self):
+            shape = (self._image_size, self._image_size, 1)
+            return tfds.core.DatasetInfo(
+                builder=self, description=self._description,
+                features=tfds.features.FeaturesDict({
+                    "image": tfds.features.Tensor(shape=shape, dtype=np.float32),
+                    "roi": tfds.features.Tensor(shape=shape, dtype=np.uint8),
+                    "patient_id": tfds.features.Text(),
+                    "source_id": tfds.features.Text(),
+                }),
+                supervised_keys=("image", "roi"))
+
+        def _split_generators(self, dl_manager):
+            del dl_manager
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for pair in self._pairs:
+                yield pair["source_id"], pair
+
+
+def _write_png(path, image: np.ndarray, bits: int):
+    if bits == 16:
+        array = np.round(np.clip(image, 0, 1) * 65535).astype(np.uint16)
+    else:
+        array = (image > 0.5).astype(np.uint8) * 255
+    Image.fromarray(array[..., 0]).save(path)
+
+
+def _write(out: pathlib.Path, records: list, config, description: str):
+    """Writes pairs.csv, png/, nifti/ and tfds/ of the records (with image and roi) to out."""
+    for folder in ("png", "nifti"):
+        (out / folder).mkdir(parents=True)
+    rows = []
+    for record in records:
+        name = record["id"].replace("/", "_")
+        files = {f"{kind}_{fmt}": f"{fmt if fmt == 'png' else 'nifti'}/{name}_{kind}.{ext}"
+                 for kind in ("image", "roi") for fmt, ext in (("png", "png"),
+                                                                ("nii", "nii.gz"))}
+        _write_png(out / files["image_png"], record["image"], 16)
+        _write_png(out / files["roi_png"], record["roi"], 8)
+        for kind, dtype in (("image", np.float32), ("roi", np.uint8)):
+            volume = nib.Nifti1Image(record[kind].astype(dtype), record["affine"])
+            nib.save(volume, out / files[f"{kind}_nii"])
+        rows.append({"id": record["id"], "source_id": record["source_id"],
+                     "patient_id": record["patient_id"], "dice_to_input": record["dice"],
+                     **files})
+    with open(out / "pairs.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    pairs = [{"image": r["image"], "roi": r["roi"], "patient_id": r["patient_id"],
+              "source_id": r["source_id"]} for r in records]
+    SyntheticPairs(pairs=pairs, image_size=config.data.image_size, description=description,
+                   data_dir=str(out / "tfds")).download_and_prepare()
+
+
+def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
+    """Synthesizes a pair from every input ROI with the run at eval.checkpoint (default:
+    workdir); writes <workdir>/synthetic/ (replacing an older one) and returns its path."""
+    workdir = pathlib.Path(workdir)
+    checkpoint = pathlib.Path(config.eval.checkpoint or workdir)
+    _, model, params = load_generators(checkpoint)
+    records, batches = _inputs(config)
+
+    @jax.jit
+    def step(params, y):
+        f_y, g_f_y = model.roi_synthesis(params, y)
+        roi = (g_f_y > 0.5).astype(np.uint8)
+        return {"image": f_y, "roi": roi, "dice": metrics.dice(g_f_y, y)}
+
+    done = 0
+    for _, outputs in map_batches(lambda batch: step(params, batch["roi"]), batches,
+                                  config.eval.batch_size, len(records), "synthesize"):
+        for k in range(len(outputs["image"])):
+            records[done + k].update({key: value[k] for key, value in outputs.items()})
+        done += len(outputs["image"])
+
+    final = workdir / "synthetic"
+    tmp = workdir / f".synthetic.tmp-{os.getpid()}"
+    old = workdir / f".synthetic.old-{os.getpid()}"
+    source = config.eval.mask_dir or f"{config.data.name} {config.data.test_split} ROIs"
+    try:
+        _write(tmp, records, config, f"F(y), G(F(y)) of {checkpoint} from {source}")
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    print(f"Wrote {len(records)} synthetic pairs to {final}")
+    return final
