@@ -202,6 +202,7 @@ def _write(out: pathlib.Path, records: list, config, description: str):
               "source_id": r["source_id"]} for r in records]
     SyntheticPairs(pairs=pairs, image_size=config.data.image_size, description=description,
                    data_dir=str(out / "tfds")).download_and_prepare()
+    shutil.rmtree(out / "tfds" / "downloads", ignore_errors=True)  # empty: nothing downloaded
 
 
 def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:

@@ -1,0 +1,174 @@
+"""--mode=evaluate and --mode=compare on a tiny trained run (32x32 phantom BRATS).
+
+One run is trained for a step (a training checkpoint); the CycleGAN baseline is an export of
+freshly initialised generators (use_rfb=False), which is all compare needs.
+"""
+import csv
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, tiny_config
+from fproi_jax import metrics
+from fproi_jax.data import pipeline
+from fproi_jax.evaluation import evaluate, report
+from fproi_jax.evaluation.load import example_id, load_generators
+from fproi_jax.models.fproi_gan import FproiGAN
+from fproi_jax.train import checkpoint, loop
+
+FIGURES = ("comparison_grid.png", "grey_histograms.png", "roi_grid.png")
+
+
+def _data_flags(data):
+    return [f"--config.data.builder_config={data.builder_config}",
+            f"--config.data.data_dir={data.data_dir}",
+            f"--config.data.image_size={data.image_size}"]
+
+
+def launch(mode, workdir, data, *flags):
+    """Runs launch.py in a subprocess (the product's CLI); returns its stdout."""
+    result = subprocess.run(
+        [sys.executable, "launch.py", "--config=configs/base.py", f"--workdir={workdir}",
+         f"--mode={mode}", *_data_flags(data), *flags],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_brats, tmp_path_factory):
+    """{'Fproi-GAN': trained workdir, 'CycleGAN': export of initial params}, and the config."""
+    root = tmp_path_factory.mktemp("eval_runs")
+    config = tiny_config(tiny_brats)
+    config.train.num_steps = 1
+    loop.train(config, root / "fproi_gan")
+
+    baseline = tiny_config(tiny_brats)
+    baseline.model.use_rfb = False
+    params = FproiGAN.from_config(baseline.model).init(jax.random.PRNGKey(1), (32, 32))
+    checkpoint.export_inference(root / "cyclegan" / "export", params, baseline)
+    return {"Fproi-GAN": root / "fproi_gan", "CycleGAN": root / "cyclegan"}, config
+
+
+@pytest.fixture(scope="module")
+def evaluated(runs, tiny_brats):
+    """The Fproi-GAN run evaluated through the CLI: (eval dir, stdout)."""
+    workdirs, _ = runs
+    stdout = launch("evaluate", workdirs["Fproi-GAN"], tiny_brats)
+    return workdirs["Fproi-GAN"] / "eval" / "Fproi-GAN", stdout
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_evaluate_writes_one_row_per_test_example(evaluated, tiny_brats):
+    out_dir, _ = evaluated
+    source = pipeline.load_split(tiny_brats, "test")
+    rows = _rows(out_dir / "per_example.csv")
+    assert [r["example_id"] for r in rows] == [example_id(source[i], i)
+                                               for i in range(len(source))]
+    assert rows[0]["example_id"].startswith("Brats17_PHANTOM_")
+    # 32 px is below MS-SSIM's 176: those columns are left out, every other metric is there.
+    expected = [n for n in report.ALL_METRICS if not n.endswith("ms_ssim")]
+    assert list(rows[0]) == ["example_id", *expected]
+
+
+def test_evaluate_values_match_the_metrics_recomputed_by_hand(evaluated, runs, tiny_brats):
+    out_dir, _ = evaluated
+    k = 1
+    row = _rows(out_dir / "per_example.csv")[k]
+    _, model, params = load_generators(runs[0]["Fproi-GAN"])
+    batch = next(pipeline.eval_batches(pipeline.load_split(tiny_brats, "test"), tiny_brats, 4))
+    x, y = batch["image"][k:k + 1], batch["roi"][k:k + 1]
+    _, f_g_x = model.image_synthesis(params, x, y)
+    _, g_f_y = model.roi_synthesis(params, y)
+    by_hand = {
+        "whole_psnr": metrics.psnr(f_g_x, x),
+        "whole_ssim": metrics.ssim(f_g_x, x),
+        "tumour_psnr": metrics.psnr(metrics.tumour_region(f_g_x, y), metrics.tumour_region(x, y)),
+        "tumour_ssim": metrics.ssim(metrics.tumour_region(f_g_x, y), metrics.tumour_region(x, y)),
+        "dice": metrics.dice(g_f_y, y),
+        "hausdorff": metrics.hausdorff(g_f_y, y),
+        "hausdorff95": metrics.hausdorff(g_f_y, y, percentile=95),
+    }
+    for name, value in by_hand.items():
+        np.testing.assert_allclose(float(row[name]), float(value[0]), rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+
+
+def test_evaluate_summary_and_figures(evaluated, tiny_brats):
+    out_dir, stdout = evaluated
+    markdown = (out_dir / "summary.md").read_text()
+    assert markdown.startswith("# Fproi-GAN on brats2017 test")
+    assert "| Whole image | Fproi-GAN |" in markdown and "| Tumour region | Fproi-GAN |" in markdown
+    assert markdown in stdout  # the table is printed
+    summary = json.loads((out_dir / "summary.json").read_text())
+    n = len(pipeline.load_split(tiny_brats, "test"))
+    assert summary["n_examples"] == n
+    assert "whole_ms_ssim" not in summary["metrics"]
+    for name in FIGURES:
+        with Image.open(out_dir / name) as image:
+            assert image.format == "PNG"
+    with np.load(out_dir / evaluate.SAMPLES) as samples:
+        assert samples["F(G(x))"].shape == (4, 32, 32, 1)
+        assert set(samples.files) == {"ids", *evaluate.SAMPLE_KEYS}
+
+
+def test_a_padded_last_batch_gives_the_same_values(evaluated, runs, tiny_brats, tmp_path):
+    out_dir, _ = evaluated
+    config = runs[1].copy_and_resolve_references()
+    config.eval.batch_size = 3  # 4 test examples: a full batch, then 1 + 2 padding
+    config.eval.checkpoint = str(runs[0]["Fproi-GAN"])
+    evaluate.evaluate(config, tmp_path)
+    full, padded = (_rows(d / "per_example.csv") for d in (out_dir, tmp_path / "eval/Fproi-GAN"))
+    assert [r["example_id"] for r in padded] == [r["example_id"] for r in full]
+    for a, b in zip(full, padded):
+        np.testing.assert_allclose([float(b[k]) for k in b if k != "example_id"],
+                                   [float(a[k]) for k in a if k != "example_id"], rtol=1e-4)
+
+
+def test_compare_two_methods(evaluated, runs, tiny_brats, tmp_path):
+    workdirs, config = runs
+    config = config.copy_and_resolve_references()
+    config.eval.checkpoint = str(workdirs["CycleGAN"] / "export")
+    evaluate.evaluate(config, workdirs["CycleGAN"])  # method name from use_rfb=False
+    fproi_dir, cyclegan_dir = evaluated[0], workdirs["CycleGAN"] / "eval" / "CycleGAN"
+    stdout = launch("compare", tmp_path, tiny_brats,
+                    f"--config.eval.compare_runs=Fproi-GAN={fproi_dir},CycleGAN={cyclegan_dir}")
+    comparison = json.loads((tmp_path / "comparison" / "comparison.json").read_text())
+    assert comparison["reference"] == "Fproi-GAN"
+    assert comparison["methods"] == ["Fproi-GAN", "CycleGAN"]
+    assert set(comparison["tests"]["dice"]) == {"CycleGAN"}
+    markdown = (tmp_path / "comparison" / "comparison.md").read_text()
+    assert markdown.startswith("# Comparison against Fproi-GAN") and markdown in stdout
+    assert "| Whole image | CycleGAN |" in markdown
+    for name in FIGURES:
+        assert (tmp_path / "comparison" / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Fproi-GAN=a", "at least two"),
+    ("Fproi-GAN=a,CycleGAN", "METHOD=EVAL_DIR"),
+    ("A=a,A=b", "given twice"),
+])
+def test_compare_runs_format_errors(text, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate.parse_runs(text)
+
+
+def test_parse_runs_keeps_the_order():
+    runs = evaluate.parse_runs(" Fproi-GAN = runs/a/eval/Fproi-GAN , CycleGAN=runs/b ")
+    assert list(runs) == ["Fproi-GAN", "CycleGAN"]
+    assert str(runs["Fproi-GAN"]) == "runs/a/eval/Fproi-GAN"
+
+
+def test_load_generators_names_a_wrong_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        load_generators(tmp_path)
