@@ -1,0 +1,206 @@
+"""--mode=synthesize: PNG, NIfTI (with the source geometry) and TFDS outputs, and mask files.
+
+The generators are an export of freshly initialised parameters: synthesis only needs G and F,
+and what is checked is where every value goes, not how good it is.
+"""
+import csv
+import pathlib
+import subprocess
+import sys
+
+import jax
+import nibabel as nib
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from conftest import REPO, TINY_SHAPE, tiny_config
+from fproi_jax.data import pipeline
+from fproi_jax.evaluation import synthesize as synth
+from fproi_jax.evaluation.load import load_generators
+from fproi_jax.models.fproi_gan import FproiGAN
+from fproi_jax.train import checkpoint
+
+
+@pytest.fixture(scope="module")
+def export(tiny_brats, tmp_path_factory):
+    config = tiny_config(tiny_brats)
+    params = FproiGAN.from_config(config.model).init(jax.random.PRNGKey(0), (32, 32))
+    directory = tmp_path_factory.mktemp("synth_export") / "export"
+    checkpoint.export_inference(directory, params, config)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def synthetic(export, tiny_brats, tmp_path_factory):
+    """Synthesized pairs of the test ROIs, through the CLI."""
+    workdir = tmp_path_factory.mktemp("synth_run")
+    result = subprocess.run(
+        [sys.executable, "launch.py", "--config=configs/base.py", f"--workdir={workdir}",
+         "--mode=synthesize", f"--config.eval.checkpoint={export}",
+         f"--config.data.builder_config={tiny_brats.builder_config}",
+         f"--config.data.data_dir={tiny_brats.data_dir}", "--config.data.image_size=32",
+         f"--config.eval.source_slice_size={TINY_SHAPE[0]}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in workdir.iterdir()] == ["synthetic"]  # no temporary folder left
+    return workdir / "synthetic"
+
+
+def _rows(out):
+    with open(out / "pairs.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _config(tiny_brats, export, **eval_fields):
+    config = tiny_config(tiny_brats)
+    config.eval.checkpoint = str(export)
+    config.eval.update(eval_fields)
+    return config
+
+
+def test_png_bit_depths_and_values(synthetic, export, tiny_brats):
+    source = pipeline.load_split(tiny_brats, "test")
+    rows = _rows(synthetic)
+    assert len(rows) == len(source)
+    _, model, params = load_generators(export)
+    batch = next(pipeline.eval_batches(source, tiny_brats, len(source)))
+    f_y, g_f_y = (np.asarray(a) for a in model.roi_synthesis(params, batch["roi"]))
+    for k, row in enumerate(rows):
+        with Image.open(synthetic / row["image_png"]) as image:
+            assert image.mode == "I;16" and image.size == (32, 32)
+            pixels = np.asarray(image)
+        np.testing.assert_allclose(pixels, np.round(f_y[k, ..., 0] * 65535), atol=2)
+        with Image.open(synthetic / row["roi_png"]) as roi:
+            assert roi.mode == "L"
+            roi = np.asarray(roi)
+        assert set(np.unique(roi)) <= {0, 255}
+        clear = np.abs(g_f_y[k, ..., 0] - 0.5) > 1e-4  # away from the 0.5 threshold
+        np.testing.assert_array_equal(roi[clear], 255 * (g_f_y[k, ..., 0][clear] > 0.5))
+
+
+def test_nifti_voxels_land_on_the_source_world_points(synthetic, tiny_brats):
+    """The input ROI's centroid, through the synthetic slice's affine, is the world centroid
+    of the source seg slice (48x48 phantom resized to 32x32: 1.5 mm voxels)."""
+    source = pipeline.load_split(tiny_brats, "test")
+    raw = pathlib.Path(tiny_brats.data_dir).parent / "raw"
+    batch = next(pipeline.eval_batches(source, tiny_brats, len(source)))
+    for k, row in enumerate(_rows(synthetic)):
+        example = source[k]
+        case = example["case_id"].decode()
+        seg = nib.load(next(raw.glob(f"*/{case}/{case}_seg.nii.gz")))
+        slice_index = int(example["slice_index"])
+        expected = seg.affine @ [*np.argwhere(seg.get_fdata()[:, :, slice_index] > 0)
+                                 .mean(axis=0), slice_index, 1]
+        image = nib.load(synthetic / row["image_nii"])
+        assert image.shape == (32, 32, 1) and image.get_data_dtype() == np.float32
+        centroid = np.argwhere(batch["roi"][k, ..., 0] > 0).mean(axis=0)
+        np.testing.assert_allclose(image.affine @ [*centroid, 0, 1], expected, atol=1.0)
+        np.testing.assert_allclose(np.linalg.norm(image.affine[:3, :2], axis=0), 1.5, rtol=1e-6)
+        roi = nib.load(synthetic / row["roi_nii"])
+        assert roi.get_data_dtype() == np.uint8
+        np.testing.assert_array_equal(roi.affine, image.affine)
+
+
+def test_slice_affine_undoes_the_brats_padding():
+    """BRATS: 240 -> 256 by 8 px of padding; voxel (i, j) is source voxel (i - 8, j - 8)."""
+    source = np.array([[-1.0, 0, 0, 120], [0, -1, 0, 119], [0, 0, 1, -77], [0, 0, 0, 1]])
+    affine = synth.slice_affine(source, 90, stored_size=256, image_size=256, source_size=240)
+    for i, j in ((8, 8), (0, 255), (100, 37)):
+        np.testing.assert_allclose(affine @ [i, j, 0, 1], source @ [i - 8, j - 8, 90, 1])
+    # At 64 px each voxel averages 4x4 stored voxels: centre 1.5 stored, 4 mm wide.
+    affine = synth.slice_affine(source, 90, stored_size=256, image_size=64, source_size=240)
+    np.testing.assert_allclose(affine @ [0, 0, 0, 1], source @ [1.5 - 8, 1.5 - 8, 90, 1])
+    np.testing.assert_allclose(np.linalg.norm(affine[:3, :3], axis=0), [4, 4, 1])
+
+
+def test_tfds_dataset_is_readable_and_mixable(synthetic, tiny_brats):
+    data_dir = synthetic / "tfds"
+    dataset = tfds.data_source("synthetic_pairs", data_dir=str(data_dir), split="train")
+    rows = _rows(synthetic)
+    assert len(dataset) == len(rows)
+    by_source = {dataset[i]["source_id"].decode(): dataset[i] for i in range(len(dataset))}
+    assert set(by_source) == {r["source_id"] for r in rows}
+    for row in rows:
+        example = by_source[row["source_id"]]
+        assert set(example) == {"image", "roi", "patient_id", "source_id"}
+        assert example["image"].dtype == np.float32 and example["roi"].dtype == np.uint8
+        assert example["patient_id"].decode() == row["patient_id"]
+        nifti = nib.load(synthetic / row["image_nii"]).get_fdata(dtype=np.float32)
+        np.testing.assert_array_equal(example["image"], nifti)
+    # A training config can point its data at it.
+    data = tiny_brats.copy_and_resolve_references()
+    data.name, data.builder_config, data.data_dir = "synthetic_pairs", "", str(data_dir)
+    batch = next(pipeline.eval_batches(pipeline.load_split(data, "train"), data, 2))
+    assert batch["image"].shape == batch["roi"].shape == (2, 32, 32, 1)
+
+
+def _write_masks(mask_dir):
+    mask_dir.mkdir()
+    small = np.zeros((20, 20), np.uint8)
+    small[5:11, 5:11] = 255
+    Image.fromarray(small).save(mask_dir / "small.png")
+    big = np.zeros((64, 48), np.uint16)
+    big[10:30, 20:40] = 1000
+    Image.fromarray(big).save(mask_dir / "big.png")
+    volume = np.zeros((32, 32, 1), np.uint8)
+    volume[4:9, 20:30] = 1
+    nib.save(nib.Nifti1Image(volume, np.diag([2.0, 2, 2, 1])), mask_dir / "mri.nii.gz")
+
+
+def test_read_mask_pads_or_resizes_with_nearest(tmp_path):
+    _write_masks(tmp_path / "masks")
+    small = synth.read_mask(tmp_path / "masks" / "small.png", 32)
+    assert small.shape == (32, 32, 1) and small.dtype == np.float32
+    expected = np.zeros((32, 32), np.float32)
+    expected[11:17, 11:17] = 1  # 20 -> 32: 6 px of padding on each side
+    np.testing.assert_array_equal(small[..., 0], expected)
+    big = synth.read_mask(tmp_path / "masks" / "big.png", 32)  # 64x48 -> 64x64 -> 32x32
+    np.testing.assert_array_equal(np.unique(big), [0, 1])
+    assert big.sum() == 10 * 10
+
+
+def test_synthesize_from_mask_files(export, tiny_brats, tmp_path):
+    _write_masks(tmp_path / "masks")
+    out = synth.synthesize(_config(tiny_brats, export, mask_dir=str(tmp_path / "masks")),
+                           tmp_path / "run")
+    rows = _rows(out)
+    assert [r["id"] for r in rows] == ["big", "mri", "small"]
+    assert [r["source_id"] for r in rows] == ["big.png", "mri.nii.gz", "small.png"]
+    for row in rows:
+        np.testing.assert_array_equal(nib.load(out / row["image_nii"]).affine, np.eye(4))
+    assert len(tfds.data_source("synthetic_pairs", data_dir=str(out / "tfds"),
+                                split="train")) == 3
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("broken.png", b"not a png", "broken.png: cannot read the mask"),
+    ("colour.png", "rgb", "colour.png: expected a 2-D grey-level mask"),
+    ("notes.txt", b"hello", "notes.txt: not a mask file"),
+])
+def test_a_bad_mask_file_is_named(export, tiny_brats, tmp_path, name, content, message):
+    _write_masks(tmp_path / "masks")
+    if content == "rgb":
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "masks" / name)
+    else:
+        (tmp_path / "masks" / name).write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        synth.synthesize(_config(tiny_brats, export, mask_dir=str(tmp_path / "masks")),
+                         tmp_path / "run")
+
+
+def test_a_failed_write_keeps_the_previous_output(export, tiny_brats, tmp_path, monkeypatch):
+    _write_masks(tmp_path / "masks")
+    config = _config(tiny_brats, export, mask_dir=str(tmp_path / "masks"))
+    out = synth.synthesize(config, tmp_path / "run")
+    before = (out / "pairs.csv").read_text()
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(synth, "_write_png", fail)
+    with pytest.raises(OSError, match="disk full"):
+        synth.synthesize(config, tmp_path / "run")
+    assert (out / "pairs.csv").read_text() == before
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["synthetic"]
