@@ -3,8 +3,11 @@
 One run is trained for a step (a training checkpoint); the CycleGAN baseline is an export of
 freshly initialised generators (use_rfb=False), which is all compare needs.
 """
+import contextlib
 import csv
+import fcntl
 import json
+import os
 import subprocess
 import sys
 
@@ -40,27 +43,44 @@ def launch(mode, workdir, data, *flags):
     return result.stdout
 
 
+@contextlib.contextmanager
+def _shared_dir(tmp_path_factory, name):
+    """A folder shared by the pytest-xdist workers of this session, locked while in use, so
+    the expensive fixtures below run once per session, not once per worker."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder above the workers' own
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield root / name
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="module")
 def runs(tiny_brats, tmp_path_factory):
-    """{'Fproi-GAN': trained workdir, 'CycleGAN': export of initial params}, and the config."""
-    root = tmp_path_factory.mktemp("eval_runs")
+    """{'Fproi-GAN': trained workdir, evaluated through the CLI, 'CycleGAN': export of initial
+    params}, the config, and the stdout of the evaluation."""
     config = tiny_config(tiny_brats)
     config.train.num_steps = 1
-    loop.train(config, root / "fproi_gan")
-
-    baseline = tiny_config(tiny_brats)
-    baseline.model.use_rfb = False
-    params = FproiGAN.from_config(baseline.model).init(jax.random.PRNGKey(1), (32, 32))
-    checkpoint.export_inference(root / "cyclegan" / "export", params, baseline)
-    return {"Fproi-GAN": root / "fproi_gan", "CycleGAN": root / "cyclegan"}, config
+    with _shared_dir(tmp_path_factory, "eval_runs") as root:
+        workdirs = {"Fproi-GAN": root / "fproi_gan", "CycleGAN": root / "cyclegan"}
+        if not (root / "evaluate.out").exists():
+            loop.train(config, workdirs["Fproi-GAN"])
+            baseline = tiny_config(tiny_brats)
+            baseline.model.use_rfb = False
+            params = FproiGAN.from_config(baseline.model).init(jax.random.PRNGKey(1), (32, 32))
+            checkpoint.export_inference(workdirs["CycleGAN"] / "export", params, baseline)
+            stdout = launch("evaluate", workdirs["Fproi-GAN"], tiny_brats)
+            (root / "evaluate.out").write_text(stdout)
+        return workdirs, config, (root / "evaluate.out").read_text()
 
 
 @pytest.fixture(scope="module")
-def evaluated(runs, tiny_brats):
-    """The Fproi-GAN run evaluated through the CLI: (eval dir, stdout)."""
-    workdirs, _ = runs
-    stdout = launch("evaluate", workdirs["Fproi-GAN"], tiny_brats)
-    return workdirs["Fproi-GAN"] / "eval" / "Fproi-GAN", stdout
+def evaluated(runs):
+    """The Fproi-GAN run's eval dir and the stdout of its evaluation."""
+    return runs[0]["Fproi-GAN"] / "eval" / "Fproi-GAN", runs[2]
 
 
 def _rows(path):
@@ -135,22 +155,23 @@ def test_a_padded_last_batch_gives_the_same_values(evaluated, runs, tiny_brats, 
 
 
 def test_compare_two_methods(evaluated, runs, tiny_brats, tmp_path):
-    workdirs, config = runs
+    workdirs, config, _ = runs
     config = config.copy_and_resolve_references()
     config.eval.checkpoint = str(workdirs["CycleGAN"] / "export")
-    evaluate.evaluate(config, workdirs["CycleGAN"])  # method name from use_rfb=False
-    fproi_dir, cyclegan_dir = evaluated[0], workdirs["CycleGAN"] / "eval" / "CycleGAN"
-    stdout = launch("compare", tmp_path, tiny_brats,
+    evaluate.evaluate(config, tmp_path / "cyclegan")  # method name from use_rfb=False
+    fproi_dir, cyclegan_dir = evaluated[0], tmp_path / "cyclegan" / "eval" / "CycleGAN"
+    stdout = launch("compare", tmp_path / "both", tiny_brats,
                     f"--config.eval.compare_runs=Fproi-GAN={fproi_dir},CycleGAN={cyclegan_dir}")
-    comparison = json.loads((tmp_path / "comparison" / "comparison.json").read_text())
+    out_dir = tmp_path / "both" / "comparison"
+    comparison = json.loads((out_dir / "comparison.json").read_text())
     assert comparison["reference"] == "Fproi-GAN"
     assert comparison["methods"] == ["Fproi-GAN", "CycleGAN"]
     assert set(comparison["tests"]["dice"]) == {"CycleGAN"}
-    markdown = (tmp_path / "comparison" / "comparison.md").read_text()
+    markdown = (out_dir / "comparison.md").read_text()
     assert markdown.startswith("# Comparison against Fproi-GAN") and markdown in stdout
     assert "| Whole image | CycleGAN |" in markdown
     for name in FIGURES:
-        assert (tmp_path / "comparison" / name).stat().st_size > 0
+        assert (out_dir / name).stat().st_size > 0
 
 
 @pytest.mark.parametrize("text, message", [
