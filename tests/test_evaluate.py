@@ -193,3 +193,14 @@ def test_parse_runs_keeps_the_order():
 def test_load_generators_names_a_wrong_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         load_generators(tmp_path)
+
+
+@pytest.mark.parametrize("size, with_ms_ssim", [(176, True), (64, False)])
+def test_ms_ssim_is_computed_from_176_pixels(tiny_brats, size, with_ms_ssim):
+    model = FproiGAN.from_config(tiny_config(tiny_brats).model)
+    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), (size, size)))
+    step = evaluate.make_eval_step(model, params, size)
+    batch = {k: jax.ShapeDtypeStruct((2, size, size, 1), np.float32) for k in ("image", "roi")}
+    outputs = jax.eval_shape(step, batch)
+    assert ("whole_ms_ssim" in outputs and "tumour_ms_ssim" in outputs) == with_ms_ssim
+    assert outputs["dice"].shape == (2,)

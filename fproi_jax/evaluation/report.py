@@ -145,6 +145,9 @@ def _footnote(statistics, n_examples):
         "one ROI empty, PSNR of identical images) are excluded from mean ± std: "
         + ("; ".join(left_out) if left_out else "none")
         + ".\n"
+        + ("— MS-SSIM not computed: it needs images of at least 176 px.\n"
+           if any("whole_ms_ssim" not in by_metric for by_metric in statistics.values())
+           else "")
     )
 
 
