@@ -8,6 +8,10 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests and the launch.py subprocesses they start compile the same small programs; a
+# persistent compilation cache shared between them turns repeats into cache hits.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/fproi_jax_test_jit_cache")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pathlib  # noqa: E402
 

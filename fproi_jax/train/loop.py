@@ -54,7 +54,12 @@ def latest_params(config: ml_collections.ConfigDict, workdir: pathlib.Path):
         raise FileNotFoundError(f"no training checkpoint in {pathlib.Path(workdir) / 'checkpoints'}")
     model = FproiGAN.from_config(config.model)
     optimizer = state_lib.make_optimizer(config.train, 1)
-    abstract = jax.eval_shape(lambda: initial_state(config, model, optimizer, pipeline.data_mesh()))
+    replicated = NamedSharding(pipeline.data_mesh(), P())
+    abstract = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=replicated),
+        jax.eval_shape(lambda: state_lib.create_train_state(
+            model, optimizer, jax.random.PRNGKey(0), config.data.image_size,
+            config.train.pool_size)))
     state = checkpointer.restore(abstract, None, step)
     checkpointer.close()
     return state.params, step

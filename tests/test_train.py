@@ -1,0 +1,191 @@
+"""The train step and loop: learning, data parallelism, exact resume, config flags, multi-host."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from conftest import REPO, tiny_config
+from fproi_jax.data import pipeline
+from fproi_jax.models.fproi_gan import FproiGAN
+from fproi_jax.train import loop
+from fproi_jax.train import state as state_lib
+from fproi_jax.train.step import make_train_step
+
+
+def _fixed_batch(tiny_brats, n=4):
+    source = pipeline.load_split(tiny_brats, "train")
+    return next(pipeline.eval_batches(source, tiny_brats, n))
+
+
+def _stepper(config, devices):
+    mesh = pipeline.data_mesh(devices)
+    model = FproiGAN.from_config(config.model)
+    optimizer = state_lib.make_optimizer(config.train, 100)
+    schedule = state_lib.learning_rate_schedule(config.train, 100)
+    state = loop.initial_state(config, model, optimizer, mesh)
+    return mesh, state, make_train_step(model, optimizer, schedule, config.train, mesh)
+
+
+def _run_steps(config, devices, batch, steps):
+    mesh, state, step = _stepper(config, devices)
+    history = []
+    for _ in range(steps):
+        state, metrics = step(state, pipeline.to_global_batch(batch, mesh))
+        history.append(jax.device_get(metrics))
+    return jax.device_get(state), history
+
+
+def _assert_trees_close(a, b, atol, rtol=0.0):
+    flat_a, flat_b = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
+    assert len(flat_a) == len(flat_b)
+    for (path, x), y in zip(flat_a, flat_b):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
+def test_steps_on_a_fixed_batch_lower_the_cycle_loss(tiny_brats):
+    config = tiny_config(tiny_brats)
+    config.train.learning_rate = 2e-3
+    _, history = _run_steps(config, jax.devices()[:1], _fixed_batch(tiny_brats), 25)
+    cycle = [float(m["cycle_image"] + m["cycle_roi"]) for m in history]
+    assert np.mean(cycle[-3:]) < 0.7 * np.mean(cycle[:3]), cycle
+    assert all(np.isfinite(float(v)) for m in history for v in m.values())
+    assert float(history[-1]["learning_rate"]) == pytest.approx(2e-3)
+
+
+def test_four_devices_give_the_same_update_as_one(tiny_brats):
+    config = tiny_config(tiny_brats)
+    # Adam's first steps are lr * sign(gradient): float noise in a near-zero gradient
+    # flips the sign. A large eps makes the update proportional to the gradient, so the
+    # comparison checks the all-reduce (a sum instead of a mean would be 4x off).
+    config.train.adam_eps = 1.0
+    config.train.learning_rate = 0.005
+    batch = _fixed_batch(tiny_brats)
+    one, one_metrics = _run_steps(config, jax.devices()[:1], batch, 3)
+    four, four_metrics = _run_steps(config, jax.devices()[:4], batch, 3)
+    assert jax.device_count() == 4
+    _assert_trees_close(one, four, atol=1e-6, rtol=1e-5)
+    for m1, m4 in zip(one_metrics, four_metrics):
+        for key in m1:
+            np.testing.assert_allclose(m1[key], m4[key], rtol=1e-5, err_msg=key)
+    assert int(four.step) == 3 and int(four.pools["count"]) == 3  # pool_size 3 filled
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_brats, tmp_path):
+    config = tiny_config(tiny_brats)
+    config.train.num_steps = 2
+    loop.train(config, tmp_path)          # a good checkpoint at step 2
+    config.train.num_steps = 6
+    config.train.learning_rate = 1e30     # the resumed run diverges at step 3
+    with pytest.raises(loop.NonFiniteLossError, match="step 4: non-finite loss"):
+        loop.train(config, tmp_path)
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    params, step = loop.latest_params(config, tmp_path)
+    assert steps == [2] and step == 2
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
+# --- The command line, in subprocesses ---------------------------------------------------
+
+def _write_config(path, config):
+    path.write_text(
+        "import json\nimport ml_collections\n\n\ndef get_config():\n"
+        f"    return ml_collections.ConfigDict(json.loads({config.to_json()!r}))\n")
+    return path
+
+
+def _launch(args, devices=4, **popen):
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return subprocess.Popen([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _run_launch(args, devices=4, timeout=300):
+    process = _launch(args, devices)
+    out, _ = process.communicate(timeout=timeout)
+    return process.returncode, out
+
+
+def test_config_overrides_are_applied_and_bad_ones_rejected(tiny_brats, tmp_path):
+    config_file = str(_write_config(tmp_path / "tiny.py", tiny_config(tiny_brats)))
+    code, out = _run_launch([f"--config={config_file}", "--mode=summary",
+                             "--config.model.generator_width=6"])
+    assert code == 0, out
+    assert "| F | ConvBlock_0/Conv_0 | kernel (7, 7, 1, 6) | 294 |" in out
+    code, out = _run_launch([f"--config={config_file}", "--mode=summary",
+                             "--config.train.batch_sise=8"])
+    assert code != 0
+    assert "Unknown config field 'batch_sise' in --config.train.batch_sise=8" in out
+    code, out = _run_launch([f"--config={config_file}", "--mode=summary",
+                             "--config.train.batch_size=eight"])
+    assert code != 0
+    assert "--config.train.batch_size=eight" in out and "invalid literal for int()" in out
+
+
+def test_killed_run_resumes_to_the_same_parameters(tiny_brats, tmp_path):
+    config = tiny_config(tiny_brats)
+    config.train.num_steps = 12
+    config_file = str(_write_config(tmp_path / "tiny.py", config))
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    code, out = _run_launch([f"--config={config_file}", f"--workdir={straight}"])
+    assert code == 0, out
+
+    process = _launch([f"--config={config_file}", f"--workdir={resumed}"])
+    checkpoints = resumed / "checkpoints"
+    deadline = time.time() + 240
+    while not (checkpoints.exists() and any(p.name.isdigit() for p in checkpoints.iterdir())):
+        assert process.poll() is None and time.time() < deadline, process.communicate()[0]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)   # soon after the first committed save
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    assert not (checkpoints / "12").exists()
+
+    code, out = _run_launch([f"--config={config_file}", f"--workdir={resumed}"])
+    assert code == 0, out
+    assert "Resumed from step" in out
+    a, step_a = loop.latest_params(config, straight)
+    b, step_b = loop.latest_params(config, resumed)
+    assert step_a == step_b == 12
+    _assert_trees_close(a, b, atol=0)
+    assert sorted(p.name for p in (straight / "samples").iterdir()) == [
+        "step_0000003.png", "step_0000006.png", "step_0000009.png", "step_0000012.png"]
+    assert list((straight / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one(tiny_brats, tmp_path):
+    config = tiny_config(tiny_brats)
+    config.train.adam_eps = 1.0          # see test_four_devices_give_the_same_update_as_one
+    config.train.learning_rate = 0.005
+    config.train.num_steps = 4
+    config_file = str(_write_config(tmp_path / "tiny.py", config))
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    code, out = _run_launch([f"--config={config_file}", f"--workdir={single}"], devices=4)
+    assert code == 0, out
+
+    port = _free_port()
+    processes = [_launch([f"--config={config_file}", f"--workdir={multi}", "--distributed",
+                          f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                          f"--process_id={i}"], devices=2) for i in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    for p, out in zip(processes, outputs):
+        assert p.returncode == 0, out
+    assert "on 4 devices (2 processes)" in outputs[0]
+    a, _ = loop.latest_params(config, single)
+    b, _ = loop.latest_params(config, multi)
+    _assert_trees_close(a, b, atol=1e-6, rtol=1e-5)
