@@ -76,8 +76,9 @@ def main(argv):
     if FLAGS.mode == "train":
         loop.train(config, workdir)
     elif FLAGS.mode == "export":
-        params, step = loop.latest_params(config, workdir)
-        checkpoint.export_inference(workdir / "export", params, config)
+        run_config = checkpoint.load_config(workdir)  # the networks as trained
+        params, step = loop.latest_params(run_config, workdir)
+        checkpoint.export_inference(workdir / "export", params, run_config)
         logging.info("Exported the generators of step %d to %s", step, workdir / "export")
     elif FLAGS.mode == "evaluate":
         evaluate.evaluate(config, workdir)
