@@ -5,6 +5,7 @@
 ``python -m data_builders NAME --manual_dir=DIR --data_dir=DIR``. Synthetic raw data in the
 same layouts: ``python -m data_builders.phantom brats|inbreast --out=DIR``.
 """
+
 from data_builders.common import BadInputError
 from data_builders.brats2017 import Brats2017, Brats2017Config
 from data_builders.inbreast import Inbreast, InbreastConfig

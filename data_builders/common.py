@@ -10,7 +10,11 @@
 * :func:`fit_to_size` -- bring an image/ROI pair to ``size x size``: centred zero padding
   when both sides fit, otherwise pad to a square and resize (image bilinear, ROI nearest).
 * :func:`resize_pair` -- resize an image/ROI pair (image bilinear, ROI nearest, stays binary).
+* :func:`pair_features` -- the ``image``/``roi``/``patient_id`` features every paired dataset
+  declares.
+* :class:`SkipBadBuilderMixin` -- the builders' ``skip_bad`` argument and ``skip_log``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,6 +24,7 @@ from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 from PIL import Image
+import tensorflow_datasets as tfds
 
 log = logging.getLogger("data_builders")
 
@@ -31,49 +36,81 @@ T = TypeVar("T")
 
 
 class BadInputError(Exception):
-  """A raw input file that cannot be used; ``path`` names it, ``reason`` says why."""
+    """A raw input file that cannot be used; ``path`` names it, ``reason`` says why."""
 
-  def __init__(self, path: str | os.PathLike, reason: str):
-    self.path = os.fspath(path)
-    self.reason = reason
-    super().__init__(f"{self.path}: {reason}")
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
 
-  def __reduce__(self):  # picklable across processes
-    return (type(self), (self.path, self.reason))
+    def __reduce__(self):  # picklable across processes
+        return (type(self), (self.path, self.reason))
 
 
 @dataclasses.dataclass
 class SkipLog:
-  """Decides what happens to a :class:`BadInputError`.
+    """Decides what happens to a :class:`BadInputError`.
 
-  With ``skip_bad=False`` the error propagates (the build fails and names the file).
-  With ``skip_bad=True`` the file is recorded in ``skipped`` (and logged) and the caller
-  moves on. ``excluded`` records inputs left out by design (e.g. tumour-free slices).
-  """
+    With ``skip_bad=False`` the error propagates (the build fails and names the file).
+    With ``skip_bad=True`` the file is recorded in ``skipped`` (and logged) and the caller
+    moves on. ``excluded`` records inputs left out by design (e.g. tumour-free slices).
+    """
 
-  skip_bad: bool = False
-  skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)
-  excluded: list[str] = dataclasses.field(default_factory=list)
+    skip_bad: bool = False
+    skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    excluded: list[str] = dataclasses.field(default_factory=list)
 
-  def call(self, fn: Callable[..., T], *args, **kwargs) -> T | None:
-    """Returns ``fn(*args, **kwargs)``, or None when it raised BadInputError and skip_bad."""
-    try:
-      return fn(*args, **kwargs)
-    except BadInputError as e:
-      if not self.skip_bad:
-        raise
-      self.skip(e.path, e.reason)
-      return None
+    def call(self, fn: Callable[..., T], *args, **kwargs) -> T | None:
+        """Returns ``fn(*args, **kwargs)``, or None when it raised BadInputError and skip_bad."""
+        try:
+            return fn(*args, **kwargs)
+        except BadInputError as e:
+            if not self.skip_bad:
+                raise
+            self.skip(e.path, e.reason)
+            return None
 
-  def skip(self, path: str | os.PathLike, reason: str) -> None:
-    entry = {"path": os.fspath(path), "reason": reason}
-    if entry not in self.skipped:
-      self.skipped.append(entry)
-      log.warning("skipped %s: %s", entry["path"], reason)
+    def skip(self, path: str | os.PathLike, reason: str) -> None:
+        entry = {"path": os.fspath(path), "reason": reason}
+        if entry not in self.skipped:
+            self.skipped.append(entry)
+            log.warning("skipped %s: %s", entry["path"], reason)
 
-  def exclude(self, what: str, reason: str) -> None:
-    self.excluded.append(what)
-    log.info("excluded %s: %s", what, reason)
+    def exclude(self, what: str, reason: str) -> None:
+        self.excluded.append(what)
+        log.info("excluded %s: %s", what, reason)
+
+
+class SkipBadBuilderMixin:
+    """``skip_bad`` handling of a TFDS builder whose config has a ``skip_bad`` field.
+
+    Put it before ``tfds.core.GeneratorBasedBuilder`` in the bases. Builds a
+    :class:`SkipLog` in ``self._log`` (``self._skip_bad`` holds the flag) and exposes it
+    as ``skip_log``.
+    """
+
+    def __init__(self, *, skip_bad: bool | None = None, file_format=None, **kwargs):
+        """Like any tfds builder; ``skip_bad`` overrides the config's field.
+
+        ``file_format`` defaults to array_record (readable without TensorFlow).
+        """
+        super().__init__(file_format=file_format or "array_record", **kwargs)
+        self._skip_bad = self.builder_config.skip_bad if skip_bad is None else bool(skip_bad)
+        self._log = SkipLog(self._skip_bad)
+
+    @property
+    def skip_log(self) -> SkipLog:
+        return self._log
+
+
+def pair_features(size: int) -> dict:
+    """The features every paired dataset has: ``image`` float32 (size, size, 1), ``roi``
+    uint8 (size, size, 1) in {0, 1}, and ``patient_id`` text."""
+    return {
+        "image": tfds.features.Tensor(shape=(size, size, 1), dtype=np.float32),
+        "roi": tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8),
+        "patient_id": tfds.features.Text(),
+    }
 
 
 def patient_split(
@@ -81,72 +118,74 @@ def patient_split(
     train_fraction: float = TRAIN_FRACTION,
     seed: int = SPLIT_SEED,
 ) -> dict[str, str]:
-  """Maps each distinct patient id to 'train' or 'test'.
+    """Maps each distinct patient id to 'train' or 'test'.
 
-  The ids are sorted, permuted with ``np.random.default_rng(seed)``, and the first
-  ``round(train_fraction * n)`` go to train. With two or more patients both sides get at
-  least one. Deterministic: the same ids and seed give the same split on any machine.
-  """
-  ids = sorted(set(patient_ids))
-  n = len(ids)
-  if n == 0:
-    return {}
-  n_train = int(round(train_fraction * n))
-  if n >= 2:
-    n_train = min(max(n_train, 1), n - 1)
-  perm = np.random.default_rng(seed).permutation(n)
-  return {ids[j]: ("train" if rank < n_train else "test") for rank, j in enumerate(perm)}
+    The ids are sorted, permuted with ``np.random.default_rng(seed)``, and the first
+    ``round(train_fraction * n)`` go to train. With two or more patients both sides get at
+    least one. Deterministic: the same ids and seed give the same split on any machine.
+    """
+    ids = sorted(set(patient_ids))
+    n = len(ids)
+    if n == 0:
+        return {}
+    n_train = int(round(train_fraction * n))
+    if n >= 2:
+        n_train = min(max(n_train, 1), n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    return {ids[j]: ("train" if rank < n_train else "test") for rank, j in enumerate(perm)}
 
 
 def max_normalise(x: np.ndarray) -> np.ndarray:
-  """``x / max(x)`` as float32 in [0, 1]; negative values clip to 0; all-zero stays zero."""
-  x = np.asarray(x, dtype=np.float32)
-  x = np.maximum(x, 0.0)
-  m = float(x.max()) if x.size else 0.0
-  if not np.isfinite(m):
-    raise ValueError("non-finite intensities")
-  if m <= 0.0:
-    return np.zeros_like(x)
-  return np.clip(x / m, 0.0, 1.0).astype(np.float32)
+    """``x / max(x)`` as float32 in [0, 1]; negative values clip to 0; all-zero stays zero."""
+    x = np.asarray(x, dtype=np.float32)
+    x = np.maximum(x, 0.0)
+    m = float(x.max()) if x.size else 0.0
+    if not np.isfinite(m):
+        raise ValueError("non-finite intensities")
+    if m <= 0.0:
+        return np.zeros_like(x)
+    return np.clip(x / m, 0.0, 1.0).astype(np.float32)
 
 
 def resize_pair(image: np.ndarray, roi: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-  """Resizes 2-D ``image`` (bilinear, float32) and ``roi`` (nearest, binary uint8) to size x size."""
-  img = Image.fromarray(np.asarray(image, np.float32), mode="F")
-  img = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32)
-  r = Image.fromarray((np.asarray(roi) > 0).astype(np.uint8), mode="L")
-  r = np.asarray(r.resize((size, size), Image.NEAREST), dtype=np.uint8)
-  return img, r
+    """Resizes 2-D ``image`` (bilinear, float32) and ``roi`` (nearest, binary uint8) to
+    size x size."""
+    img = Image.fromarray(np.asarray(image, np.float32), mode="F")
+    img = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32)
+    r = Image.fromarray((np.asarray(roi) > 0).astype(np.uint8), mode="L")
+    r = np.asarray(r.resize((size, size), Image.NEAREST), dtype=np.uint8)
+    return img, r
 
 
 def pad_to(x: np.ndarray, h: int, w: int) -> np.ndarray:
-  """Centred zero padding of a 2-D array up to h x w (extra pixel, if odd, at the end)."""
-  dh, dw = h - x.shape[0], w - x.shape[1]
-  if dh < 0 or dw < 0:
-    raise ValueError(f"cannot pad {x.shape} to {(h, w)}")
-  return np.pad(x, ((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)))
+    """Centred zero padding of a 2-D array up to h x w (extra pixel, if odd, at the end)."""
+    dh, dw = h - x.shape[0], w - x.shape[1]
+    if dh < 0 or dw < 0:
+        raise ValueError(f"cannot pad {x.shape} to {(h, w)}")
+    return np.pad(x, ((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)))
 
 
-def fit_to_size(image: np.ndarray, roi: np.ndarray, size: int = IMAGE_SIZE
-                ) -> tuple[np.ndarray, np.ndarray]:
-  """Brings a 2-D image/ROI pair to size x size, keeping them aligned.
+def fit_to_size(
+    image: np.ndarray, roi: np.ndarray, size: int = IMAGE_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brings a 2-D image/ROI pair to size x size, keeping them aligned.
 
-  If both sides are <= size: centred zero padding (BRATS 240x240 -> 8 px on each side;
-  pixels are untouched and the ROI stays exactly the source mask). Otherwise: centred zero
-  padding to a square of the longer side, then resize (image bilinear, ROI nearest
-  neighbour so it stays binary). Returns (float32 image, uint8 ROI in {0, 1}).
-  """
-  image = np.asarray(image, np.float32)
-  roi = (np.asarray(roi) > 0).astype(np.uint8)
-  if image.shape != roi.shape or image.ndim != 2:
-    raise ValueError(f"image {image.shape} and ROI {roi.shape} must be equal 2-D shapes")
-  h, w = image.shape
-  if h <= size and w <= size:
-    return pad_to(image, size, size), pad_to(roi, size, size)
-  s = max(h, w)
-  return resize_pair(pad_to(image, s, s), pad_to(roi, s, s), size)
+    If both sides are <= size: centred zero padding (BRATS 240x240 -> 8 px on each side;
+    pixels are untouched and the ROI stays exactly the source mask). Otherwise: centred zero
+    padding to a square of the longer side, then resize (image bilinear, ROI nearest
+    neighbour so it stays binary). Returns (float32 image, uint8 ROI in {0, 1}).
+    """
+    image = np.asarray(image, np.float32)
+    roi = (np.asarray(roi) > 0).astype(np.uint8)
+    if image.shape != roi.shape or image.ndim != 2:
+        raise ValueError(f"image {image.shape} and ROI {roi.shape} must be equal 2-D shapes")
+    h, w = image.shape
+    if h <= size and w <= size:
+        return pad_to(image, size, size), pad_to(roi, size, size)
+    s = max(h, w)
+    return resize_pair(pad_to(image, s, s), pad_to(roi, s, s), size)
 
 
 def as_channel(x: np.ndarray) -> np.ndarray:
-  """(H, W) -> (H, W, 1)."""
-  return x[..., None]
+    """(H, W) -> (H, W, 1)."""
+    return x[..., None]

@@ -1,4 +1,5 @@
 """brats2017 builder on tiny phantom volumes (48x48x40), built without TensorFlow."""
+
 import gzip
 import os
 import shutil
@@ -23,242 +24,271 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(name="tiny", **kw):
-  return Brats2017Config(name=name, hgg_slices=HGG, lgg_slices=LGG, **kw)
+    return Brats2017Config(name=name, hgg_slices=HGG, lgg_slices=LGG, **kw)
 
 
 def build(manual_dir, data_dir, config=None, **kw):
-  b = Brats2017(data_dir=os.fspath(data_dir), config=config or tiny_config(), **kw)
-  b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return b
+    b = Brats2017(data_dir=os.fspath(data_dir), config=config or tiny_config(), **kw)
+    b.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
+    )
+    return b
 
 
 def examples(builder):
-  ds = builder.as_data_source()
-  return {s: [ds[s][i] for i in range(len(ds[s]))] for s in ds}
+    ds = builder.as_data_source()
+    return {s: [ds[s][i] for i in range(len(ds[s]))] for s in ds}
 
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
-  d = tmp_path_factory.mktemp("brats_raw")
-  cases = phantom.write_brats(d, cases=6, shape=SHAPE, seed=0)
-  return d, {c["case_id"]: c for c in cases}
+    d = tmp_path_factory.mktemp("brats_raw")
+    cases = phantom.write_brats(d, cases=6, shape=SHAPE, seed=0)
+    return d, {c["case_id"]: c for c in cases}
 
 
 @pytest.fixture(scope="module")
 def built(raw, tmp_path_factory):
-  d, cases = raw
-  b = build(d, tmp_path_factory.mktemp("brats_data"))
-  return b, examples(b), cases
+    d, cases = raw
+    b = build(d, tmp_path_factory.mktemp("brats_data"))
+    return b, examples(b), cases
 
 
 def copy_raw(raw, tmp_path):
-  dst = tmp_path / "raw"
-  shutil.copytree(raw[0], dst)
-  return dst
+    dst = tmp_path / "raw"
+    shutil.copytree(raw[0], dst)
+    return dst
 
 
 def test_slices_taken_and_tumour_free_slices_excluded(built):
-  b, ex, cases = built
-  got = sorted((e["case_id"].decode(), int(e["slice_index"])) for s in ex.values() for e in s)
-  expected, excluded = [], []
-  for cid, c in cases.items():
-    for k in (HGG if c["grade"] == "HGG" else LGG):
-      (expected if k in c["tumour_slices"] else excluded).append((cid, k))
-  assert got == sorted(expected)
-  assert excluded, "phantom must exercise the exclusion path"
-  assert any(all(k not in c["tumour_slices"] for k in LGG) for c in cases.values() if c["grade"] == "LGG")
-  md = b.info.metadata
-  assert sorted(md["excluded_slices"]) == sorted(f"{c}/{k}" for c, k in excluded)
-  assert md["excluded_slice_count"] == len(excluded)
-  assert md["skipped"] == []
+    b, ex, cases = built
+    got = sorted((e["case_id"].decode(), int(e["slice_index"])) for s in ex.values() for e in s)
+    expected, excluded = [], []
+    for cid, c in cases.items():
+        for k in (HGG if c["grade"] == "HGG" else LGG):
+            (expected if k in c["tumour_slices"] else excluded).append((cid, k))
+    assert got == sorted(expected)
+    assert excluded, "phantom must exercise the exclusion path"
+    assert any(
+        all(k not in c["tumour_slices"] for k in LGG) for c in cases.values() if c["grade"] == "LGG"
+    )
+    md = b.info.metadata
+    assert sorted(md["excluded_slices"]) == sorted(f"{c}/{k}" for c, k in excluded)
+    assert md["excluded_slice_count"] == len(excluded)
+    assert md["skipped"] == []
 
 
 def test_image_roi_are_padded_slice_and_seg_exactly(built):
-  _, ex, cases = built
-  for e in ex["train"] + ex["test"]:
-    c = cases[e["case_id"].decode()]
-    k = int(e["slice_index"])
-    t2 = np.asarray(nib.load(c["files"]["t2"]).dataobj)[:, :, k].astype(np.float32)
-    seg = np.asarray(nib.load(c["files"]["seg"]).dataobj)[:, :, k]
-    img, roi = e["image"][..., 0], e["roi"][..., 0]
-    np.testing.assert_array_equal(roi[PAD:PAD + 48, PAD:PAD + 48], seg > 0)
-    assert roi.sum() == (seg > 0).sum() > 0
-    np.testing.assert_allclose(img[PAD:PAD + 48, PAD:PAD + 48], t2 / t2.max(), rtol=0, atol=1e-6)
-    assert not img[:PAD].any() and not img[:, PAD + 48:].any()
-    # T2 phantom: tumour brighter than the rest of the head.
-    assert img[roi == 1].mean() > img[(roi == 0) & (img > 0)].mean() + 0.1
+    _, ex, cases = built
+    for e in ex["train"] + ex["test"]:
+        c = cases[e["case_id"].decode()]
+        k = int(e["slice_index"])
+        t2 = np.asarray(nib.load(c["files"]["t2"]).dataobj)[:, :, k].astype(np.float32)
+        seg = np.asarray(nib.load(c["files"]["seg"]).dataobj)[:, :, k]
+        img, roi = e["image"][..., 0], e["roi"][..., 0]
+        np.testing.assert_array_equal(roi[PAD : PAD + 48, PAD : PAD + 48], seg > 0)
+        assert roi.sum() == (seg > 0).sum() > 0
+        np.testing.assert_allclose(
+            img[PAD : PAD + 48, PAD : PAD + 48], t2 / t2.max(), rtol=0, atol=1e-6
+        )
+        assert not img[:PAD].any() and not img[:, PAD + 48 :].any()
+        # T2 phantom: tumour brighter than the rest of the head.
+        assert img[roi == 1].mean() > img[(roi == 0) & (img > 0)].mean() + 0.1
 
 
 def test_dtypes_ranges_and_features(built):
-  _, ex, cases = built
-  for e in ex["train"] + ex["test"]:
-    assert e["image"].dtype == np.float32 and e["image"].shape == (256, 256, 1)
-    assert e["image"].min() >= 0 and e["image"].max() == pytest.approx(1.0)
-    assert e["roi"].dtype == np.uint8 and e["roi"].shape == (256, 256, 1)
-    assert set(np.unique(e["roi"])) == {0, 1}
-    c = cases[e["case_id"].decode()]
-    assert ["HGG", "LGG"][int(e["grade"])] == c["grade"]
-    assert e["patient_id"].decode() == c["case_id"].rsplit("_", 1)[0]
-    assert e["affine"].dtype == np.float32 and e["affine"].shape == (4, 4)
+    _, ex, cases = built
+    for e in ex["train"] + ex["test"]:
+        assert e["image"].dtype == np.float32 and e["image"].shape == (256, 256, 1)
+        assert e["image"].min() >= 0 and e["image"].max() == pytest.approx(1.0)
+        assert e["roi"].dtype == np.uint8 and e["roi"].shape == (256, 256, 1)
+        assert set(np.unique(e["roi"])) == {0, 1}
+        c = cases[e["case_id"].decode()]
+        assert ["HGG", "LGG"][int(e["grade"])] == c["grade"]
+        assert e["patient_id"].decode() == c["case_id"].rsplit("_", 1)[0]
+        assert e["affine"].dtype == np.float32 and e["affine"].shape == (4, 4)
 
 
 def test_affine_round_trip(built, tmp_path):
-  _, ex, cases = built
-  e = ex["train"][0]
-  c = cases[e["case_id"].decode()]
-  src = nib.load(c["files"]["t2"])
-  np.testing.assert_allclose(e["affine"], src.affine, atol=1e-6)
-  vol = np.zeros(SHAPE, np.float32)
-  vol[:, :, int(e["slice_index"])] = e["image"][PAD:PAD + 48, PAD:PAD + 48, 0]
-  nib.save(nib.Nifti1Image(vol, e["affine"].astype(np.float64)), tmp_path / "syn.nii.gz")
-  back = nib.load(tmp_path / "syn.nii.gz")
-  np.testing.assert_allclose(back.affine, src.affine, atol=1e-6)
-  k = int(e["slice_index"])
-  t2 = np.asarray(src.dataobj)[:, :, k]
-  np.testing.assert_allclose(back.get_fdata()[:, :, k], t2 / t2.max(), atol=1e-6)
+    _, ex, cases = built
+    e = ex["train"][0]
+    c = cases[e["case_id"].decode()]
+    src = nib.load(c["files"]["t2"])
+    np.testing.assert_allclose(e["affine"], src.affine, atol=1e-6)
+    vol = np.zeros(SHAPE, np.float32)
+    vol[:, :, int(e["slice_index"])] = e["image"][PAD : PAD + 48, PAD : PAD + 48, 0]
+    nib.save(nib.Nifti1Image(vol, e["affine"].astype(np.float64)), tmp_path / "syn.nii.gz")
+    back = nib.load(tmp_path / "syn.nii.gz")
+    np.testing.assert_allclose(back.affine, src.affine, atol=1e-6)
+    k = int(e["slice_index"])
+    t2 = np.asarray(src.dataobj)[:, :, k]
+    np.testing.assert_allclose(back.get_fdata()[:, :, k], t2 / t2.max(), atol=1e-6)
 
 
 def test_split_by_patient_without_leakage(built):
-  b, ex, cases = built
-  pats = {s: {e["patient_id"] for e in v} for s, v in ex.items()}
-  assert pats["train"] and pats["test"]
-  assert not pats["train"] & pats["test"]
-  # two acquisitions of one patient (H001_1 and H001_2) end up on the same side
-  sides = {s for s, v in ex.items() for e in v if e["patient_id"] == b"Brats17_PHANTOM_H001"}
-  assert len(sides) == 1
-  assert {e["grade"] for e in ex["train"]} == {0, 1}
-  assert len(ex["train"]) + len(ex["test"]) == sum(s.num_examples for s in b.info.splits.values())
+    b, ex, cases = built
+    pats = {s: {e["patient_id"] for e in v} for s, v in ex.items()}
+    assert pats["train"] and pats["test"]
+    assert not pats["train"] & pats["test"]
+    # two acquisitions of one patient (H001_1 and H001_2) end up on the same side
+    sides = {s for s, v in ex.items() for e in v if e["patient_id"] == b"Brats17_PHANTOM_H001"}
+    assert len(sides) == 1
+    assert {e["grade"] for e in ex["train"]} == {0, 1}
+    assert len(ex["train"]) + len(ex["test"]) == sum(s.num_examples for s in b.info.splits.values())
 
 
 def test_data_source_reads_after_import_and_metadata_round_trip(built):
-  b, ex, _ = built
-  data_dir = os.fspath(b.data_dir_root)
-  ds = tfds.data_source("brats2017/tiny", data_dir=data_dir, split="test")
-  assert len(ds) == len(ex["test"])
-  rb = tfds.builder("brats2017/tiny", data_dir=data_dir)
-  assert rb.info.metadata["excluded_slice_count"] == b.info.metadata["excluded_slice_count"]
-  assert rb.info.metadata["skipped"] == []
+    b, ex, _ = built
+    data_dir = os.fspath(b.data_dir_root)
+    ds = tfds.data_source("brats2017/tiny", data_dir=data_dir, split="test")
+    assert len(ds) == len(ex["test"])
+    rb = tfds.builder("brats2017/tiny", data_dir=data_dir)
+    assert rb.info.metadata["excluded_slice_count"] == b.info.metadata["excluded_slice_count"]
+    assert rb.info.metadata["skipped"] == []
 
 
 def test_all_tumour_slices_config(raw, tmp_path):
-  d, cases = raw
-  b = Brats2017(data_dir=os.fspath(tmp_path), config="all_tumour_slices")
-  b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(d)))
-  ex = examples(b)
-  got = sorted((e["case_id"].decode(), int(e["slice_index"])) for v in ex.values() for e in v)
-  assert got == sorted((cid, k) for cid, c in cases.items() for k in c["tumour_slices"])
+    d, cases = raw
+    b = Brats2017(data_dir=os.fspath(tmp_path), config="all_tumour_slices")
+    b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(d)))
+    ex = examples(b)
+    got = sorted((e["case_id"].decode(), int(e["slice_index"])) for v in ex.values() for e in v)
+    assert got == sorted((cid, k) for cid, c in cases.items() for k in c["tumour_slices"])
 
 
 def test_paper_slices_out_of_range_error_names_file(raw, tmp_path):
-  with pytest.raises(BadInputError, match=r"_t2\.nii\.gz.*out of range"):
-    build(raw[0], tmp_path, config="paper")
-  assert not (tmp_path / "brats2017" / "paper" / "1.0.0").exists()
+    with pytest.raises(BadInputError, match=r"_t2\.nii\.gz.*out of range"):
+        build(raw[0], tmp_path, config="paper")
+    assert not (tmp_path / "brats2017" / "paper" / "1.0.0").exists()
 
 
 def test_other_modality(raw, tmp_path):
-  b = build(raw[0], tmp_path, config=tiny_config("tiny_flair", modality="flair"))
-  e = examples(b)["train"][0]
-  fl = nib.load(raw[1][e["case_id"].decode()]["files"]["flair"]).get_fdata()[:, :, int(e["slice_index"])]
-  np.testing.assert_allclose(e["image"][PAD:PAD + 48, PAD:PAD + 48, 0], fl / fl.max(), atol=1e-6)
+    b = build(raw[0], tmp_path, config=tiny_config("tiny_flair", modality="flair"))
+    e = examples(b)["train"][0]
+    fl = nib.load(raw[1][e["case_id"].decode()]["files"]["flair"]).get_fdata()[
+        :, :, int(e["slice_index"])
+    ]
+    np.testing.assert_allclose(
+        e["image"][PAD : PAD + 48, PAD : PAD + 48, 0], fl / fl.max(), atol=1e-6
+    )
 
 
 # ---------------------------------------------------------------------------- bad input
 
+
 def _case(d, cid="Brats17_PHANTOM_H000_1"):
-  return d / ("LGG" if "_L" in cid else "HGG") / cid / cid
+    return d / ("LGG" if "_L" in cid else "HGG") / cid / cid
 
 
 def corrupt(d):
-  p = f"{_case(d)}_t2.nii.gz"
-  with open(p, "wb") as f:
-    f.write(b"this is not a nifti file" * 10)
-  return p
+    p = f"{_case(d)}_t2.nii.gz"
+    with open(p, "wb") as f:
+        f.write(b"this is not a nifti file" * 10)
+    return p
 
 
 def truncate(d):
-  p = f"{_case(d)}_t2.nii.gz"
-  data = open(p, "rb").read()
-  open(p, "wb").write(data[: len(data) // 2])
-  return p
+    p = f"{_case(d)}_t2.nii.gz"
+    data = open(p, "rb").read()
+    open(p, "wb").write(data[: len(data) // 2])
+    return p
 
 
 def missing_seg(d, cid="Brats17_PHANTOM_H000_1"):
-  p = f"{_case(d, cid)}_seg.nii.gz"
-  os.remove(p)
-  return p
+    p = f"{_case(d, cid)}_seg.nii.gz"
+    os.remove(p)
+    return p
 
 
 def seg_shape(d):
-  p = f"{_case(d)}_seg.nii.gz"
-  nib.save(nib.Nifti1Image(np.zeros((48, 48, 39), np.uint8), np.eye(4)), p)
-  return p
+    p = f"{_case(d)}_seg.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((48, 48, 39), np.uint8), np.eye(4)), p)
+    return p
 
 
 def corrupt_gzip_payload(d):
-  """Valid gzip stream with a too-short NIfTI inside."""
-  p = f"{_case(d)}_t2.nii.gz"
-  raw = gzip.decompress(open(p, "rb").read())
-  open(p, "wb").write(gzip.compress(raw[:600]))
-  return p
+    """Valid gzip stream with a too-short NIfTI inside."""
+    p = f"{_case(d)}_t2.nii.gz"
+    raw = gzip.decompress(open(p, "rb").read())
+    open(p, "wb").write(gzip.compress(raw[:600]))
+    return p
 
 
-@pytest.mark.parametrize("damage", [corrupt, truncate, missing_seg, seg_shape, corrupt_gzip_payload])
+@pytest.mark.parametrize(
+    "damage", [corrupt, truncate, missing_seg, seg_shape, corrupt_gzip_payload]
+)
 def test_bad_input_error_names_file_and_leaves_no_dataset(raw, tmp_path, damage):
-  d = copy_raw(raw, tmp_path)
-  path = damage(d)
-  with pytest.raises(BadInputError) as err:
-    build(d, tmp_path / "data")
-  assert os.path.basename(path) in str(err.value)
-  assert err.value.path == os.fspath(path)
-  out = tmp_path / "data" / "brats2017" / "tiny"
-  assert not (out / "1.0.0").exists()
-  assert not [p for p in out.iterdir() if "incomplete" in p.name] if out.exists() else True
-  with pytest.raises(Exception):  # nothing readable was left behind
-    tfds.data_source("brats2017/tiny", data_dir=os.fspath(tmp_path / "data"), split="train",
-                     download=False)
+    d = copy_raw(raw, tmp_path)
+    path = damage(d)
+    with pytest.raises(BadInputError) as err:
+        build(d, tmp_path / "data")
+    assert os.path.basename(path) in str(err.value)
+    assert err.value.path == os.fspath(path)
+    out = tmp_path / "data" / "brats2017" / "tiny"
+    assert not (out / "1.0.0").exists()
+    assert not [p for p in out.iterdir() if "incomplete" in p.name] if out.exists() else True
+    with pytest.raises(Exception):  # nothing readable was left behind
+        tfds.data_source(
+            "brats2017/tiny", data_dir=os.fspath(tmp_path / "data"), split="train", download=False
+        )
 
 
 @pytest.mark.parametrize("layout", ["empty", "wrong"])
 def test_empty_or_wrong_manual_dir(tmp_path, layout):
-  m = tmp_path / "manual"
-  m.mkdir()
-  if layout == "wrong":
-    (m / "Brats17_X_1").mkdir()
-    (m / "Brats17_X_1" / "Brats17_X_1_t2.nii.gz").write_bytes(b"x")
-  with pytest.raises(BadInputError, match=str(m)):
-    build(m, tmp_path / "data")
+    m = tmp_path / "manual"
+    m.mkdir()
+    if layout == "wrong":
+        (m / "Brats17_X_1").mkdir()
+        (m / "Brats17_X_1" / "Brats17_X_1_t2.nii.gz").write_bytes(b"x")
+    with pytest.raises(BadInputError, match=str(m)):
+        build(m, tmp_path / "data")
 
 
 def test_skip_bad_lists_skipped_files_in_metadata(raw, tmp_path):
-  d = copy_raw(raw, tmp_path)
-  bad1 = corrupt(d)
-  bad2 = missing_seg(d, "Brats17_PHANTOM_L000_1")
-  b = build(d, tmp_path / "data", skip_bad=True)
-  skipped = tfds.builder("brats2017/tiny", data_dir=os.fspath(tmp_path / "data")).info.metadata["skipped"]
-  assert {s["path"] for s in skipped} == {os.fspath(bad1), os.fspath(bad2)}
-  assert all(s["reason"] for s in skipped)
-  cids = {e["case_id"] for v in examples(b).values() for e in v}
-  assert b"Brats17_PHANTOM_H000_1" not in cids and cids
-  # the config field works as well as the constructor argument
-  b2 = build(d, tmp_path / "data2", config=tiny_config(skip_bad=True))
-  assert len(b2.info.metadata["skipped"]) == 2
+    d = copy_raw(raw, tmp_path)
+    bad1 = corrupt(d)
+    bad2 = missing_seg(d, "Brats17_PHANTOM_L000_1")
+    b = build(d, tmp_path / "data", skip_bad=True)
+    skipped = tfds.builder("brats2017/tiny", data_dir=os.fspath(tmp_path / "data")).info.metadata[
+        "skipped"
+    ]
+    assert {s["path"] for s in skipped} == {os.fspath(bad1), os.fspath(bad2)}
+    assert all(s["reason"] for s in skipped)
+    cids = {e["case_id"] for v in examples(b).values() for e in v}
+    assert b"Brats17_PHANTOM_H000_1" not in cids and cids
+    # the config field works as well as the constructor argument
+    b2 = build(d, tmp_path / "data2", config=tiny_config(skip_bad=True))
+    assert len(b2.info.metadata["skipped"]) == 2
 
 
 def test_cli_builds_and_reports(raw, tmp_path):
-  env = dict(os.environ, PYTHONPATH=REPO)
-  cmd = [sys.executable, "-m", "data_builders", "brats2017", f"--manual_dir={raw[0]}",
-         f"--data_dir={tmp_path / 'data'}", "--config=all_tumour_slices"]
-  r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-  assert r.returncode == 0, r.stderr[-2000:]
-  assert "train:" in r.stdout and "skipped files: 0" in r.stdout
-  ds = tfds.data_source("brats2017/all_tumour_slices", data_dir=os.fspath(tmp_path / "data"), split="train")
-  assert len(ds) > 0
-  d = copy_raw(raw, tmp_path)
-  bad = truncate(d)
-  cmd2 = [c if not c.startswith("--manual_dir") else f"--manual_dir={d}" for c in cmd]
-  cmd2 = [c if not c.startswith("--data_dir") else f"--data_dir={tmp_path / 'data2'}" for c in cmd2]
-  r = subprocess.run(cmd2, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-  assert r.returncode != 0 and bad in r.stderr
-  r = subprocess.run(cmd2 + ["--skip_bad"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-  assert r.returncode == 0, r.stderr[-2000:]
-  assert "skipped files: 1" in r.stdout and bad in r.stdout
+    env = dict(os.environ, PYTHONPATH=REPO)
+    cmd = [
+        sys.executable,
+        "-m",
+        "data_builders",
+        "brats2017",
+        f"--manual_dir={raw[0]}",
+        f"--data_dir={tmp_path / 'data'}",
+        "--config=all_tumour_slices",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "train:" in r.stdout and "skipped files: 0" in r.stdout
+    ds = tfds.data_source(
+        "brats2017/all_tumour_slices", data_dir=os.fspath(tmp_path / "data"), split="train"
+    )
+    assert len(ds) > 0
+    d = copy_raw(raw, tmp_path)
+    bad = truncate(d)
+    cmd2 = [c if not c.startswith("--manual_dir") else f"--manual_dir={d}" for c in cmd]
+    cmd2 = [
+        c if not c.startswith("--data_dir") else f"--data_dir={tmp_path / 'data2'}" for c in cmd2
+    ]
+    r = subprocess.run(cmd2, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert r.returncode != 0 and bad in r.stderr
+    r = subprocess.run(
+        cmd2 + ["--skip_bad"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "skipped files: 1" in r.stdout and bad in r.stdout

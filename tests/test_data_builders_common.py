@@ -1,4 +1,5 @@
 """Shared data-builder logic: patient split, normalisation, pad/resize, skip bookkeeping."""
+
 import pickle
 
 import numpy as np
@@ -9,62 +10,62 @@ from data_builders.common import BadInputError
 
 
 def test_patient_split_is_deterministic_disjoint_and_7_to_3():
-  ids = [f"p{i:03d}" for i in range(100)]
-  a = common.patient_split(ids, 0.7, seed=0)
-  b = common.patient_split(list(reversed(ids)) + ids[:5], 0.7, seed=0)  # order, duplicates
-  assert a == b
-  assert set(a) == set(ids)
-  assert sum(v == "train" for v in a.values()) == 70
-  assert common.patient_split(ids, 0.7, seed=1) != a
-  # not simply the first 70 sorted ids
-  assert [k for k in sorted(a) if a[k] == "train"] != ids[:70]
+    ids = [f"p{i:03d}" for i in range(100)]
+    a = common.patient_split(ids, 0.7, seed=0)
+    b = common.patient_split(list(reversed(ids)) + ids[:5], 0.7, seed=0)  # order, duplicates
+    assert a == b
+    assert set(a) == set(ids)
+    assert sum(v == "train" for v in a.values()) == 70
+    assert common.patient_split(ids, 0.7, seed=1) != a
+    # not simply the first 70 sorted ids
+    assert [k for k in sorted(a) if a[k] == "train"] != ids[:70]
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
 def test_patient_split_small_keeps_both_sides(n):
-  s = common.patient_split([str(i) for i in range(n)])
-  assert set(s.values()) == {"train", "test"}
+    s = common.patient_split([str(i) for i in range(n)])
+    assert set(s.values()) == {"train", "test"}
 
 
 def test_max_normalise():
-  x = np.array([[0, 5], [10, -3]], np.int16)
-  y = common.max_normalise(x)
-  assert y.dtype == np.float32
-  np.testing.assert_allclose(y, [[0, 0.5], [1.0, 0]])
-  assert not common.max_normalise(np.zeros((3, 3))).any()
+    x = np.array([[0, 5], [10, -3]], np.int16)
+    y = common.max_normalise(x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, [[0, 0.5], [1.0, 0]])
+    assert not common.max_normalise(np.zeros((3, 3))).any()
 
 
 def test_fit_to_size_pads_240_by_8_and_keeps_roi_exact():
-  rng = np.random.default_rng(0)
-  img = rng.random((240, 240)).astype(np.float32)
-  roi = rng.random((240, 240)) > 0.7
-  i2, r2 = common.fit_to_size(img, roi, 256)
-  assert i2.shape == r2.shape == (256, 256) and r2.dtype == np.uint8
-  np.testing.assert_array_equal(i2[8:248, 8:248], img)
-  np.testing.assert_array_equal(r2[8:248, 8:248], roi)
-  assert not i2[:8].any() and not r2[:, 248:].any()
+    rng = np.random.default_rng(0)
+    img = rng.random((240, 240)).astype(np.float32)
+    roi = rng.random((240, 240)) > 0.7
+    i2, r2 = common.fit_to_size(img, roi, 256)
+    assert i2.shape == r2.shape == (256, 256) and r2.dtype == np.uint8
+    np.testing.assert_array_equal(i2[8:248, 8:248], img)
+    np.testing.assert_array_equal(r2[8:248, 8:248], roi)
+    assert not i2[:8].any() and not r2[:, 248:].any()
 
 
 def test_fit_to_size_resizes_larger_and_roi_stays_binary_and_aligned():
-  img = np.zeros((300, 400), np.float32)
-  roi = np.zeros((300, 400), bool)
-  roi[100:200, 150:250] = True
-  img[roi] = 1.0
-  i2, r2 = common.fit_to_size(img, roi, 256)
-  assert i2.shape == (256, 256) and set(np.unique(r2)) <= {0, 1}
-  # ROI stays on the bright square
-  assert i2[r2 == 1].mean() > 0.9 and i2[r2 == 0].mean() < 0.1
+    img = np.zeros((300, 400), np.float32)
+    roi = np.zeros((300, 400), bool)
+    roi[100:200, 150:250] = True
+    img[roi] = 1.0
+    i2, r2 = common.fit_to_size(img, roi, 256)
+    assert i2.shape == (256, 256) and set(np.unique(r2)) <= {0, 1}
+    # ROI stays on the bright square
+    assert i2[r2 == 1].mean() > 0.9 and i2[r2 == 0].mean() < 0.1
 
 
 def test_skip_log():
-  def bad(path):
-    raise BadInputError(path, "broken")
+    def bad(path):
+        raise BadInputError(path, "broken")
 
-  with pytest.raises(BadInputError, match="x.nii.gz: broken"):
-    common.SkipLog(skip_bad=False).call(bad, "x.nii.gz")
-  log = common.SkipLog(skip_bad=True)
-  assert log.call(bad, "x.nii.gz") is None
-  assert log.call(lambda: 3) == 3
-  assert log.skipped == [{"path": "x.nii.gz", "reason": "broken"}]
-  e = pickle.loads(pickle.dumps(BadInputError("/a/b", "why")))
-  assert (e.path, e.reason, str(e)) == ("/a/b", "why", "/a/b: why")
+    with pytest.raises(BadInputError, match="x.nii.gz: broken"):
+        common.SkipLog(skip_bad=False).call(bad, "x.nii.gz")
+    log = common.SkipLog(skip_bad=True)
+    assert log.call(bad, "x.nii.gz") is None
+    assert log.call(lambda: 3) == 3
+    assert log.skipped == [{"path": "x.nii.gz", "reason": "broken"}]
+    e = pickle.loads(pickle.dumps(BadInputError("/a/b", "why")))
+    assert (e.path, e.reason, str(e)) == ("/a/b", "why", "/a/b: why")

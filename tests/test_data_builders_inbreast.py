@@ -1,4 +1,5 @@
 """inbreast builder on tiny phantom mammograms (400x320 and 330x260), without TensorFlow."""
+
 import os
 import plistlib
 import shutil
@@ -24,287 +25,326 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build(manual_dir, data_dir, **kw):
-  b = Inbreast(data_dir=os.fspath(data_dir), **kw)
-  b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
-  return b
+    b = Inbreast(data_dir=os.fspath(data_dir), **kw)
+    b.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
+    )
+    return b
 
 
 def examples(builder):
-  ds = builder.as_data_source()
-  return {s: [ds[s][i] for i in range(len(ds[s]))] for s in ds}
+    ds = builder.as_data_source()
+    return {s: [ds[s][i] for i in range(len(ds[s]))] for s in ds}
 
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
-  d = tmp_path_factory.mktemp("inbreast_raw")
-  recs = phantom.write_inbreast(d, images=N_IMAGES, sizes=SIZES, seed=0)
-  return d, {r["file_id"]: r for r in recs}
+    d = tmp_path_factory.mktemp("inbreast_raw")
+    recs = phantom.write_inbreast(d, images=N_IMAGES, sizes=SIZES, seed=0)
+    return d, {r["file_id"]: r for r in recs}
 
 
 @pytest.fixture(scope="module")
 def built(raw, tmp_path_factory):
-  b = build(raw[0], tmp_path_factory.mktemp("inbreast_data"))
-  ex = examples(b)
-  return b, ex, raw[1]
+    b = build(raw[0], tmp_path_factory.mktemp("inbreast_data"))
+    ex = examples(b)
+    return b, ex, raw[1]
 
 
 def copy_raw(raw, tmp_path):
-  dst = tmp_path / "raw"
-  shutil.copytree(raw[0], dst)
-  return dst
+    dst = tmp_path / "raw"
+    shutil.copytree(raw[0], dst)
+    return dst
 
 
 def sk_mask(points, shape, outline=False):
-  """skimage reference fill (interior); with outline=True also the polygon's edge pixels."""
-  m = np.zeros(shape, bool)
-  rr, cc = sk_polygon(points[:, 1], points[:, 0], shape)
-  m[rr, cc] = True
-  if outline:
-    rr, cc = polygon_perimeter(np.round(points[:, 1]), np.round(points[:, 0]), shape, clip=False)
+    """skimage reference fill (interior); with outline=True also the polygon's edge pixels."""
+    m = np.zeros(shape, bool)
+    rr, cc = sk_polygon(points[:, 1], points[:, 0], shape)
     m[rr, cc] = True
-  return m
+    if outline:
+        rr, cc = polygon_perimeter(
+            np.round(points[:, 1]), np.round(points[:, 0]), shape, clip=False
+        )
+        m[rr, cc] = True
+    return m
 
 
 def test_one_example_per_mass_with_features(built):
-  b, ex, recs = built
-  all_ex = ex["train"] + ex["test"]
-  by_file = {}
-  for e in all_ex:
-    by_file.setdefault(e["file_id"].decode(), []).append(e)
-  assert {f: len(v) for f, v in by_file.items()} == {
-      f: len(r["masses"]) for f, r in recs.items() if r["masses"]}
-  for f, v in by_file.items():
-    r = recs[f]
-    for e in v:
-      assert e["patient_id"].decode() == r["patient"]
-      assert e["laterality"].decode() == r["laterality"]
-      assert e["view"].decode() == r["view"]
-      assert e["birads"].decode() == r["birads"].strip()
-  assert any(r["rle"] for f, r in recs.items() if f in by_file), "an RLE-compressed mass image"
-  assert any(len(r["masses"]) == 2 for r in recs.values())
-  md = b.info.metadata
-  assert md["images_without_xml"] == sum(r["xml"] is None for r in recs.values())
-  assert md["images_without_mass"] == sum(r["xml"] is not None and not r["masses"] for r in recs.values())
-  assert md["skipped"] == []
+    b, ex, recs = built
+    all_ex = ex["train"] + ex["test"]
+    by_file = {}
+    for e in all_ex:
+        by_file.setdefault(e["file_id"].decode(), []).append(e)
+    assert {f: len(v) for f, v in by_file.items()} == {
+        f: len(r["masses"]) for f, r in recs.items() if r["masses"]
+    }
+    for f, v in by_file.items():
+        r = recs[f]
+        for e in v:
+            assert e["patient_id"].decode() == r["patient"]
+            assert e["laterality"].decode() == r["laterality"]
+            assert e["view"].decode() == r["view"]
+            assert e["birads"].decode() == r["birads"].strip()
+    assert any(r["rle"] for f, r in recs.items() if f in by_file), "an RLE-compressed mass image"
+    assert any(len(r["masses"]) == 2 for r in recs.values())
+    md = b.info.metadata
+    assert md["images_without_xml"] == sum(r["xml"] is None for r in recs.values())
+    assert md["images_without_mass"] == sum(
+        r["xml"] is not None and not r["masses"] for r in recs.values()
+    )
+    assert md["skipped"] == []
 
 
 def test_dtypes_and_ranges(built):
-  _, ex, _ = built
-  for e in ex["train"] + ex["test"]:
-    assert e["image"].dtype == np.float32 and e["image"].shape == (256, 256, 1)
-    assert e["image"].min() >= 0 and e["image"].max() == pytest.approx(1.0)
-    assert e["roi"].dtype == np.uint8 and e["roi"].shape == (256, 256, 1)
-    assert set(np.unique(e["roi"])) == {0, 1}
+    _, ex, _ = built
+    for e in ex["train"] + ex["test"]:
+        assert e["image"].dtype == np.float32 and e["image"].shape == (256, 256, 1)
+        assert e["image"].min() >= 0 and e["image"].max() == pytest.approx(1.0)
+        assert e["roi"].dtype == np.uint8 and e["roi"].shape == (256, 256, 1)
+        assert set(np.unique(e["roi"])) == {0, 1}
 
 
 def test_crops_are_raw_windows_around_each_mass_and_roi_is_the_polygon(built):
-  _, ex, recs = built
-  for e in ex["train"] + ex["test"]:
-    r = recs[e["file_id"].decode()]
-    raw = pydicom.dcmread(r["dcm"]).pixel_array.astype(np.float32)
-    H, W = raw.shape
-    union = np.logical_or.reduce([sk_mask(p, raw.shape) for p in r["masses"]])
-    edges = np.logical_or.reduce([sk_mask(p, raw.shape, outline=True) for p in r["masses"]])
-    img, roi = e["image"][..., 0], e["roi"][..., 0]
-    found = None
-    for pts in r["masses"]:
-      m = sk_mask(pts, raw.shape)
-      rows, cols = np.nonzero(m)
-      r0 = int(np.clip(round((rows.min() + rows.max()) / 2 + 0.5 - 128), 0, H - 256))
-      c0 = int(np.clip(round((cols.min() + cols.max()) / 2 + 0.5 - 128), 0, W - 256))
-      for dr in (0, -1, 1):
-        for dc in (0, -1, 1):
-          a, b = min(max(r0 + dr, 0), H - 256), min(max(c0 + dc, 0), W - 256)
-          win = raw[a:a + 256, b:b + 256]
-          if np.allclose(img, win / win.max(), atol=1e-6):
-            found = (a, b, m)
-    assert found is not None, "crop is not a max-normalised 256x256 window around a mass"
-    a, b, m = found
-    # the lesion lies in the window, and the ROI is the filled polygon(s), up to 1 px at edges
-    assert m[a:a + 256, b:b + 256].sum() == m.sum()
-    exp = union[a:a + 256, b:b + 256]
-    assert np.all(roi[ndimage.binary_erosion(exp, EIGHT)] == 1)
-    near = ndimage.binary_dilation(edges[a:a + 256, b:b + 256], EIGHT)
-    assert np.all(near[roi == 1])
-    # phantom masses are brighter than the tissue around them
-    ring = ndimage.binary_dilation(roi == 1, iterations=6) & (roi == 0) & (img > 0)
-    assert img[roi == 1].mean() > img[ring].mean() + 0.05
+    _, ex, recs = built
+    for e in ex["train"] + ex["test"]:
+        r = recs[e["file_id"].decode()]
+        raw = pydicom.dcmread(r["dcm"]).pixel_array.astype(np.float32)
+        H, W = raw.shape
+        union = np.logical_or.reduce([sk_mask(p, raw.shape) for p in r["masses"]])
+        edges = np.logical_or.reduce([sk_mask(p, raw.shape, outline=True) for p in r["masses"]])
+        img, roi = e["image"][..., 0], e["roi"][..., 0]
+        found = None
+        for pts in r["masses"]:
+            m = sk_mask(pts, raw.shape)
+            rows, cols = np.nonzero(m)
+            r0 = int(np.clip(round((rows.min() + rows.max()) / 2 + 0.5 - 128), 0, H - 256))
+            c0 = int(np.clip(round((cols.min() + cols.max()) / 2 + 0.5 - 128), 0, W - 256))
+            for dr in (0, -1, 1):
+                for dc in (0, -1, 1):
+                    a, b = min(max(r0 + dr, 0), H - 256), min(max(c0 + dc, 0), W - 256)
+                    win = raw[a : a + 256, b : b + 256]
+                    if np.allclose(img, win / win.max(), atol=1e-6):
+                        found = (a, b, m)
+        assert found is not None, "crop is not a max-normalised 256x256 window around a mass"
+        a, b, m = found
+        # the lesion lies in the window, and the ROI is the filled polygon(s), up to 1 px at edges
+        assert m[a : a + 256, b : b + 256].sum() == m.sum()
+        exp = union[a : a + 256, b : b + 256]
+        assert np.all(roi[ndimage.binary_erosion(exp, EIGHT)] == 1)
+        near = ndimage.binary_dilation(edges[a : a + 256, b : b + 256], EIGHT)
+        assert np.all(near[roi == 1])
+        # phantom masses are brighter than the tissue around them
+        ring = ndimage.binary_dilation(roi == 1, iterations=6) & (roi == 0) & (img > 0)
+        assert img[roi == 1].mean() > img[ring].mean() + 0.05
 
 
 def test_split_by_patient(built):
-  _, ex, _ = built
-  pats = {s: {e["patient_id"] for e in v} for s, v in ex.items()}
-  assert pats["train"] and pats["test"] and not pats["train"] & pats["test"]
+    _, ex, _ = built
+    pats = {s: {e["patient_id"] for e in v} for s, v in ex.items()}
+    assert pats["train"] and pats["test"] and not pats["train"] & pats["test"]
 
 
 def test_point_rois_and_other_names_are_not_masses(raw, tmp_path):
-  d = copy_raw(raw, tmp_path)
-  f, r = next((f, r) for f, r in raw[1].items() if r["masses"])
-  xml = d / "AllXML" / f"{f}.xml"
-  pl = plistlib.loads(xml.read_bytes())
-  pl["Images"][0]["ROIs"] += [
-      {"Name": " mass ", "Point_px": ["(10.0, 12.0)"]},
-      {"Name": "MASS", "Point_px": ["(10.0, 12.0)", "(11.0, 12.0)"]},
-      {"Name": "Cluster", "Point_px": ["(10, 12)", "(40, 12)", "(40, 50)"]},
-  ]
-  xml.write_bytes(plistlib.dumps(pl))
-  b = build(d, tmp_path / "data")
-  assert b.info.metadata["ignored_point_rois"] == 2
-  assert b.info.metadata["ignored_roi_names"]["Cluster"] == 1
-  assert b.info.metadata["ignored_roi_names"]["Calcification"] > 0
-  n = sum(1 for v in examples(b).values() for e in v if e["file_id"].decode() == f)
-  assert n == len(r["masses"])
+    d = copy_raw(raw, tmp_path)
+    f, r = next((f, r) for f, r in raw[1].items() if r["masses"])
+    xml = d / "AllXML" / f"{f}.xml"
+    pl = plistlib.loads(xml.read_bytes())
+    pl["Images"][0]["ROIs"] += [
+        {"Name": " mass ", "Point_px": ["(10.0, 12.0)"]},
+        {"Name": "MASS", "Point_px": ["(10.0, 12.0)", "(11.0, 12.0)"]},
+        {"Name": "Cluster", "Point_px": ["(10, 12)", "(40, 12)", "(40, 50)"]},
+    ]
+    xml.write_bytes(plistlib.dumps(pl))
+    b = build(d, tmp_path / "data")
+    assert b.info.metadata["ignored_point_rois"] == 2
+    assert b.info.metadata["ignored_roi_names"]["Cluster"] == 1
+    assert b.info.metadata["ignored_roi_names"]["Calcification"] > 0
+    n = sum(1 for v in examples(b).values() for e in v if e["file_id"].decode() == f)
+    assert n == len(r["masses"])
 
 
 def test_monochrome1_is_inverted(raw, tmp_path):
-  r = next(r for r in raw[1].values() if not r["rle"])
-  ds = pydicom.dcmread(r["dcm"])
-  ref = read_dicom(r["dcm"])
-  bits = int(ds.BitsStored)
-  inv = (2 ** bits - 1 - ds.pixel_array.astype(np.int64)).astype(np.uint16)
-  ds.PhotometricInterpretation = "MONOCHROME1"
-  ds.PixelData = inv.tobytes()
-  p = tmp_path / "m1.dcm"
-  ds.save_as(p)
-  np.testing.assert_array_equal(read_dicom(p), ref)
+    r = next(r for r in raw[1].values() if not r["rle"])
+    ds = pydicom.dcmread(r["dcm"])
+    ref = read_dicom(r["dcm"])
+    bits = int(ds.BitsStored)
+    inv = (2**bits - 1 - ds.pixel_array.astype(np.int64)).astype(np.uint16)
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.PixelData = inv.tobytes()
+    p = tmp_path / "m1.dcm"
+    ds.save_as(p)
+    np.testing.assert_array_equal(read_dicom(p), ref)
 
 
 def test_polygon_mask_matches_skimage_up_to_edges():
-  pts = np.array([[10.3, 5.2], [60.7, 12.1], [50.2, 70.9], [14.4, 40.5]])
-  ours, ref = polygon_mask(pts, (80, 80)), sk_mask(pts, (80, 80))
-  assert np.all(ours[ndimage.binary_erosion(ref, EIGHT)])
-  assert np.all(ndimage.binary_dilation(sk_mask(pts, (80, 80), outline=True), EIGHT)[ours])
-  # x is the column: a wide flat polygon gives a wide flat mask
-  flat = polygon_mask(np.array([[5, 10], [70, 10], [70, 14], [5, 14]]), (80, 80))
-  rows, cols = np.nonzero(flat)
-  assert np.ptp(cols) > 60 and np.ptp(rows) < 6
+    pts = np.array([[10.3, 5.2], [60.7, 12.1], [50.2, 70.9], [14.4, 40.5]])
+    ours, ref = polygon_mask(pts, (80, 80)), sk_mask(pts, (80, 80))
+    assert np.all(ours[ndimage.binary_erosion(ref, EIGHT)])
+    assert np.all(ndimage.binary_dilation(sk_mask(pts, (80, 80), outline=True), EIGHT)[ours])
+    # x is the column: a wide flat polygon gives a wide flat mask
+    flat = polygon_mask(np.array([[5, 10], [70, 10], [70, 14], [5, 14]]), (80, 80))
+    rows, cols = np.nonzero(flat)
+    assert np.ptp(cols) > 60 and np.ptp(rows) < 6
 
 
 def test_crop_lesion_shifts_pads_and_resizes():
-  img = np.arange(1000 * 800, dtype=np.float32).reshape(1000, 800)
-  lesion = np.zeros(img.shape, bool)
-  lesion[0:20, 790:800] = True  # corner: the window shifts inside the image
-  out, roi, (r0, c0, side) = crop_lesion(img, lesion, lesion)
-  assert (r0, c0, side) == (0, 800 - 256, 256) and roi.sum() == 200
-  np.testing.assert_allclose(out, img[:256, 544:] / img[:256, 544:].max(), atol=1e-6)
-  big = np.zeros(img.shape, bool)
-  big[300:700, 200:500] = True  # 400 x 300: larger than 256
-  out, roi, (r0, c0, side) = crop_lesion(img, big, big)
-  assert side == 480 and out.shape == roi.shape == (256, 256)
-  assert set(np.unique(roi)) == {0, 1}
-  assert abs(roi.sum() - 400 * 300 * (256 / 480) ** 2) < 0.02 * roi.sum()
-  assert 0 <= out.min() and out.max() <= 1
-  small = np.ones((100, 120), np.float32)
-  les = np.zeros((100, 120), bool)
-  les[40:60, 50:70] = True
-  out, roi, _ = crop_lesion(small, les, les)  # image smaller than the window: zero padding
-  assert out.shape == (256, 256) and out.sum() == 100 * 120 and roi.sum() == 400
+    img = np.arange(1000 * 800, dtype=np.float32).reshape(1000, 800)
+    lesion = np.zeros(img.shape, bool)
+    lesion[0:20, 790:800] = True  # corner: the window shifts inside the image
+    out, roi, (r0, c0, side) = crop_lesion(img, lesion, lesion)
+    assert (r0, c0, side) == (0, 800 - 256, 256) and roi.sum() == 200
+    np.testing.assert_allclose(out, img[:256, 544:] / img[:256, 544:].max(), atol=1e-6)
+    big = np.zeros(img.shape, bool)
+    big[300:700, 200:500] = True  # 400 x 300: larger than 256
+    out, roi, (r0, c0, side) = crop_lesion(img, big, big)
+    assert side == 480 and out.shape == roi.shape == (256, 256)
+    assert set(np.unique(roi)) == {0, 1}
+    assert abs(roi.sum() - 400 * 300 * (256 / 480) ** 2) < 0.02 * roi.sum()
+    assert 0 <= out.min() and out.max() <= 1
+    small = np.ones((100, 120), np.float32)
+    les = np.zeros((100, 120), bool)
+    les[40:60, 50:70] = True
+    out, roi, _ = crop_lesion(small, les, les)  # image smaller than the window: zero padding
+    assert out.shape == (256, 256) and out.sum() == 100 * 120 and roi.sum() == 400
 
 
 # ---------------------------------------------------------------------------- bad input
 
+
 def _mass_file(d, raw, rle=False, which=0):
-  f, r = [(f, r) for f, r in sorted(raw[1].items()) if r["masses"] and r["rle"] == rle][which]
-  return f, d / "AllDICOMs" / os.path.basename(r["dcm"]), d / "AllXML" / f"{f}.xml"
+    f, r = [(f, r) for f, r in sorted(raw[1].items()) if r["masses"] and r["rle"] == rle][which]
+    return f, d / "AllDICOMs" / os.path.basename(r["dcm"]), d / "AllXML" / f"{f}.xml"
 
 
 def corrupt_dcm(d, raw):
-  p = _mass_file(d, raw)[1]
-  p.write_bytes(b"not a dicom" * 50)
-  return p
+    p = _mass_file(d, raw)[1]
+    p.write_bytes(b"not a dicom" * 50)
+    return p
 
 
 def truncated_dcm(d, raw):
-  p = _mass_file(d, raw)[1]
-  data = p.read_bytes()
-  p.write_bytes(data[: len(data) * 2 // 3])
-  return p
+    p = _mass_file(d, raw)[1]
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) * 2 // 3])
+    return p
 
 
 def truncated_rle_dcm(d, raw):
-  p = _mass_file(d, raw, rle=True)[1]
-  data = p.read_bytes()
-  p.write_bytes(data[: len(data) // 2])
-  return p
+    p = _mass_file(d, raw, rle=True)[1]
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    return p
 
 
 def malformed_point(d, raw, which=0):
-  p = _mass_file(d, raw, which=which)[2]
-  pl = plistlib.loads(p.read_bytes())
-  roi = next(r for r in pl["Images"][0]["ROIs"] if r["Name"] in ("Mass", "Spiculated Region"))
-  roi["Point_px"][3] = "(12.5; abc)"
-  p.write_bytes(plistlib.dumps(pl))
-  return p
+    p = _mass_file(d, raw, which=which)[2]
+    pl = plistlib.loads(p.read_bytes())
+    roi = next(r for r in pl["Images"][0]["ROIs"] if r["Name"] in ("Mass", "Spiculated Region"))
+    roi["Point_px"][3] = "(12.5; abc)"
+    p.write_bytes(plistlib.dumps(pl))
+    return p
 
 
 def not_a_plist(d, raw):
-  p = _mass_file(d, raw)[2]
-  p.write_bytes(b"<?xml version='1.0'?><plist><dict><key>Images</key>")
-  return p
+    p = _mass_file(d, raw)[2]
+    p.write_bytes(b"<?xml version='1.0'?><plist><dict><key>Images</key>")
+    return p
 
 
 def missing_csv(d, raw):
-  p = d / "INbreast.csv"
-  p.unlink()
-  return p
+    p = d / "INbreast.csv"
+    p.unlink()
+    return p
 
 
 def csv_missing_row(d, raw):
-  p = d / "INbreast.csv"
-  f = _mass_file(d, raw)[0]
-  p.write_text("\n".join(l for l in p.read_text().splitlines() if f";{f};" not in l) + "\n")
-  return p
+    p = d / "INbreast.csv"
+    f = _mass_file(d, raw)[0]
+    p.write_text("\n".join(l for l in p.read_text().splitlines() if f";{f};" not in l) + "\n")
+    return p
 
 
 def bad_file_name(d, raw):
-  p = d / "AllDICOMs" / "scan.dcm"
-  shutil.copy(_mass_file(d, raw)[1], p)
-  return p
+    p = d / "AllDICOMs" / "scan.dcm"
+    shutil.copy(_mass_file(d, raw)[1], p)
+    return p
 
 
-@pytest.mark.parametrize("damage", [corrupt_dcm, truncated_dcm, truncated_rle_dcm, malformed_point,
-                                    not_a_plist, missing_csv, csv_missing_row, bad_file_name])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        corrupt_dcm,
+        truncated_dcm,
+        truncated_rle_dcm,
+        malformed_point,
+        not_a_plist,
+        missing_csv,
+        csv_missing_row,
+        bad_file_name,
+    ],
+)
 def test_bad_input_error_names_file_and_leaves_no_dataset(raw, tmp_path, damage):
-  d = copy_raw(raw, tmp_path)
-  path = damage(d, raw)
-  with pytest.raises(BadInputError) as err:
-    build(d, tmp_path / "data")
-  assert err.value.path == os.fspath(path), str(err.value)
-  assert os.path.basename(path) in str(err.value)
-  out = tmp_path / "data" / "inbreast" / "paper"
-  assert not (out / "1.0.0").exists()
-  assert not out.exists() or not [p for p in out.iterdir() if "incomplete" in p.name]
+    d = copy_raw(raw, tmp_path)
+    path = damage(d, raw)
+    with pytest.raises(BadInputError) as err:
+        build(d, tmp_path / "data")
+    assert err.value.path == os.fspath(path), str(err.value)
+    assert os.path.basename(path) in str(err.value)
+    out = tmp_path / "data" / "inbreast" / "paper"
+    assert not (out / "1.0.0").exists()
+    assert not out.exists() or not [p for p in out.iterdir() if "incomplete" in p.name]
 
 
 @pytest.mark.parametrize("layout", ["empty", "wrong"])
 def test_empty_or_wrong_manual_dir(tmp_path, layout):
-  m = tmp_path / "manual"
-  m.mkdir()
-  if layout == "wrong":
-    (m / "dicoms").mkdir()
-    (m / "dicoms" / "a.dcm").write_bytes(b"x")
-  with pytest.raises(BadInputError, match=str(m)):
-    build(m, tmp_path / "data")
+    m = tmp_path / "manual"
+    m.mkdir()
+    if layout == "wrong":
+        (m / "dicoms").mkdir()
+        (m / "dicoms" / "a.dcm").write_bytes(b"x")
+    with pytest.raises(BadInputError, match=str(m)):
+        build(m, tmp_path / "data")
 
 
 def test_skip_bad_lists_every_skipped_file(raw, tmp_path):
-  d = copy_raw(raw, tmp_path)
-  bad = {os.fspath(corrupt_dcm(d, raw)), os.fspath(malformed_point(d, raw, which=1))}
-  b = build(d, tmp_path / "data", skip_bad=True)
-  skipped = tfds.builder("inbreast", data_dir=os.fspath(tmp_path / "data")).info.metadata["skipped"]
-  assert {s["path"] for s in skipped} == bad
-  n_ok = sum(len(r["masses"]) for r in raw[1].values()) - sum(
-      len(r["masses"]) for f, r in raw[1].items() if any(os.path.basename(p).startswith(f) for p in bad))
-  assert sum(len(v) for v in examples(b).values()) == n_ok
+    d = copy_raw(raw, tmp_path)
+    bad = {os.fspath(corrupt_dcm(d, raw)), os.fspath(malformed_point(d, raw, which=1))}
+    b = build(d, tmp_path / "data", skip_bad=True)
+    skipped = tfds.builder("inbreast", data_dir=os.fspath(tmp_path / "data")).info.metadata[
+        "skipped"
+    ]
+    assert {s["path"] for s in skipped} == bad
+    n_ok = sum(len(r["masses"]) for r in raw[1].values()) - sum(
+        len(r["masses"])
+        for f, r in raw[1].items()
+        if any(os.path.basename(p).startswith(f) for p in bad)
+    )
+    assert sum(len(v) for v in examples(b).values()) == n_ok
 
 
 def test_cli(raw, tmp_path):
-  env = dict(os.environ, PYTHONPATH=REPO)
-  r = subprocess.run([sys.executable, "-m", "data_builders", "inbreast", f"--manual_dir={raw[0]}",
-                      f"--data_dir={tmp_path}"], capture_output=True, text=True, env=env, cwd=REPO,
-                     timeout=300)
-  assert r.returncode == 0, r.stderr[-2000:]
-  n = sum(len(v["masses"]) for v in raw[1].values())
-  ds = [tfds.data_source("inbreast", data_dir=os.fspath(tmp_path), split=s) for s in ("train", "test")]
-  assert sum(len(x) for x in ds) == n
-  assert "skipped files: 0" in r.stdout
+    env = dict(os.environ, PYTHONPATH=REPO)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "data_builders",
+            "inbreast",
+            f"--manual_dir={raw[0]}",
+            f"--data_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    n = sum(len(v["masses"]) for v in raw[1].values())
+    ds = [
+        tfds.data_source("inbreast", data_dir=os.fspath(tmp_path), split=s)
+        for s in ("train", "test")
+    ]
+    assert sum(len(x) for x in ds) == n
+    assert "skipped files: 0" in r.stdout

@@ -27,6 +27,7 @@ Paper section 2.1, as implemented here:
   trailing ``_<digits>`` (``Brats17_TCIA_105_1`` -> ``Brats17_TCIA_105``), so several
   acquisitions of one patient can never straddle the split.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,224 +65,249 @@ synthetic stand-in with the same layout.
 
 @dataclasses.dataclass(eq=False)
 class Brats2017Config(tfds.core.BuilderConfig):
-  """Options of the brats2017 builder.
+    """Options of the brats2017 builder.
 
-  Attributes:
-    modality: which MR sequence is the image: t1, t1ce, t2 (paper) or flair.
-    hgg_slices: zero-based axial indices taken from HGG volumes; None = every slice with
-      tumour.
-    lgg_slices: the same for LGG volumes.
-    skip_bad: skip unreadable/inconsistent cases (listed in ``info.metadata['skipped']``)
-      instead of failing the build.
-    image_size: output side length.
-    train_fraction, split_seed: the patient-level split.
-  """
+    Attributes:
+      modality: which MR sequence is the image: t1, t1ce, t2 (paper) or flair.
+      hgg_slices: zero-based axial indices taken from HGG volumes; None = every slice with
+        tumour.
+      lgg_slices: the same for LGG volumes.
+      skip_bad: skip unreadable/inconsistent cases (listed in ``info.metadata['skipped']``)
+        instead of failing the build.
+      image_size: output side length.
+      train_fraction, split_seed: the patient-level split.
+    """
 
-  modality: str = "t2"
-  hgg_slices: tuple[int, ...] | None = PAPER_HGG_SLICES
-  lgg_slices: tuple[int, ...] | None = PAPER_LGG_SLICES
-  skip_bad: bool = False
-  image_size: int = common.IMAGE_SIZE
-  train_fraction: float = common.TRAIN_FRACTION
-  split_seed: int = common.SPLIT_SEED
+    modality: str = "t2"
+    hgg_slices: tuple[int, ...] | None = PAPER_HGG_SLICES
+    lgg_slices: tuple[int, ...] | None = PAPER_LGG_SLICES
+    skip_bad: bool = False
+    image_size: int = common.IMAGE_SIZE
+    train_fraction: float = common.TRAIN_FRACTION
+    split_seed: int = common.SPLIT_SEED
 
-  def slices_for(self, grade: str) -> tuple[int, ...] | None:
-    return self.hgg_slices if grade == "HGG" else self.lgg_slices
+    def slices_for(self, grade: str) -> tuple[int, ...] | None:
+        return self.hgg_slices if grade == "HGG" else self.lgg_slices
 
 
 def patient_of(case_id: str) -> str:
-  """``Brats17_TCIA_105_1`` -> ``Brats17_TCIA_105`` (drops a trailing ``_<digits>``)."""
-  return re.sub(r"_\d+$", "", case_id) or case_id
+    """``Brats17_TCIA_105_1`` -> ``Brats17_TCIA_105`` (drops a trailing ``_<digits>``)."""
+    return re.sub(r"_\d+$", "", case_id) or case_id
 
 
 def _nifti_path(case_dir: epath.Path, case_id: str, suffix: str) -> epath.Path:
-  for ext in (".nii.gz", ".nii"):
-    p = case_dir / f"{case_id}_{suffix}{ext}"
-    if p.exists():
-      return p
-  raise BadInputError(case_dir / f"{case_id}_{suffix}.nii.gz", f"missing {suffix} file of case {case_id}")
+    for ext in (".nii.gz", ".nii"):
+        p = case_dir / f"{case_id}_{suffix}{ext}"
+        if p.exists():
+            return p
+    raise BadInputError(
+        case_dir / f"{case_id}_{suffix}.nii.gz", f"missing {suffix} file of case {case_id}"
+    )
 
 
 def load_nifti(path: os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-  """Returns (3-D array, 4x4 affine); BadInputError naming ``path`` if unreadable."""
-  import nibabel as nib  # pylint: disable=g-import-not-at-top
+    """Returns (3-D array, 4x4 affine); BadInputError naming ``path`` if unreadable."""
+    import nibabel as nib  # pylint: disable=g-import-not-at-top
 
-  path = os.fspath(path)
-  try:
-    img = nib.load(path)
-    data = np.asanyarray(img.dataobj)
-    affine = np.asarray(img.affine, np.float32)
-  except Exception as e:  # nibabel raises many types (ImageFileError, EOFError, zlib.error...)
-    raise BadInputError(path, f"cannot read NIfTI ({type(e).__name__}: {e})") from e
-  if data.ndim != 3:
-    raise BadInputError(path, f"expected a 3-D volume, got shape {data.shape}")
-  if not np.all(np.isfinite(affine)):
-    raise BadInputError(path, "non-finite affine")
-  return data, affine
+    path = os.fspath(path)
+    try:
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj)
+        affine = np.asarray(img.affine, np.float32)
+    except Exception as e:  # nibabel raises many types (ImageFileError, EOFError, zlib.error...)
+        raise BadInputError(path, f"cannot read NIfTI ({type(e).__name__}: {e})") from e
+    if data.ndim != 3:
+        raise BadInputError(path, f"expected a 3-D volume, got shape {data.shape}")
+    if not np.all(np.isfinite(affine)):
+        raise BadInputError(path, "non-finite affine")
+    return data, affine
 
 
 def find_cases(manual_dir: epath.Path) -> list[tuple[str, str, epath.Path]]:
-  """Lists ``(grade, case_id, case_dir)`` under ``manual_dir``; BadInputError if none."""
-  manual_dir = epath.Path(manual_dir)
-  if not manual_dir.is_dir():
-    raise BadInputError(manual_dir, "manual dir does not exist")
-  root = manual_dir
-  if not any((root / g).is_dir() for g in GRADES):
-    subs = [p for p in manual_dir.iterdir() if p.is_dir() and any((p / g).is_dir() for g in GRADES)]
-    if len(subs) == 1:
-      root = subs[0]
-  cases = []
-  for grade in GRADES:
-    gdir = root / grade
-    if not gdir.is_dir():
-      continue
-    for case_dir in sorted(gdir.iterdir()):
-      if case_dir.is_dir():
-        cases.append((grade, case_dir.name, case_dir))
-  if not cases:
-    raise BadInputError(
-        manual_dir,
-        "no BRATS cases found: expected HGG/<case>/<case>_t2.nii.gz and "
-        "<case>_seg.nii.gz (and/or the same under LGG/)\n" + _MANUAL_DOWNLOAD_INSTRUCTIONS)
-  return cases
-
-
-class Brats2017(tfds.core.GeneratorBasedBuilder):
-  """BRATS 2017 T2 axial slices with whole-tumour ROI (paper section 2.1)."""
-
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
-  MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
-  BUILDER_CONFIGS = [
-      Brats2017Config(
-          name="paper",
-          description="T2; HGG slices 90, 100; LGG slices 90, 95, 100, 105 (paper 2.1)."),
-      Brats2017Config(
-          name="all_tumour_slices", hgg_slices=None, lgg_slices=None,
-          description="T2; every axial slice whose segmentation has tumour."),
-  ]
-  DEFAULT_CONFIG_NAME = "paper"
-
-  def __init__(self, *, skip_bad: bool | None = None, file_format=None, **kwargs):
-    """Like any tfds builder; ``skip_bad`` overrides the config's field.
-
-    ``file_format`` defaults to array_record (readable without TensorFlow).
-    """
-    super().__init__(file_format=file_format or "array_record", **kwargs)
-    self._skip_bad = self.builder_config.skip_bad if skip_bad is None else bool(skip_bad)
-    self._log = common.SkipLog(self._skip_bad)
-    self._excluded_count = 0
-
-  @property
-  def skip_log(self) -> common.SkipLog:
-    return self._log
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    s = self.builder_config.image_size
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(s, s, 1), dtype=np.float32),
-            "roi": tfds.features.Tensor(shape=(s, s, 1), dtype=np.uint8),
-            "patient_id": tfds.features.Text(),
-            "case_id": tfds.features.Text(),
-            "grade": tfds.features.ClassLabel(names=list(GRADES)),
-            "slice_index": np.int32,
-            "affine": tfds.features.Tensor(shape=(4, 4), dtype=np.float32),
-        }),
-        supervised_keys=("image", "roi"),
-        homepage="https://www.med.upenn.edu/sbia/brats2017.html",
-        citation="Menze et al., IEEE TMI 2015; Bakas et al., Scientific Data 2017.",
-        metadata=tfds.core.MetadataDict(),
-    )
-
-  def _manual_dir(self, dl_manager) -> epath.Path:
-    try:
-      return dl_manager.manual_dir
-    except AssertionError as e:
-      raise BadInputError(getattr(dl_manager, "_manual_dir", None) or "<manual_dir>",
-                          "manual dir does not exist or is empty\n" + self.MANUAL_DOWNLOAD_INSTRUCTIONS) from e
-
-  def _split_generators(self, dl_manager):
-    cfg = self.builder_config
-    if cfg.modality not in MODALITIES:
-      raise ValueError(f"modality must be one of {MODALITIES}, got {cfg.modality!r}")
-    self._log = common.SkipLog(self._skip_bad)
-    self._excluded_count = 0
-    cases = find_cases(self._manual_dir(dl_manager))
-    grade_of_patient: dict[str, str] = {}
-    for grade, case_id, _ in cases:
-      grade_of_patient.setdefault(patient_of(case_id), grade)
-    split_of: dict[str, str] = {}
+    """Lists ``(grade, case_id, case_dir)`` under ``manual_dir``; BadInputError if none."""
+    manual_dir = epath.Path(manual_dir)
+    if not manual_dir.is_dir():
+        raise BadInputError(manual_dir, "manual dir does not exist")
+    root = manual_dir
+    if not any((root / g).is_dir() for g in GRADES):
+        subs = [
+            p for p in manual_dir.iterdir() if p.is_dir() and any((p / g).is_dir() for g in GRADES)
+        ]
+        if len(subs) == 1:
+            root = subs[0]
+    cases = []
     for grade in GRADES:
-      split_of.update(common.patient_split(
-          [p for p, g in grade_of_patient.items() if g == grade],
-          cfg.train_fraction, cfg.split_seed))
-    by_split = {"train": [], "test": []}
-    for c in cases:
-      by_split[split_of[patient_of(c[1])]].append(c)
-    md = self.info.metadata
-    md["skipped"] = self._log.skipped
-    # Tumour-free requested slices ("case/k"); with all_tumour_slices only the count.
-    md["excluded_slices"] = self._log.excluded
-    md["excluded_slice_count"] = 0
-    md["modality"] = cfg.modality
-    md["hgg_slices"] = None if cfg.hgg_slices is None else list(cfg.hgg_slices)
-    md["lgg_slices"] = None if cfg.lgg_slices is None else list(cfg.lgg_slices)
-    md["resize"] = "centred zero padding to 256 (240x240 -> 8 px per side); resize only if larger"
-    md["normalisation"] = "per-slice max normalisation to [0, 1]"
-    md["cases"] = {s: len(v) for s, v in by_split.items()}
-    common.log.info("brats2017: %d cases (%d train, %d test)", len(cases),
-                    len(by_split["train"]), len(by_split["test"]))
-    return {s: self._generate_examples(v) for s, v in by_split.items()}
+        gdir = root / grade
+        if not gdir.is_dir():
+            continue
+        for case_dir in sorted(gdir.iterdir()):
+            if case_dir.is_dir():
+                cases.append((grade, case_dir.name, case_dir))
+    if not cases:
+        raise BadInputError(
+            manual_dir,
+            "no BRATS cases found: expected HGG/<case>/<case>_t2.nii.gz and "
+            "<case>_seg.nii.gz (and/or the same under LGG/)\n" + _MANUAL_DOWNLOAD_INSTRUCTIONS,
+        )
+    return cases
 
-  def _generate_examples(self, cases: Sequence[tuple[str, str, epath.Path]]) -> Iterator:
-    for grade, case_id, case_dir in cases:
-      examples = self._log.call(self.case_examples, grade, case_id, case_dir)
-      common.log.info("brats2017: %s/%s -> %d slices", grade, case_id, len(examples or ()))
-      self.info.metadata["excluded_slice_count"] = self._excluded_count
-      yield from examples or ()
 
-  def case_examples(self, grade: str, case_id: str, case_dir: epath.Path) -> list:
-    """All examples of one case as ``[(key, features), ...]``; BadInputError if bad."""
-    cfg = self.builder_config
-    img_path = _nifti_path(case_dir, case_id, cfg.modality)
-    seg_path = _nifti_path(case_dir, case_id, "seg")
-    vol, affine = load_nifti(img_path)
-    seg, _ = load_nifti(seg_path)
-    if seg.shape != vol.shape:
-      raise BadInputError(seg_path, f"seg shape {seg.shape} differs from image shape "
-                          f"{vol.shape} of {img_path}")
-    tumour = (seg > 0).reshape(-1, seg.shape[2]).any(axis=0)
-    wanted = cfg.slices_for(grade)
-    if wanted is None:
-      indices = list(range(vol.shape[2]))
-      explicit = False
-    else:
-      indices = list(wanted)
-      explicit = True
-      bad = [k for k in indices if not 0 <= k < vol.shape[2]]
-      if bad:
-        raise BadInputError(img_path, f"slice indices {bad} out of range for a volume of "
-                            f"shape {vol.shape} ({vol.shape[2]} axial slices); use "
-                            "Brats2017Config(hgg_slices=..., lgg_slices=...) for smaller volumes")
-    out = []
-    for k in indices:
-      if not tumour[k]:
-        self._excluded_count += 1
-        if explicit:
-          self._log.exclude(f"{case_id}/{k}", "no tumour in seg slice")
-        continue
-      image = common.max_normalise(vol[:, :, k])
-      image, roi = common.fit_to_size(image, seg[:, :, k] > 0, cfg.image_size)
-      out.append((f"{case_id}_{k:03d}", {
-          "image": common.as_channel(image),
-          "roi": common.as_channel(roi),
-          "patient_id": patient_of(case_id),
-          "case_id": case_id,
-          "grade": grade,
-          "slice_index": np.int32(k),
-          "affine": affine,
-      }))
-    return out
+class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
+    """BRATS 2017 T2 axial slices with whole-tumour ROI (paper section 2.1)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
+    BUILDER_CONFIGS = [
+        Brats2017Config(
+            name="paper",
+            description="T2; HGG slices 90, 100; LGG slices 90, 95, 100, 105 (paper 2.1).",
+        ),
+        Brats2017Config(
+            name="all_tumour_slices",
+            hgg_slices=None,
+            lgg_slices=None,
+            description="T2; every axial slice whose segmentation has tumour.",
+        ),
+    ]
+    DEFAULT_CONFIG_NAME = "paper"
+
+    def __init__(self, *, skip_bad: bool | None = None, file_format=None, **kwargs):
+        """Like any tfds builder; ``skip_bad`` overrides the config's field.
+
+        ``file_format`` defaults to array_record (readable without TensorFlow).
+        """
+        super().__init__(skip_bad=skip_bad, file_format=file_format, **kwargs)
+        self._excluded_count = 0
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        s = self.builder_config.image_size
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__,
+            features=tfds.features.FeaturesDict(
+                {
+                    **common.pair_features(s),
+                    "case_id": tfds.features.Text(),
+                    "grade": tfds.features.ClassLabel(names=list(GRADES)),
+                    "slice_index": np.int32,
+                    "affine": tfds.features.Tensor(shape=(4, 4), dtype=np.float32),
+                }
+            ),
+            supervised_keys=("image", "roi"),
+            homepage="https://www.med.upenn.edu/sbia/brats2017.html",
+            citation="Menze et al., IEEE TMI 2015; Bakas et al., Scientific Data 2017.",
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _manual_dir(self, dl_manager) -> epath.Path:
+        try:
+            return dl_manager.manual_dir
+        except AssertionError as e:
+            raise BadInputError(
+                getattr(dl_manager, "_manual_dir", None) or "<manual_dir>",
+                "manual dir does not exist or is empty\n" + self.MANUAL_DOWNLOAD_INSTRUCTIONS,
+            ) from e
+
+    def _split_generators(self, dl_manager):
+        cfg = self.builder_config
+        if cfg.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {cfg.modality!r}")
+        self._log = common.SkipLog(self._skip_bad)
+        self._excluded_count = 0
+        cases = find_cases(self._manual_dir(dl_manager))
+        grade_of_patient: dict[str, str] = {}
+        for grade, case_id, _ in cases:
+            grade_of_patient.setdefault(patient_of(case_id), grade)
+        split_of: dict[str, str] = {}
+        for grade in GRADES:
+            split_of.update(
+                common.patient_split(
+                    [p for p, g in grade_of_patient.items() if g == grade],
+                    cfg.train_fraction,
+                    cfg.split_seed,
+                )
+            )
+        by_split = {"train": [], "test": []}
+        for c in cases:
+            by_split[split_of[patient_of(c[1])]].append(c)
+        md = self.info.metadata
+        md["skipped"] = self._log.skipped
+        # Tumour-free requested slices ("case/k"); with all_tumour_slices only the count.
+        md["excluded_slices"] = self._log.excluded
+        md["excluded_slice_count"] = 0
+        md["modality"] = cfg.modality
+        md["hgg_slices"] = None if cfg.hgg_slices is None else list(cfg.hgg_slices)
+        md["lgg_slices"] = None if cfg.lgg_slices is None else list(cfg.lgg_slices)
+        md["resize"] = (
+            "centred zero padding to 256 (240x240 -> 8 px per side); resize only if larger"
+        )
+        md["normalisation"] = "per-slice max normalisation to [0, 1]"
+        md["cases"] = {s: len(v) for s, v in by_split.items()}
+        common.log.info(
+            "brats2017: %d cases (%d train, %d test)",
+            len(cases),
+            len(by_split["train"]),
+            len(by_split["test"]),
+        )
+        return {s: self._generate_examples(v) for s, v in by_split.items()}
+
+    def _generate_examples(self, cases: Sequence[tuple[str, str, epath.Path]]) -> Iterator:
+        for grade, case_id, case_dir in cases:
+            examples = self._log.call(self.case_examples, grade, case_id, case_dir)
+            common.log.info("brats2017: %s/%s -> %d slices", grade, case_id, len(examples or ()))
+            self.info.metadata["excluded_slice_count"] = self._excluded_count
+            yield from examples or ()
+
+    def case_examples(self, grade: str, case_id: str, case_dir: epath.Path) -> list:
+        """All examples of one case as ``[(key, features), ...]``; BadInputError if bad."""
+        cfg = self.builder_config
+        img_path = _nifti_path(case_dir, case_id, cfg.modality)
+        seg_path = _nifti_path(case_dir, case_id, "seg")
+        vol, affine = load_nifti(img_path)
+        seg, _ = load_nifti(seg_path)
+        if seg.shape != vol.shape:
+            raise BadInputError(
+                seg_path,
+                f"seg shape {seg.shape} differs from image shape {vol.shape} of {img_path}",
+            )
+        tumour = (seg > 0).reshape(-1, seg.shape[2]).any(axis=0)
+        wanted = cfg.slices_for(grade)
+        if wanted is None:
+            indices = list(range(vol.shape[2]))
+            explicit = False
+        else:
+            indices = list(wanted)
+            explicit = True
+            bad = [k for k in indices if not 0 <= k < vol.shape[2]]
+            if bad:
+                raise BadInputError(
+                    img_path,
+                    f"slice indices {bad} out of range for a volume of "
+                    f"shape {vol.shape} ({vol.shape[2]} axial slices); use "
+                    "Brats2017Config(hgg_slices=..., lgg_slices=...) for smaller volumes",
+                )
+        out = []
+        for k in indices:
+            if not tumour[k]:
+                self._excluded_count += 1
+                if explicit:
+                    self._log.exclude(f"{case_id}/{k}", "no tumour in seg slice")
+                continue
+            image = common.max_normalise(vol[:, :, k])
+            image, roi = common.fit_to_size(image, seg[:, :, k] > 0, cfg.image_size)
+            out.append(
+                (
+                    f"{case_id}_{k:03d}",
+                    {
+                        "image": common.as_channel(image),
+                        "roi": common.as_channel(roi),
+                        "patient_id": patient_of(case_id),
+                        "case_id": case_id,
+                        "grade": grade,
+                        "slice_index": np.int32(k),
+                        "affine": affine,
+                    },
+                )
+            )
+        return out

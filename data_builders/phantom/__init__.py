@@ -6,8 +6,15 @@
 
 CLI: ``python -m data_builders.phantom brats|inbreast --out=DIR [--cases=N --size=... --seed=S]``.
 """
+
 from data_builders.phantom.brats import FULL_SHAPE, brats_affine, scale_slices, write_brats
 from data_builders.phantom.inbreast import FULL_SIZES, write_inbreast
 
-__all__ = ["FULL_SHAPE", "FULL_SIZES", "brats_affine", "scale_slices", "write_brats",
-           "write_inbreast"]
+__all__ = [
+    "FULL_SHAPE",
+    "FULL_SIZES",
+    "brats_affine",
+    "scale_slices",
+    "write_brats",
+    "write_inbreast",
+]

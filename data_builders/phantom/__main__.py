@@ -6,6 +6,7 @@ Flags:
             commas, cycled per patient (default 4084x3328,3328x2560).
   --seed    random seed (default 0).
 """
+
 import sys
 import time
 
@@ -20,28 +21,34 @@ _SEED = flags.DEFINE_integer("seed", 0, "random seed")
 
 
 def _parse(s):
-  return tuple(int(v) for v in s.lower().split("x"))
+    return tuple(int(v) for v in s.lower().split("x"))
 
 
 def main(argv):
-  if len(argv) != 2 or argv[1] not in ("brats", "inbreast"):
-    raise app.UsageError("usage: python -m data_builders.phantom brats|inbreast --out=DIR")
-  t = time.time()
-  if argv[1] == "brats":
-    shape = _parse(_SIZE.value) if _SIZE.value else phantom.FULL_SHAPE
-    out = phantom.write_brats(_OUT.value, cases=_CASES.value or 20, shape=shape,
-                              seed=_SEED.value, progress=True)
-    print(f"wrote {len(out)} BRATS phantom cases of shape {shape} to {_OUT.value} "
-          f"in {time.time() - t:.1f} s")
-  else:
-    sizes = [_parse(s) for s in _SIZE.value.split(",")] if _SIZE.value else phantom.FULL_SIZES
-    out = phantom.write_inbreast(_OUT.value, images=_CASES.value or 30, sizes=sizes,
-                                 seed=_SEED.value, progress=True)
-    n_mass = sum(len(r["masses"]) for r in out)
-    print(f"wrote {len(out)} INbreast phantom images ({n_mass} masses) to {_OUT.value} "
-          f"in {time.time() - t:.1f} s")
-  sys.stdout.flush()
+    if len(argv) != 2 or argv[1] not in ("brats", "inbreast"):
+        raise app.UsageError("usage: python -m data_builders.phantom brats|inbreast --out=DIR")
+    t = time.time()
+    if argv[1] == "brats":
+        shape = _parse(_SIZE.value) if _SIZE.value else phantom.FULL_SHAPE
+        out = phantom.write_brats(
+            _OUT.value, cases=_CASES.value or 20, shape=shape, seed=_SEED.value, progress=True
+        )
+        print(
+            f"wrote {len(out)} BRATS phantom cases of shape {shape} to {_OUT.value} "
+            f"in {time.time() - t:.1f} s"
+        )
+    else:
+        sizes = [_parse(s) for s in _SIZE.value.split(",")] if _SIZE.value else phantom.FULL_SIZES
+        out = phantom.write_inbreast(
+            _OUT.value, images=_CASES.value or 30, sizes=sizes, seed=_SEED.value, progress=True
+        )
+        n_mass = sum(len(r["masses"]) for r in out)
+        print(
+            f"wrote {len(out)} INbreast phantom images ({n_mass} masses) to {_OUT.value} "
+            f"in {time.time() - t:.1f} s"
+        )
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main)

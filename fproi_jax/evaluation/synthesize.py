@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from data_builders.common import fit_to_size
+from data_builders.common import fit_to_size, pair_features
 from fproi_jax import metrics
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation.load import example_id, load_generators, map_batches
@@ -148,13 +148,10 @@ with tfds.core.registered.skip_registration():
             super().__init__(file_format="array_record", **kwargs)
 
         def _info(self):
-            shape = (self._image_size, self._image_size, 1)
             return tfds.core.DatasetInfo(
                 builder=self, description=self._description,
                 features=tfds.features.FeaturesDict({
-                    "image": tfds.features.Tensor(shape=shape, dtype=np.float32),
-                    "roi": tfds.features.Tensor(shape=shape, dtype=np.uint8),
-                    "patient_id": tfds.features.Text(),
+                    **pair_features(self._image_size),
                     "source_id": tfds.features.Text(),
                 }),
                 supervised_keys=("image", "roi"))
