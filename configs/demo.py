@@ -1,4 +1,11 @@
-"""A run that trains on a 2-core CPU in minutes: phantom BRATS data at 64 x 64, half widths."""
+"""A run that trains on a 2-core CPU in minutes: phantom BRATS data at 64 x 64, half widths.
+
+Three settings differ from the paper-faithful defaults so that the short run shows the
+cycle at work: Adam b1 = 0.5 and lr 5e-4 (the canonical CycleGAN's b1, a faster rate), and
+cycle weight 25. With the default 10, 800 steps give a good G(x) but an F(G(x)) that is
+not yet the input: G must learn to hide the image in its near-binary output (Chu et al.
+2017, "CycleGAN, a master of steganography"), and a larger lambda makes that happen sooner.
+"""
 from configs import base
 
 
@@ -12,7 +19,10 @@ def get_config():
     config.model.generator_width = 16
     config.model.discriminator_features = (32, 64, 128, 256)
     config.train.batch_size = 4
-    config.train.num_steps = 600
+    config.train.num_steps = 800
+    config.train.learning_rate = 5e-4
+    config.train.adam_b1 = 0.5
+    config.train.cycle_weight = 25.0
     config.train.lr_schedule = "linear_decay"
     config.train.log_every = 25
     config.train.checkpoint_every = 200
