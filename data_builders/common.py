@@ -82,11 +82,11 @@ class SkipLog:
 
 
 class SkipBadBuilderMixin:
-    """``skip_bad`` handling of a TFDS builder whose config has a ``skip_bad`` field.
+    """What the raw-data builders share: ``skip_bad`` handling and the manual-dir check.
 
     Put it before ``tfds.core.GeneratorBasedBuilder`` in the bases. Builds a
     :class:`SkipLog` in ``self._log`` (``self._skip_bad`` holds the flag) and exposes it
-    as ``skip_log``.
+    as ``skip_log``; the builder's config has a ``skip_bad`` field.
     """
 
     def __init__(self, *, skip_bad: bool | None = None, file_format=None, **kwargs):
@@ -101,6 +101,16 @@ class SkipBadBuilderMixin:
     @property
     def skip_log(self) -> SkipLog:
         return self._log
+
+    def _manual_dir(self, dl_manager):
+        """The manual dir, or a BadInputError with the download instructions."""
+        try:
+            return dl_manager.manual_dir
+        except AssertionError as e:
+            raise BadInputError(
+                getattr(dl_manager, "_manual_dir", None) or "<manual_dir>",
+                "manual dir does not exist or is empty\n" + self.MANUAL_DOWNLOAD_INSTRUCTIONS,
+            ) from e
 
 
 def pair_features(size: int) -> dict:

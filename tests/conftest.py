@@ -22,10 +22,24 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY_SHAPE = (48, 48, 40)
 
 
+def prepare(builder, manual_dir):
+    """Builds a TFDS builder from the raw files in `manual_dir`; returns the builder."""
+    import tensorflow_datasets as tfds
+
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
+    return builder
+
+
+def read_all(builder) -> dict:
+    """{split: [example, ...]} of a prepared builder."""
+    sources = builder.as_data_source()
+    return {split: [source[i] for i in range(len(source))] for split, source in sources.items()}
+
+
 def build_tiny_brats(raw_dir: pathlib.Path, data_dir: pathlib.Path, image_size: int = 32,
                      cases: int = 6) -> str:
     """Writes phantom BRATS volumes and builds them at `image_size`; returns the config name."""
-    import tensorflow_datasets as tfds
     from data_builders import phantom
     from data_builders.brats2017 import Brats2017, Brats2017Config
 
@@ -35,9 +49,7 @@ def build_tiny_brats(raw_dir: pathlib.Path, data_dir: pathlib.Path, image_size: 
         name=name, image_size=image_size,
         hgg_slices=phantom.scale_slices((90, 100), TINY_SHAPE[2]),
         lgg_slices=phantom.scale_slices((90, 95, 100, 105), TINY_SHAPE[2]))
-    builder = Brats2017(data_dir=str(data_dir), config=config)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(raw_dir)))
+    prepare(Brats2017(data_dir=str(data_dir), config=config), raw_dir)
     return name
 
 

@@ -15,12 +15,12 @@ import data_builders
 from data_builders import phantom
 from data_builders.brats2017 import Brats2017, Brats2017Config
 from data_builders.common import BadInputError
+from conftest import REPO, prepare, read_all
 
 SHAPE = (48, 48, 40)
 PAD = (256 - 48) // 2
 HGG = phantom.scale_slices((90, 100), SHAPE[2])
 LGG = phantom.scale_slices((90, 95, 100, 105), SHAPE[2])
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(name="tiny", **kw):
@@ -28,16 +28,7 @@ def tiny_config(name="tiny", **kw):
 
 
 def build(manual_dir, data_dir, config=None, **kw):
-    b = Brats2017(data_dir=os.fspath(data_dir), config=config or tiny_config(), **kw)
-    b.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
-    )
-    return b
-
-
-def examples(builder):
-    ds = builder.as_data_source()
-    return {s: [ds[s][i] for i in range(len(ds[s]))] for s in ds}
+    return prepare(Brats2017(data_dir=os.fspath(data_dir), config=config or tiny_config(), **kw), manual_dir)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +42,7 @@ def raw(tmp_path_factory):
 def built(raw, tmp_path_factory):
     d, cases = raw
     b = build(d, tmp_path_factory.mktemp("brats_data"))
-    return b, examples(b), cases
+    return b, read_all(b), cases
 
 
 def copy_raw(raw, tmp_path):
@@ -151,7 +142,7 @@ def test_all_tumour_slices_config(raw, tmp_path):
     d, cases = raw
     b = Brats2017(data_dir=os.fspath(tmp_path), config="all_tumour_slices")
     b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(d)))
-    ex = examples(b)
+    ex = read_all(b)
     got = sorted((e["case_id"].decode(), int(e["slice_index"])) for v in ex.values() for e in v)
     assert got == sorted((cid, k) for cid, c in cases.items() for k in c["tumour_slices"])
 
@@ -164,7 +155,7 @@ def test_paper_slices_out_of_range_error_names_file(raw, tmp_path):
 
 def test_other_modality(raw, tmp_path):
     b = build(raw[0], tmp_path, config=tiny_config("tiny_flair", modality="flair"))
-    e = examples(b)["train"][0]
+    e = read_all(b)["train"][0]
     fl = nib.load(raw[1][e["case_id"].decode()]["files"]["flair"]).get_fdata()[
         :, :, int(e["slice_index"])
     ]
@@ -254,7 +245,7 @@ def test_skip_bad_lists_skipped_files_in_metadata(raw, tmp_path):
     ]
     assert {s["path"] for s in skipped} == {os.fspath(bad1), os.fspath(bad2)}
     assert all(s["reason"] for s in skipped)
-    cids = {e["case_id"] for v in examples(b).values() for e in v}
+    cids = {e["case_id"] for v in read_all(b).values() for e in v}
     assert b"Brats17_PHANTOM_H000_1" not in cids and cids
     # the config field works as well as the constructor argument
     b2 = build(d, tmp_path / "data2", config=tiny_config(skip_bad=True))
@@ -262,7 +253,7 @@ def test_skip_bad_lists_skipped_files_in_metadata(raw, tmp_path):
 
 
 def test_cli_builds_and_reports(raw, tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [
         sys.executable,
         "-m",

@@ -17,24 +17,15 @@ import data_builders  # registers the builders
 from data_builders import phantom
 from data_builders.common import BadInputError
 from data_builders.inbreast import Inbreast, crop_lesion, polygon_mask, read_dicom
+from conftest import REPO, prepare, read_all
 
 SIZES = ((400, 320), (330, 260))
 N_IMAGES = 12
 EIGHT = np.ones((3, 3), bool)  # 8-neighbourhood: PIL and skimage differ only on edge pixels
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build(manual_dir, data_dir, **kw):
-    b = Inbreast(data_dir=os.fspath(data_dir), **kw)
-    b.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
-    )
-    return b
-
-
-def examples(builder):
-    ds = builder.as_data_source()
-    return {s: [ds[s][i] for i in range(len(ds[s]))] for s in ds}
+    return prepare(Inbreast(data_dir=os.fspath(data_dir), **kw), manual_dir)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +38,7 @@ def raw(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(raw, tmp_path_factory):
     b = build(raw[0], tmp_path_factory.mktemp("inbreast_data"))
-    ex = examples(b)
+    ex = read_all(b)
     return b, ex, raw[1]
 
 
@@ -160,7 +151,7 @@ def test_point_rois_and_other_names_are_not_masses(raw, tmp_path):
     assert b.info.metadata["ignored_point_rois"] == 2
     assert b.info.metadata["ignored_roi_names"]["Cluster"] == 1
     assert b.info.metadata["ignored_roi_names"]["Calcification"] > 0
-    n = sum(1 for v in examples(b).values() for e in v if e["file_id"].decode() == f)
+    n = sum(1 for v in read_all(b).values() for e in v if e["file_id"].decode() == f)
     assert n == len(r["masses"])
 
 
@@ -320,11 +311,11 @@ def test_skip_bad_lists_every_skipped_file(raw, tmp_path):
         for f, r in raw[1].items()
         if any(os.path.basename(p).startswith(f) for p in bad)
     )
-    assert sum(len(v) for v in examples(b).values()) == n_ok
+    assert sum(len(v) for v in read_all(b).values()) == n_ok
 
 
 def test_cli(raw, tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     r = subprocess.run(
         [
             sys.executable,

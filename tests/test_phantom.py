@@ -98,7 +98,7 @@ def test_inbreast_default_sizes_and_dicom_headers(tmp_path):
 
 
 def test_phantom_cli(tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     for kind, size in (("brats", "24x24x20"), ("inbreast", "300x260,280x256")):
         r = subprocess.run(
             [

@@ -200,15 +200,6 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             metadata=tfds.core.MetadataDict(),
         )
 
-    def _manual_dir(self, dl_manager) -> epath.Path:
-        try:
-            return dl_manager.manual_dir
-        except AssertionError as e:
-            raise BadInputError(
-                getattr(dl_manager, "_manual_dir", None) or "<manual_dir>",
-                "manual dir does not exist or is empty\n" + self.MANUAL_DOWNLOAD_INSTRUCTIONS,
-            ) from e
-
     def _split_generators(self, dl_manager):
         cfg = self.builder_config
         if cfg.modality not in MODALITIES:

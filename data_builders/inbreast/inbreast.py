@@ -312,15 +312,6 @@ class Inbreast(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             metadata=tfds.core.MetadataDict(),
         )
 
-    def _manual_dir(self, dl_manager) -> epath.Path:
-        try:
-            return dl_manager.manual_dir
-        except AssertionError as e:
-            raise BadInputError(
-                getattr(dl_manager, "_manual_dir", None) or "<manual_dir>",
-                "manual dir does not exist or is empty\n" + self.MANUAL_DOWNLOAD_INSTRUCTIONS,
-            ) from e
-
     def scan(self, root: epath.Path) -> list[ImageRecord]:
         """Reads names, CSV and XMLs; returns the images that have at least one mass."""
         table = read_csv(root / "INbreast.csv")
