@@ -9,7 +9,7 @@ from configs import base
 from fproi_jax.models.discriminator import Discriminator
 from fproi_jax.models.fproi_gan import CYCLE_NAMES, FproiGAN
 from fproi_jax.models.generator import Generator
-from fproi_jax.models.layers import SubpixelConvTranspose
+from fproi_jax.models.layers import SpaceToDepthConv, SubpixelConvTranspose
 from fproi_jax.models.rfb import RegionalFeatureBlock
 from fproi_jax.models.summary import parameter_table
 
@@ -24,6 +24,21 @@ def test_subpixel_conv_transpose_equals_conv_transpose(kernel_size, strides):
     got, want = layer.apply(params, x), reference.apply(params, x)
     assert got.shape == want.shape == (2, 9 * strides, 7 * strides, 3)
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,features,kernel_size,block", [
+    ((2, 38, 30, 5), 3, 7, 4), ((1, 38, 38, 64), 1, 7, 2), ((1, 20, 20, 3), 2, 3, 2)])
+def test_space_to_depth_conv_equals_valid_conv(shape, features, kernel_size, block):
+    x = jax.random.normal(jax.random.key(0), shape)
+    layer = SpaceToDepthConv(features, kernel_size, block)
+    params = layer.init(jax.random.key(1), x)
+    params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), params)
+    reference = nn.Conv(features, (kernel_size,) * 2, padding="VALID")
+    got, want = layer.apply(params, x), reference.apply(params, x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="not divisible by block 3"):
+        SpaceToDepthConv(features, kernel_size, 3).init(jax.random.key(0), x[:, :-1])
 
 
 def _output_shape(module, *inputs):

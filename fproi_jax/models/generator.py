@@ -17,7 +17,7 @@ The paper states no output activation; data lie in [0, 1], so sigmoid is the def
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fproi_jax.models.layers import ConvBlock, UpBlock, reflect_pad
+from fproi_jax.models.layers import ConvBlock, SpaceToDepthConv, UpBlock, reflect_pad
 
 OUTPUT_ACTIVATIONS = {"sigmoid": nn.sigmoid, "tanh": jnp.tanh, "linear": lambda x: x}
 
@@ -39,5 +39,6 @@ class Generator(nn.Module):
         e3 = ConvBlock(4 * w, 3, strides=2, reflect=1)(e2)
         d2 = jnp.concatenate([UpBlock(2 * w)(e3), e2], axis=-1)
         d1 = jnp.concatenate([UpBlock(w)(d2), e1], axis=-1)
-        out = nn.Conv(self.out_channels, (7, 7), padding="VALID")(reflect_pad(d1, 3))
+        # The same 7x7 VALID conv as nn.Conv, on 2x2 cells: ~2x faster on CPU (layers.py).
+        out = SpaceToDepthConv(self.out_channels, 7, block=2)(reflect_pad(d1, 3))
         return OUTPUT_ACTIVATIONS[self.output_activation](out)

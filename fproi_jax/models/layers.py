@@ -121,3 +121,54 @@ class UpBlock(nn.Module):
     def __call__(self, x):
         x = SubpixelConvTranspose(self.features, use_bias=False)(x)
         return nn.relu(instance_norm()(x))
+
+
+class SpaceToDepthConv(nn.Module):
+    """Stride-1 VALID convolution computed on a space-to-depth grid of `block` x `block` cells.
+
+    Holds the same (k, k, C_in, C_out) kernel as `nn.Conv(padding='VALID')` and returns
+    exactly its output, but as one convolution over cells of block^2 * C_in channels with a
+    (span, span) kernel producing block^2 * C_out channels, followed by depth-to-space.
+    Output pixel b*m + a reads input pixel b*m + a + t = b*(m + d) + e with
+    t = b*d + e - a, so the cell kernel holds tap t at (d, e, a) when 0 <= t < k and zero
+    elsewhere. For full-resolution 7x7 convolutions with few channels (the generators'
+    last layer has one output channel) XLA's CPU convolutions, forward and gradients, are
+    several times faster on this shape; the arithmetic is the same.
+    """
+
+    features: int
+    kernel_size: int
+    block: int = 4
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x):
+        k, b, f = self.kernel_size, self.block, self.features
+        n, h_in, w_in, c = x.shape
+        kernel = self.param("kernel", self.kernel_init, (k, k, c, f))
+        h, w = h_in - k + 1, w_in - k + 1
+        if h % b or w % b:
+            raise ValueError(f"output size {h}x{w} is not divisible by block {b}")
+        span = (b + k - 2) // b + 1
+        x = jnp.pad(x, ((0, 0), (0, h + b * (span - 1) - h_in), (0, w + b * (span - 1) - w_in),
+                        (0, 0)))
+        hc, wc = x.shape[1] // b, x.shape[2] // b
+        cells = x.reshape(n, hc, b, wc, b, c).transpose(0, 1, 3, 2, 4, 5).reshape(
+            n, hc, wc, b * b * c)
+        d, e, a = np.meshgrid(np.arange(span), np.arange(b), np.arange(b), indexing="ij")
+        taps = b * d + e - a                                      # (span, b, b)
+        valid = (taps >= 0) & (taps < k)
+        taps = np.clip(taps, 0, k - 1)
+        cell_kernel = kernel[taps[:, None, :, None, :, None], taps[None, :, None, :, None, :]]
+        mask = valid[:, None, :, None, :, None] & valid[None, :, None, :, None, :]
+        cell_kernel = cell_kernel * jnp.asarray(mask[..., None, None], kernel.dtype)
+        # (d_h, d_w, e_h, e_w, a_h, a_w, C_in, C_out) -> (d_h, d_w, e_h e_w C_in, a_h a_w C_out)
+        cell_kernel = cell_kernel.transpose(0, 1, 2, 3, 6, 4, 5, 7).reshape(
+            span, span, b * b * c, b * b * f)
+        y = jax.lax.conv_general_dilated(cells, cell_kernel.astype(x.dtype), (1, 1), "VALID",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = y.reshape(n, h // b, w // b, b, b, f).transpose(0, 1, 3, 2, 4, 5).reshape(n, h, w, f)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (f,))
+        return y
