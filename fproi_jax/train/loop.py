@@ -111,10 +111,16 @@ def train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> state_lib
     progress = tqdm.tqdm(total=num_steps, initial=start, disable=not chief, unit="step",
                          dynamic_ncols=True)
     last_time, last_step = time.perf_counter(), start
+    previous = None
     for step in range(start + 1, num_steps + 1):
         batch = pipeline.to_global_batch(next(data_iterator), mesh)
         state, metrics = train_step(state, batch)
-        progress.update(1)
+        # At most two steps in flight: the bar counts finished steps (true step/s and ETA)
+        # while the next batch is read and dispatched during the current step.
+        if previous is not None:
+            jax.block_until_ready(previous)
+            progress.update(1)
+        previous = metrics
         final = step == num_steps
         due = {name: final or step % every == 0 for name, every in (
             ("log", config.train.log_every), ("sample", config.train.sample_every),
@@ -140,6 +146,7 @@ def train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> state_lib
                                   title=f"step {step}")
         if due["checkpoint"]:
             checkpointer.save(step, state, data_iterator, force=final)
+    progress.update(num_steps - progress.n)
     progress.close()
     checkpointer.close()
     if writer is not None:
