@@ -1,9 +1,10 @@
 """Entry point: python launch.py --config=configs/brats.py --workdir=runs/brats [--mode=...].
 
 Modes:
-  train       train Fproi-GAN, resuming from the latest checkpoint in --workdir
-  summary     print the parameter table of the four networks
-  export      write an inference export (G with RFB, F, config) of the latest checkpoint
+  train       train the method of config.model.name (fproi_gan, fproi_gan_no_rfb, cycle_gan,
+              pix2pix, dcgan), resuming from the latest checkpoint in --workdir
+  summary     print the parameter table of the method's four networks
+  export      write an inference export (the generators and the config) of the latest checkpoint
   evaluate    metrics, tables and figures of a run (--config.eval.checkpoint, default
               --workdir) on the test split, into WORKDIR/eval/<method>/
   compare     paired t-tests and figures across evaluated runs (--config.eval.compare_runs=
@@ -22,7 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from fproi_jax.evaluation import evaluate, synthesize
-from fproi_jax.models.fproi_gan import FproiGAN
+from fproi_jax.methods import get_method
 from fproi_jax.models.summary import parameter_table
 from fproi_jax.train import checkpoint, loop
 
@@ -66,8 +67,10 @@ def main(argv):
         _initialize_distributed()
     config = FLAGS.config
     if FLAGS.mode == "summary":
-        params = jax.eval_shape(lambda: FproiGAN.from_config(config.model).init(
-            jax.random.PRNGKey(0), (config.data.image_size,) * 2))
+        method = get_method(config)
+        params, _ = jax.eval_shape(lambda: method.init(jax.random.PRNGKey(0),
+                                                       (config.data.image_size,) * 2))
+        print(f"{method.label} at {config.data.image_size} x {config.data.image_size}")
         print(parameter_table(params))
         return
     if FLAGS.workdir is None:
@@ -77,8 +80,11 @@ def main(argv):
         loop.train(config, workdir)
     elif FLAGS.mode == "export":
         run_config = checkpoint.load_config(workdir)  # the networks as trained
-        params, step = loop.latest_params(run_config, workdir)
-        checkpoint.export_inference(workdir / "export", params, run_config)
+        state, step = checkpoint.restore_train_state(run_config, workdir)
+        method = get_method(run_config)
+        checkpoint.export_inference(
+            workdir / "export", method.export_variables(state.params, state.batch_stats),
+            run_config)
         logging.info("Exported the generators of step %d to %s", step, workdir / "export")
     elif FLAGS.mode == "evaluate":
         evaluate.evaluate(config, workdir)

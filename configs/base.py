@@ -4,6 +4,8 @@ Paper section 3: Adam with default parameters, learning rate 2e-4, 300 epochs.
 """
 import ml_collections
 
+from fproi_jax import methods
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -19,12 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.seed = 0
     config.data.augment = ml_collections.ConfigDict({"flip": True, "rot90": False})
 
-    config.model = ml_collections.ConfigDict()
-    config.model.use_rfb = True            # False: the CycleGAN baseline, same networks
-    config.model.rfb_features = (32, 64, 64, 32)
-    config.model.generator_width = 32
-    config.model.output_activation = "sigmoid"
-    config.model.discriminator_features = (64, 128, 256, 512)
+    # config.model.name selects the method (fproi_gan, fproi_gan_no_rfb, cycle_gan, pix2pix,
+    # dcgan); config.model.<method> holds each one's settings (fproi_jax/methods/<method>.py).
+    config.model = methods.model_config("fproi_gan")
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 1            # global, over all devices and hosts
@@ -35,8 +34,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.adam_b2 = 0.999
     config.train.adam_eps = 1e-8
     config.train.lr_schedule = "constant"  # or "linear_decay": to zero over the second half
-    config.train.cycle_weight = 10.0       # lambda of the full objective; the paper gives none
-    config.train.pool_size = 50           # past fakes shown to each discriminator (CycleGAN); 0: none
     config.train.log_every = 50
     config.train.checkpoint_every = 1000
     config.train.keep_checkpoints = 3
@@ -46,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 8             # fixed batch shape of evaluate/synthesize (last one padded)
     config.eval.checkpoint = ""            # export dir or training workdir; "" = --workdir
-    config.eval.method = ""                # table name; "" = Fproi-GAN (use_rfb) or CycleGAN
+    config.eval.method = ""                # table name; "" = the method's own label
     config.eval.num_samples = 4            # examples drawn in figures and kept in samples.npz
     config.eval.compare_runs = ""          # --mode=compare: "Fproi-GAN=EVAL_DIR,CycleGAN=EVAL_DIR"
     config.eval.mask_dir = ""              # --mode=synthesize: PNG/NIfTI masks; "" = test ROIs

@@ -1,24 +1,34 @@
-"""Losses of paper section 2.2.3.
+"""Losses of paper section 2.2.3, and the GAN losses of the baselines.
 
 Adversarial loss (eq. 1): the log loss of a discriminator that outputs logits, written
 with sigmoid cross-entropy so that it is stable for any logit. Generators minimise the
 non-saturating form -log D(G(x)) (Goodfellow et al. 2014; the canonical CycleGAN's GAN
 mode), which has the same fixed point as min log(1 - D(G(x))) and useful gradients early.
 Cycle-consistency loss (eq. 2): mean absolute error between the input and its cycle.
+
+`gan_mode='lsgan'` is the least-squares GAN (Mao et al. 2017) of the canonical CycleGAN:
+discriminator 0.5 (D(real) - 1)^2 + 0.5 D(fake)^2, generator (D(G(x)) - 1)^2. Logits of
+any shape (one per image, or a PatchGAN map) are averaged over every element.
 """
 import jax.numpy as jnp
 import optax
 
+GAN_MODES = ("log", "lsgan")
 
-def discriminator_loss(real_logits, fake_logits):
-    """-[log D(real) + log(1 - D(fake))], averaged over the batch, halved as in CycleGAN."""
+
+def discriminator_loss(real_logits, fake_logits, gan_mode: str = "log"):
+    """-[log D(real) + log(1 - D(fake))] (or the LSGAN form), averaged, halved as in CycleGAN."""
+    if gan_mode == "lsgan":
+        return 0.5 * (jnp.square(real_logits - 1.0).mean() + jnp.square(fake_logits).mean())
     real = optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits))
     fake = optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits))
     return 0.5 * (real.mean() + fake.mean())
 
 
-def generator_adversarial_loss(fake_logits):
-    """-log D(G(x)), averaged over the batch."""
+def generator_adversarial_loss(fake_logits, gan_mode: str = "log"):
+    """-log D(G(x)) (or (D(G(x)) - 1)^2 for LSGAN), averaged over the batch."""
+    if gan_mode == "lsgan":
+        return jnp.square(fake_logits - 1.0).mean()
     return optax.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)).mean()
 
 

@@ -66,17 +66,22 @@ def tiny_brats(tmp_path_factory) -> ml_collections.ConfigDict:
     return data
 
 
-def tiny_config(data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A fast training config on `data`: narrow networks, a few steps."""
+def tiny_config(data: ml_collections.ConfigDict,
+                method: str = "fproi_gan") -> ml_collections.ConfigDict:
+    """A fast training config of `method` on `data`: narrow networks, a few steps."""
     from configs import base
     config = base.get_config()
     config.data = data
-    config.model.rfb_features = (4, 8, 8, 4)
-    config.model.generator_width = 4
-    config.model.discriminator_features = (4, 8, 8, 8)
+    config.model.name = method
+    model = config.model
+    model.fproi_gan.update(rfb_features=(4, 8, 8, 4), generator_width=4,
+                           discriminator_features=(4, 8, 8, 8), pool_size=3)
+    model.cycle_gan.update(generator_width=4, residual_blocks=2, discriminator_width=4,
+                           discriminator_layers=2, pool_size=3)
+    model.pix2pix.update(generator_width=4, discriminator_width=4, discriminator_layers=2)
+    model.dcgan.update(generator_features=(4, 8, 8), discriminator_features=(4, 8))
     config.train.batch_size = 4
     config.train.num_steps = 6
-    config.train.pool_size = 3
     config.train.log_every = 2
     config.train.checkpoint_every = 2
     config.train.sample_every = 3

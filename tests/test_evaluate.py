@@ -1,7 +1,7 @@
 """--mode=evaluate and --mode=compare on a tiny trained run (32x32 phantom BRATS).
 
 One run is trained for a step (a training checkpoint); the CycleGAN baseline is an export of
-freshly initialised generators (use_rfb=False), which is all compare needs.
+freshly initialised CycleGAN generators, which is all compare needs.
 """
 import contextlib
 import csv
@@ -21,7 +21,7 @@ from fproi_jax import metrics
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import evaluate, report
 from fproi_jax.evaluation.load import example_id, load_generators
-from fproi_jax.models.fproi_gan import FproiGAN
+from fproi_jax.methods import get_method
 from fproi_jax.train import checkpoint, loop
 
 FIGURES = ("comparison_grid.png", "grey_histograms.png", "roi_grid.png")
@@ -68,10 +68,10 @@ def runs(tiny_brats, tmp_path_factory):
         workdirs = {"Fproi-GAN": root / "fproi_gan", "CycleGAN": root / "cyclegan"}
         if not (root / "evaluate.out").exists():
             loop.train(config, workdirs["Fproi-GAN"])
-            baseline = tiny_config(tiny_brats)
-            baseline.model.use_rfb = False
-            params = FproiGAN.from_config(baseline.model).init(jax.random.PRNGKey(1), (32, 32))
-            checkpoint.export_inference(workdirs["CycleGAN"] / "export", params, baseline)
+            baseline = tiny_config(tiny_brats, "cycle_gan")
+            method = get_method(baseline)
+            variables = method.export_variables(*method.init(jax.random.PRNGKey(1), (32, 32)))
+            checkpoint.export_inference(workdirs["CycleGAN"] / "export", variables, baseline)
             stdout = launch("evaluate", workdirs["Fproi-GAN"], tiny_brats)
             (root / "evaluate.out").write_text(stdout)
         return workdirs, config, (root / "evaluate.out").read_text()
@@ -158,7 +158,7 @@ def test_compare_two_methods(evaluated, runs, tiny_brats, tmp_path):
     workdirs, config, _ = runs
     config = config.copy_and_resolve_references()
     config.eval.checkpoint = str(workdirs["CycleGAN"] / "export")
-    evaluate.evaluate(config, tmp_path / "cyclegan")  # method name from use_rfb=False
+    evaluate.evaluate(config, tmp_path / "cyclegan")  # the table name is the method's label
     fproi_dir, cyclegan_dir = evaluated[0], tmp_path / "cyclegan" / "eval" / "CycleGAN"
     stdout = launch("compare", tmp_path / "both", tiny_brats,
                     f"--config.eval.compare_runs=Fproi-GAN={fproi_dir},CycleGAN={cyclegan_dir}")
@@ -197,9 +197,10 @@ def test_load_generators_names_a_wrong_folder(tmp_path):
 
 @pytest.mark.parametrize("size, with_ms_ssim", [(176, True), (64, False)])
 def test_ms_ssim_is_computed_from_176_pixels(tiny_brats, size, with_ms_ssim):
-    model = FproiGAN.from_config(tiny_config(tiny_brats).model)
-    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), (size, size)))
-    step = evaluate.make_eval_step(model, params, size)
+    method = get_method(tiny_config(tiny_brats))
+    variables = jax.eval_shape(lambda: method.export_variables(
+        *method.init(jax.random.PRNGKey(0), (size, size))))
+    step = evaluate.make_eval_step(method, variables, size)
     batch = {k: jax.ShapeDtypeStruct((2, size, size, 1), np.float32) for k in ("image", "roi")}
     outputs = jax.eval_shape(step, batch)
     assert ("whole_ms_ssim" in outputs and "tumour_ms_ssim" in outputs) == with_ms_ssim

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from configs import base
+from conftest import tiny_config
+from fproi_jax.methods import CYCLE_NAMES, get_method
 from fproi_jax.models.discriminator import Discriminator
-from fproi_jax.models.fproi_gan import CYCLE_NAMES, FproiGAN
 from fproi_jax.models.generator import Generator
 from fproi_jax.models.layers import SpaceToDepthConv, SubpixelConvTranspose
 from fproi_jax.models.rfb import RegionalFeatureBlock
@@ -75,29 +76,30 @@ def test_generator_rejects_sizes_not_divisible_by_4():
         Generator().init(jax.random.key(0), jnp.zeros((1, 30, 32, 1)))
 
 
-@pytest.mark.parametrize("use_rfb", [True, False])
-def test_both_synthesis_paths(use_rfb):
-    config = base.get_config().model
-    config.use_rfb = use_rfb
-    config.rfb_features, config.generator_width = (4, 8, 8, 4), 4
-    model = FproiGAN.from_config(config)
-    params = model.init(jax.random.key(0), (32, 32))
+@pytest.mark.parametrize("name, use_rfb", [("fproi_gan", True), ("fproi_gan_no_rfb", False)])
+def test_both_synthesis_paths(name, use_rfb):
+    config = tiny_config(base.get_config().data, name)
+    config.data.image_size = 32
+    method = get_method(config)
+    params, batch_stats = method.init(jax.random.key(0), (32, 32))
+    variables = {"params": params, "batch_stats": batch_stats}
     assert ("rfb" in params["G"]) == use_rfb
     x = jax.random.uniform(jax.random.key(1), (3, 32, 32, 1))
     y = (x > 0.5).astype(jnp.float32)
-    out = model.cycles(params, x, y)
+    out = method.cycles(variables, x, y)
     assert set(out) == set(CYCLE_NAMES)
     for name in CYCLE_NAMES:
         assert out[name].shape == (3, 32, 32, 1)
         assert float(out[name].min()) >= 0.0 and float(out[name].max()) <= 1.0
     # The RFB makes G depend on the ROI; without it, G sees the image alone.
-    changed = model.apply_g(params["G"], x, 1.0 - y)
+    changed, _ = method.image_synthesis(variables, x, 1.0 - y)
     assert bool(jnp.any(changed != out["G(x)"])) == use_rfb
 
 
 def test_parameter_table_totals():
-    config = base.get_config().model
-    params = FproiGAN.from_config(config).init(jax.random.key(0), (64, 64))
+    config = base.get_config()
+    config.data.image_size = 64
+    params, _ = get_method(config).init(jax.random.key(0), (64, 64))
     table = parameter_table(params)
     for name in ("G", "F", "Dx", "Dy"):
         total = sum(p.size for p in jax.tree.leaves(params[name]))

@@ -8,6 +8,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from fproi_jax.data import pipeline
+from fproi_jax.mesh import data_mesh
 
 
 def _take(iterator, n):
@@ -90,7 +91,7 @@ def test_iterator_resumes_the_same_sequence(tiny_brats):
 
 def test_global_batch_is_sharded_over_four_devices(tiny_brats):
     assert jax.device_count() == 4
-    mesh = pipeline.data_mesh()
+    mesh = data_mesh()
     source = pipeline.load_split(tiny_brats, "train")
     local = next(iter(pipeline.train_dataset(source, tiny_brats, 8)))
     batch = pipeline.to_global_batch(local, mesh)

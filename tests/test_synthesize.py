@@ -19,16 +19,17 @@ from conftest import REPO, TINY_SHAPE, tiny_config
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import synthesize as synth
 from fproi_jax.evaluation.load import load_generators
-from fproi_jax.models.fproi_gan import FproiGAN
+from fproi_jax.methods import get_method
 from fproi_jax.train import checkpoint
 
 
 @pytest.fixture(scope="module")
 def export(tiny_brats, tmp_path_factory):
     config = tiny_config(tiny_brats)
-    params = FproiGAN.from_config(config.model).init(jax.random.PRNGKey(0), (32, 32))
+    method = get_method(config)
+    variables = method.export_variables(*method.init(jax.random.PRNGKey(0), (32, 32)))
     directory = tmp_path_factory.mktemp("synth_export") / "export"
-    checkpoint.export_inference(directory, params, config)
+    checkpoint.export_inference(directory, variables, config)
     return directory
 
 

@@ -14,8 +14,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from conftest import REPO, tiny_config
 from fproi_jax.data import pipeline
-from fproi_jax.models.fproi_gan import FproiGAN
-from fproi_jax.train import loop
+from fproi_jax.mesh import data_mesh
+from fproi_jax.methods import get_method
+from fproi_jax.train import checkpoint, loop
 from fproi_jax.train import state as state_lib
 from fproi_jax.train.step import make_train_step
 
@@ -26,12 +27,12 @@ def _fixed_batch(tiny_brats, n=4):
 
 
 def _stepper(config, devices):
-    mesh = pipeline.data_mesh(devices)
-    model = FproiGAN.from_config(config.model)
+    mesh = data_mesh(devices)
+    method = get_method(config)
     optimizer = state_lib.make_optimizer(config.train, 100)
     schedule = state_lib.learning_rate_schedule(config.train, 100)
-    state = loop.initial_state(config, model, optimizer, mesh)
-    return mesh, state, make_train_step(model, optimizer, schedule, config.train, mesh)
+    state = loop.initial_state(config, method, optimizer, mesh)
+    return mesh, state, make_train_step(method, optimizer, schedule, mesh)
 
 
 def _run_steps(config, devices, batch, steps):
@@ -88,9 +89,9 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_brats, t
     with pytest.raises(loop.NonFiniteLossError, match="step 4: non-finite loss"):
         loop.train(config, tmp_path)
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
-    params, step = loop.latest_params(config, tmp_path)
+    state, step = checkpoint.restore_train_state(config, tmp_path)
     assert steps == [2] and step == 2
-    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
 
 
 # --- The command line, in subprocesses ---------------------------------------------------
@@ -118,7 +119,7 @@ def _run_launch(args, devices=4, timeout=300):
 def test_config_overrides_are_applied_and_bad_ones_rejected(tiny_brats, tmp_path):
     config_file = str(_write_config(tmp_path / "tiny.py", tiny_config(tiny_brats)))
     code, out = _run_launch([f"--config={config_file}", "--mode=summary",
-                             "--config.model.generator_width=6"])
+                             "--config.model.fproi_gan.generator_width=6"])
     assert code == 0, out
     assert "| F | ConvBlock_0/Conv_0 | kernel (7, 7, 1, 6) | 294 |" in out
     code, out = _run_launch([f"--config={config_file}", "--mode=summary",
@@ -153,8 +154,8 @@ def test_killed_run_resumes_to_the_same_parameters(tiny_brats, tmp_path):
     code, out = _run_launch([f"--config={config_file}", f"--workdir={resumed}"])
     assert code == 0, out
     assert "Resumed from step" in out
-    a, step_a = loop.latest_params(config, straight)
-    b, step_b = loop.latest_params(config, resumed)
+    a, step_a = checkpoint.restore_train_state(config, straight)
+    b, step_b = checkpoint.restore_train_state(config, resumed)
     assert step_a == step_b == 12
     _assert_trees_close(a, b, atol=0)
     assert sorted(p.name for p in (straight / "samples").iterdir()) == [
@@ -186,6 +187,6 @@ def test_two_processes_train_like_one(tiny_brats, tmp_path):
     for p, out in zip(processes, outputs):
         assert p.returncode == 0, out
     assert "on 4 devices (2 processes)" in outputs[0]
-    a, _ = loop.latest_params(config, single)
-    b, _ = loop.latest_params(config, multi)
+    a, _ = checkpoint.restore_train_state(config, single)
+    b, _ = checkpoint.restore_train_state(config, multi)
     _assert_trees_close(a, b, atol=1e-6, rtol=1e-5)

@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import data_builders  # noqa: F401  (registers the TFDS builders)
+from fproi_jax.mesh import DATA_AXIS
 
 BATCH_KEYS = ("image", "roi")
 
@@ -107,15 +108,8 @@ def eval_batches(source, data: ml_collections.ConfigDict, batch_size: int) -> It
         yield reader((index, index))
 
 
-def data_mesh(devices=None) -> Mesh:
-    """A one-axis mesh named 'data' over all global devices (or the ones given)."""
-    devices = jax.devices() if devices is None else list(devices)
-    return jax.make_mesh((len(devices),), ("data",), devices=devices,
-                         axis_types=(jax.sharding.AxisType.Explicit,))
-
-
 def to_global_batch(local_batch: dict, mesh: Mesh) -> dict:
     """Assembles the hosts' slices into global arrays sharded over the 'data' axis."""
-    sharding = NamedSharding(mesh, P("data"))
+    sharding = NamedSharding(mesh, P(DATA_AXIS))
     return {key: jax.make_array_from_process_local_data(sharding, local_batch[key])
             for key in BATCH_KEYS}

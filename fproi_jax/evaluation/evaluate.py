@@ -24,16 +24,12 @@ import numpy as np
 from fproi_jax import metrics
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import figures, report
-from fproi_jax.evaluation.load import example_id, load_generators, map_batches
+from fproi_jax.evaluation.load import (example_id, load_generators, map_batches,
+                                       with_run_image_size)
 
 MS_SSIM_MIN_SIZE = 11 * 2 ** 4
 SAMPLES = "samples.npz"
 SAMPLE_KEYS = ("image", "roi", "F(G(x))", "G(F(y))")
-
-
-def method_name(eval_config: ml_collections.ConfigDict, model_config) -> str:
-    """eval.method, else 'Fproi-GAN' (with the RFB) or 'CycleGAN' (use_rfb=False)."""
-    return eval_config.method or ("Fproi-GAN" if model_config.use_rfb else "CycleGAN")
 
 
 def _image_metrics(synthesized, real, with_ms_ssim):
@@ -43,15 +39,15 @@ def _image_metrics(synthesized, real, with_ms_ssim):
     return {name: fn(synthesized, real) for name, fn in functions.items()}
 
 
-def make_eval_step(model, params, image_size: int):
+def make_eval_step(method, variables, image_size: int):
     """One jitted function: a batch {'image', 'roi'} -> both syntheses and every metric."""
     with_ms_ssim = image_size >= MS_SSIM_MIN_SIZE
 
     @jax.jit
-    def step(params, batch):
+    def step(variables, batch):
         x, y = batch["image"], batch["roi"]
-        _, f_g_x = model.image_synthesis(params, x, y)
-        _, g_f_y = model.roi_synthesis(params, y)
+        _, f_g_x = method.image_synthesis(variables, x, y)
+        _, g_f_y = method.roi_synthesis(variables, y)
         regions = {"whole": (f_g_x, x), "tumour": (metrics.tumour_region(f_g_x, y),
                                                    metrics.tumour_region(x, y))}
         out = {f"{region}_{name}": value
@@ -61,7 +57,7 @@ def make_eval_step(model, params, image_size: int):
                    hausdorff95=metrics.hausdorff(g_f_y, y, percentile=95))
         return {**out, "F(G(x))": f_g_x, "G(F(y))": g_f_y}
 
-    return lambda batch: step(params, {"image": batch["image"], "roi": batch["roi"]})
+    return lambda batch: step(variables, {"image": batch["image"], "roi": batch["roi"]})
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
@@ -70,29 +66,30 @@ def evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     Returns the summary dict of report.write_report; prints summary.md.
     """
     workdir = pathlib.Path(workdir)
-    run_config, model, params = load_generators(config.eval.checkpoint or workdir)
-    method = method_name(config.eval, run_config.model)
-    out_dir = workdir / "eval" / method
+    run_config, method, variables = load_generators(config.eval.checkpoint or workdir)
+    config = with_run_image_size(config, run_config)
+    label = config.eval.method or method.label
+    out_dir = workdir / "eval" / label
     source = pipeline.load_split(config.data, config.data.test_split)
     ids = [example_id(source[i], i) for i in range(len(source))]
 
-    step = make_eval_step(model, params, config.data.image_size)
+    step = make_eval_step(method, variables, config.data.image_size)
     batches = pipeline.eval_batches(source, config.data, config.eval.batch_size)
     columns = {}
     for batch, outputs in map_batches(step, batches, config.eval.batch_size, len(source),
-                                      f"evaluate {method}"):
+                                      f"evaluate {label}"):
         for key, value in {**batch, **outputs}.items():
             columns.setdefault(key, []).append(value)
     columns = {key: np.concatenate(value) for key, value in columns.items()}
 
     per_example = {name: columns[name] for name in report.ALL_METRICS if name in columns}
-    summary = report.write_report(per_example, ids, out_dir, method,
+    summary = report.write_report(per_example, ids, out_dir, label,
                                   f"{config.data.name} {config.data.test_split}")
     n = config.eval.num_samples
     np.savez_compressed(out_dir / SAMPLES, ids=np.array(ids[:n]),
                         **{key: columns[key][:n] for key in SAMPLE_KEYS})
-    _figures(out_dir, columns["image"], columns["roi"], {method: columns["F(G(x))"]},
-             {method: columns["G(F(y))"]}, n)
+    _figures(out_dir, columns["image"], columns["roi"], {label: columns["F(G(x))"]},
+             {label: columns["G(F(y))"]}, n)
     print((out_dir / "summary.md").read_text())
     return summary
 

@@ -2,8 +2,8 @@
 
 `load_generators` takes an inference export (a folder with params/, written by
 `launch.py --mode=export`) or a training workdir (checkpoints/, its latest step). Both
-hold the config.json that built the networks, so the model comes from the run itself,
-never from the command line.
+hold the config.json that built the networks, so the method, its networks and the image
+size come from the run itself, never from the command line.
 
 `map_batches` runs one jitted function over batches of a fixed shape: the last, short
 batch is padded (repeating its last example) and the padding dropped from the outputs,
@@ -13,30 +13,50 @@ import pathlib
 from typing import Callable, Iterable, Iterator
 
 import jax
+import ml_collections
 import numpy as np
 import tqdm
+from absl import logging
 
-from fproi_jax.models.fproi_gan import FproiGAN
-from fproi_jax.train import checkpoint, loop
+from fproi_jax.methods import get_method
+from fproi_jax.train import checkpoint
 
 
 def load_generators(path):
-    """Returns (config of the run, FproiGAN, {'G', 'F'} params) of an export or a workdir."""
+    """Returns (config of the run, its Method, export variables {'params', 'batch_stats'})
+    of an export or a training workdir."""
     path = pathlib.Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"{path}: no config.json; expected an export (launch.py --mode=export) or a "
             f"training workdir")
     config = checkpoint.load_config(path)
+    method = get_method(config)
     if (path / "params").is_dir():
-        params = checkpoint.load_inference_params(path)
+        variables = checkpoint.load_inference_variables(path, method, config.data.image_size)
     elif (path / "checkpoints").is_dir():
-        params, _ = loop.latest_params(config, path)
-        params = {"G": params["G"], "F": params["F"]}
+        state, _ = checkpoint.restore_train_state(config, path)
+        variables = method.export_variables(state.params, state.batch_stats)
     else:
         raise FileNotFoundError(
             f"{path}: neither an export (params/) nor a training workdir (checkpoints/)")
-    return config, FproiGAN.from_config(config.model), params
+    return config, method, variables
+
+
+def with_run_image_size(config: ml_collections.ConfigDict,
+                        run_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` with the run's data.image_size: its networks were built for it.
+
+    The dataset (name, builder config, data_dir, split) stays the command line's choice.
+    """
+    size = run_config.data.image_size
+    if config.data.image_size != size:
+        logging.warning("Using the run's data.image_size=%d (the command line's config says "
+                        "%d): the networks were trained at that size", size,
+                        config.data.image_size)
+    config = config.copy_and_resolve_references()
+    config.data.image_size = size
+    return config
 
 
 def _pad(array: np.ndarray, size: int) -> np.ndarray:

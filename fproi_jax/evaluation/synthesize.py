@@ -39,7 +39,8 @@ from PIL import Image
 from data_builders.common import fit_to_size, pair_features
 from fproi_jax import metrics
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation.load import example_id, load_generators, map_batches
+from fproi_jax.evaluation.load import (example_id, load_generators, map_batches,
+                                       with_run_image_size)
 
 MASK_SUFFIXES = (".png", ".nii.gz", ".nii")
 TFDS_NAME = "synthetic_pairs"
@@ -207,17 +208,18 @@ def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
     workdir); writes <workdir>/synthetic/ (replacing an older one) and returns its path."""
     workdir = pathlib.Path(workdir)
     checkpoint = pathlib.Path(config.eval.checkpoint or workdir)
-    _, model, params = load_generators(checkpoint)
+    run_config, method, variables = load_generators(checkpoint)
+    config = with_run_image_size(config, run_config)
     records, batches = _inputs(config)
 
     @jax.jit
-    def step(params, y):
-        f_y, g_f_y = model.roi_synthesis(params, y)
+    def step(variables, y):
+        f_y, g_f_y = method.roi_synthesis(variables, y)
         roi = (g_f_y > 0.5).astype(np.uint8)
         return {"image": f_y, "roi": roi, "dice": metrics.dice(g_f_y, y)}
 
     done = 0
-    for _, outputs in map_batches(lambda batch: step(params, batch["roi"]), batches,
+    for _, outputs in map_batches(lambda batch: step(variables, batch["roi"]), batches,
                                   config.eval.batch_size, len(records), "synthesize"):
         for k in range(len(outputs["image"])):
             records[done + k].update({key: value[k] for key, value in outputs.items()})

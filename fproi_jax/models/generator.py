@@ -17,9 +17,8 @@ The paper states no output activation; data lie in [0, 1], so sigmoid is the def
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fproi_jax.models.layers import ConvBlock, SpaceToDepthConv, UpBlock, reflect_pad
-
-OUTPUT_ACTIVATIONS = {"sigmoid": nn.sigmoid, "tanh": jnp.tanh, "linear": lambda x: x}
+from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, ConvBlock, SpaceToDepthConv, UpBlock,
+                                     reflect_pad)
 
 
 class Generator(nn.Module):

@@ -11,6 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fproi_jax.mesh import DATA_AXIS
+
+
+# Generators' last activation; data lie in [0, 1], so every method defaults to sigmoid.
+OUTPUT_ACTIVATIONS = {"sigmoid": nn.sigmoid, "tanh": jnp.tanh, "linear": lambda x: x}
+
 
 def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
     """Mirror-pads the two spatial axes of an NHWC tensor (PyTorch ReflectionPad2d)."""
@@ -172,3 +178,30 @@ class SpaceToDepthConv(nn.Module):
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (f,))
         return y
+
+
+def normal_init(stddev: float = 0.02) -> Callable:
+    """N(0, stddev) weights, the initialisation of DCGAN, CycleGAN and pix2pix."""
+    return nn.initializers.normal(stddev)
+
+
+def _scale_init(key, shape, dtype=jnp.float32):
+    """BatchNorm scale ~ N(1, 0.02), as the canonical pix2pix/CycleGAN `init_weights`."""
+    return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def batch_norm(train: bool, name: str | None = None) -> nn.Module:
+    """BatchNorm with PyTorch's defaults (momentum 0.1 of the new batch, eps 1e-5).
+
+    While training, batch statistics are averaged over the mesh's data axis (synchronised
+    BatchNorm), so a global batch split over N devices is normalised as on one device.
+    """
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        axis_name=DATA_AXIS if train else None, scale_init=_scale_init,
+                        name=name)
+
+
+def conv4x4(features: int, strides: int, use_bias: bool) -> nn.Module:
+    """4x4 convolution with 1 px zero padding (PyTorch Conv2d(k=4, p=1)), N(0, 0.02) init."""
+    return nn.Conv(features, (4, 4), strides=strides, padding=[(1, 1), (1, 1)],
+                   use_bias=use_bias, kernel_init=normal_init())

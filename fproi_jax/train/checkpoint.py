@@ -1,13 +1,16 @@
 """Orbax checkpoints of training runs, and inference exports.
 
-A training checkpoint holds the whole TrainState (params, the four optimizer states,
-step, RNG key, image pools) and the input iterator's position, so a resumed run
-continues exactly where the saved one stood. Orbax writes each step into a temporary
+A training checkpoint holds the whole TrainState (params, BatchNorm statistics, the four
+optimizer states, step, RNG key, image pools) and the input iterator's position, so a
+resumed run continues exactly where the saved one stood. Orbax writes each step into a temporary
 directory and renames it when complete, so a process killed mid-save (even by SIGKILL)
 leaves the previous checkpoint as the latest.
 
-An inference export holds only what synthesis needs: the generator parameters (G with
-the RFB, F) and the config that built them.
+An inference export holds only what synthesis needs: the method's `export_variables`
+(the generators' parameters and BatchNorm statistics) and the config that built them.
+Both are restored into an abstract target built from the method on the devices of the
+reading process, so a checkpoint or export written on N devices (or hosts) loads on any
+other number of devices or platform.
 """
 import json
 import pathlib
@@ -16,6 +19,11 @@ import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from fproi_jax.mesh import data_mesh
+from fproi_jax.methods import Method, get_method
+from fproi_jax.train import state as state_lib
 
 
 class TrainCheckpointer:
@@ -56,12 +64,36 @@ class TrainCheckpointer:
         self.manager.close()
 
 
-def export_inference(directory: pathlib.Path, params: dict, config: ml_collections.ConfigDict):
-    """Writes the generators' parameters and the config to `directory` (no optimizer state)."""
+def _abstract(tree, sharding):
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                                          sharding=sharding), tree)
+
+
+def restore_train_state(config: ml_collections.ConfigDict, workdir: pathlib.Path):
+    """(TrainState, step) of the latest training checkpoint in `workdir`, replicated on
+    this process's mesh."""
+    directory = pathlib.Path(workdir) / "checkpoints"
+    checkpointer = TrainCheckpointer(directory, 1, None)
+    step = checkpointer.latest_step()
+    if step is None:
+        checkpointer.close()
+        raise FileNotFoundError(f"no training checkpoint in {directory}")
+    method = get_method(config)
+    optimizer = state_lib.make_optimizer(config.train, 1)
+    abstract = _abstract(jax.eval_shape(lambda: state_lib.create_train_state(
+        method, optimizer, jax.random.PRNGKey(0), config.data.image_size)),
+        NamedSharding(data_mesh(), P()))
+    state = checkpointer.restore(abstract, None, step)
+    checkpointer.close()
+    return state, step
+
+
+def export_inference(directory: pathlib.Path, variables: dict,
+                     config: ml_collections.ConfigDict):
+    """Writes a method's export variables and the config to `directory` (no optimizer state)."""
     directory = pathlib.Path(directory).absolute()
-    generators = {"G": params["G"], "F": params["F"]}
     with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(directory / "params", generators, force=True)
+        checkpointer.save(directory / "params", variables, force=True)
     if jax.process_index() == 0:
         (directory / "config.json").write_text(config.to_json_best_effort(indent=2))
 
@@ -71,7 +103,11 @@ def load_config(path: pathlib.Path) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads((pathlib.Path(path) / "config.json").read_text()))
 
 
-def load_inference_params(directory: pathlib.Path) -> dict:
-    """The {'G', 'F'} parameters of an export, as host-local arrays."""
+def load_inference_variables(directory: pathlib.Path, method: Method, image_size: int) -> dict:
+    """The export variables ({'params', 'batch_stats'}) of an export, on this process's
+    first device."""
+    shapes = jax.eval_shape(lambda: method.export_variables(
+        *method.init(jax.random.PRNGKey(0), (image_size, image_size))))
+    abstract = _abstract(shapes, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     with ocp.StandardCheckpointer() as checkpointer:
-        return checkpointer.restore(pathlib.Path(directory).absolute() / "params")
+        return checkpointer.restore(pathlib.Path(directory).absolute() / "params", abstract)

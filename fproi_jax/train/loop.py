@@ -15,7 +15,8 @@ import tqdm
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from fproi_jax.data import pipeline
-from fproi_jax.models.fproi_gan import CYCLE_NAMES, FproiGAN
+from fproi_jax.mesh import data_mesh
+from fproi_jax.methods import CYCLE_NAMES, Method, get_method
 from fproi_jax.train import state as state_lib
 from fproi_jax.train.checkpoint import TrainCheckpointer
 from fproi_jax.train.samples import write_sample_grid
@@ -37,32 +38,12 @@ def total_steps(train: ml_collections.ConfigDict, train_examples: int) -> int:
     return train.num_epochs * steps_per_epoch
 
 
-def initial_state(config: ml_collections.ConfigDict, model: FproiGAN, optimizer, mesh):
+def initial_state(config: ml_collections.ConfigDict, method: Method, optimizer, mesh):
     """A fresh TrainState, created under jit directly as replicated arrays on the mesh."""
     create = jax.jit(
-        lambda rng: state_lib.create_train_state(
-            model, optimizer, rng, config.data.image_size, config.train.pool_size),
+        lambda rng: state_lib.create_train_state(method, optimizer, rng, config.data.image_size),
         out_shardings=NamedSharding(mesh, P()))
     return create(jax.random.PRNGKey(config.seed))
-
-
-def latest_params(config: ml_collections.ConfigDict, workdir: pathlib.Path):
-    """(params, step) of the latest training checkpoint in `workdir`."""
-    checkpointer = TrainCheckpointer(pathlib.Path(workdir) / "checkpoints", 1, None)
-    step = checkpointer.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"no training checkpoint in {pathlib.Path(workdir) / 'checkpoints'}")
-    model = FproiGAN.from_config(config.model)
-    optimizer = state_lib.make_optimizer(config.train, 1)
-    replicated = NamedSharding(pipeline.data_mesh(), P())
-    abstract = jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=replicated),
-        jax.eval_shape(lambda: state_lib.create_train_state(
-            model, optimizer, jax.random.PRNGKey(0), config.data.image_size,
-            config.train.pool_size)))
-    state = checkpointer.restore(abstract, None, step)
-    checkpointer.close()
-    return state.params, step
 
 
 def _check_finite(step: int, metrics: dict):
@@ -77,16 +58,16 @@ def train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> state_lib
     """Trains (or resumes) the run in `workdir` to its last step; returns the final state."""
     workdir = pathlib.Path(workdir)
     chief = jax.process_index() == 0
-    mesh = pipeline.data_mesh()
+    mesh = data_mesh()
     if config.train.batch_size % mesh.size:
         raise ValueError(f"train.batch_size={config.train.batch_size} must be divisible by "
                          f"the {mesh.size} devices")
     train_source = pipeline.load_split(config.data, config.data.train_split)
     num_steps = total_steps(config.train, len(train_source))
-    model = FproiGAN.from_config(config.model)
+    method = get_method(config)
     optimizer = state_lib.make_optimizer(config.train, num_steps)
     learning_rate = state_lib.learning_rate_schedule(config.train, num_steps)
-    state = initial_state(config, model, optimizer, mesh)
+    state = initial_state(config, method, optimizer, mesh)
     data_iterator = iter(pipeline.train_dataset(train_source, config.data, config.train.batch_size))
 
     checkpointer = TrainCheckpointer(workdir / "checkpoints", config.train.checkpoint_every,
@@ -98,16 +79,17 @@ def train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> state_lib
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
-    train_step = make_train_step(model, optimizer, learning_rate, config.train, mesh)
-    cycles = jax.jit(model.cycles)
+    train_step = make_train_step(method, optimizer, learning_rate, mesh)
+    cycles = jax.jit(method.cycles)
     sample_batch = next(pipeline.eval_batches(
         pipeline.load_split(config.data, config.data.test_split), config.data,
         config.train.num_samples))
     writer = tensorboardX.SummaryWriter(str(workdir / "tensorboard")) if chief else None
 
     start = int(state.step)
-    logging.info("Training steps %d..%d on %d devices (%d processes), global batch %d",
-                 start + 1, num_steps, mesh.size, jax.process_count(), config.train.batch_size)
+    logging.info("Training %s, steps %d..%d on %d devices (%d processes), global batch %d",
+                 method.label, start + 1, num_steps, mesh.size, jax.process_count(),
+                 config.train.batch_size)
     progress = tqdm.tqdm(total=num_steps, initial=start, disable=not chief, unit="step",
                          dynamic_ncols=True)
     last_time, last_step = time.perf_counter(), start
@@ -139,7 +121,8 @@ def train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> state_lib
             progress.set_postfix(gen=f"{metrics['generator_total']:.3f}",
                                  dx=f"{metrics['dx']:.3f}", dy=f"{metrics['dy']:.3f}")
         if due["sample"]:
-            grid = jax.device_get(cycles(state.params, sample_batch["image"], sample_batch["roi"]))
+            variables = {"params": state.params, "batch_stats": state.batch_stats}
+            grid = jax.device_get(cycles(variables, sample_batch["image"], sample_batch["roi"]))
             if chief:
                 write_sample_grid(workdir / "samples" / f"step_{step:07d}.png",
                                   {name: grid[name] for name in CYCLE_NAMES},

@@ -1,4 +1,4 @@
-"""Train state and the four optimizers (G with the RFB, F, Dx, Dy).
+"""Train state and the four optimizers (one per network of the method: G, F, Dx, Dy).
 
 Paper section 3: Adam with default parameters and learning rate 2e-4 for every network.
 `lr_schedule='linear_decay'` keeps the rate for the first half of training and decays it
@@ -10,17 +10,16 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from fproi_jax.models.fproi_gan import FproiGAN
-
-NETWORKS = ("G", "F", "Dx", "Dy")
+from fproi_jax.methods.base import NETWORKS, Method
 
 
 @flax.struct.dataclass
 class TrainState:
     step: jax.Array   # int32 scalar: number of updates applied
-    params: dict      # {'G': {'rfb', 'net'}, 'F', 'Dx', 'Dy'}
-    opt_state: dict   # one optax state per entry of params
-    rng: jax.Array    # uint32[2] key; split every step for the image pools
+    params: dict       # {'G', 'F', 'Dx', 'Dy'}: each network's parameter tree
+    batch_stats: dict  # BatchNorm running averages by module path; {} without BatchNorm
+    opt_state: dict    # one optax state per entry of params
+    rng: jax.Array     # uint32[2] key; split every step for the image pools and dropout
     pools: dict       # {'images', 'rois', 'count'}: history of synthesized samples
 
 
@@ -43,14 +42,14 @@ def make_optimizer(train: ml_collections.ConfigDict, total_steps: int) -> optax.
                       b1=train.adam_b1, b2=train.adam_b2)
 
 
-def create_train_state(model: FproiGAN, optimizer: optax.GradientTransformation,
-                       rng: jax.Array, image_size: int, pool_size: int) -> TrainState:
+def create_train_state(method: Method, optimizer: optax.GradientTransformation,
+                       rng: jax.Array, image_size: int) -> TrainState:
     """Fresh parameters, optimizer states and empty pools; pure, so it can run under jit."""
     init_rng, state_rng = jax.random.split(rng)
-    params = model.init(init_rng, (image_size, image_size))
-    empty = jnp.zeros((pool_size, image_size, image_size, 1), jnp.float32)
+    params, batch_stats = method.init(init_rng, (image_size, image_size))
+    empty = jnp.zeros((method.pool_size, image_size, image_size, 1), jnp.float32)
     return TrainState(
-        step=jnp.zeros((), jnp.int32), params=params,
+        step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
         opt_state={name: optimizer.init(params[name]) for name in NETWORKS},
         rng=state_rng,
         pools={"images": empty, "rois": empty, "count": jnp.zeros((), jnp.int32)})

@@ -1,0 +1,67 @@
+"""Fproi-GAN (paper Figure 2), and the ablation without the regional feature block.
+
+Networks (models/): G = RFB (Figure 3) + U-Net generator (Figure 4) on the fused input
+x~ = concat(x, RFB(x * y)); F = the same U-Net design on y; Dx, Dy = the discriminator of
+Figure 5. Trained with the two-cycle objective (two_cycle.py) and the log loss of eq. 1:
+
+Image synthesis (i):  x -> G(x~) -> F(G(x~)) ~ x,   x~ = concat(x, RFB(x * y))
+ROI synthesis  (ii):  y -> F(y)  -> G(concat(F(y), RFB(F(y) * y))) ~ y
+
+`fproi_gan_no_rfb` ("Fproi-GAN w/o RFB") is the same networks and objective with G seeing
+x alone: it isolates what the RFB adds. It is not the CycleGAN baseline (cycle_gan.py).
+"""
+import jax.numpy as jnp
+import ml_collections
+
+from fproi_jax.methods.base import Networks
+from fproi_jax.methods.two_cycle import TwoCycleMethod
+from fproi_jax.models.discriminator import Discriminator
+from fproi_jax.models.generator import Generator
+from fproi_jax.models.rfb import RegionalFeatureBlock
+
+
+def default_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict({
+        "rfb_features": (32, 64, 64, 32),
+        "generator_width": 32,
+        "output_activation": "sigmoid",
+        "discriminator_features": (64, 128, 256, 512),
+        "cycle_weight": 10.0,   # lambda of the full objective; the paper gives none (CycleGAN's)
+        "pool_size": 50,        # past fakes shown to each discriminator (CycleGAN); 0: none
+    })
+
+
+class FproiGAN(TwoCycleMethod):
+
+    def __init__(self, settings: ml_collections.ConfigDict, use_rfb: bool = True):
+        gen = dict(width=settings.generator_width, output_activation=settings.output_activation)
+        disc = dict(features=tuple(settings.discriminator_features))
+        modules = {"G/net": Generator(**gen), "F": Generator(**gen),
+                   "Dx": Discriminator(**disc), "Dy": Discriminator(**disc)}
+        if use_rfb:
+            modules = {"G/rfb": RegionalFeatureBlock(tuple(settings.rfb_features)), **modules}
+        super().__init__(modules, label="Fproi-GAN" if use_rfb else "Fproi-GAN w/o RFB",
+                         gan_mode="log", cycle_weight=settings.cycle_weight,
+                         pool_size=settings.pool_size)
+        self.use_rfb = use_rfb
+
+    @classmethod
+    def from_config(cls, settings, image_size: int, use_rfb: bool = True) -> "FproiGAN":
+        del image_size
+        return cls(settings, use_rfb)
+
+    def init_inputs(self, image_shape):
+        inputs = super().init_inputs(image_shape)
+        if self.use_rfb:
+            channels = 1 + self.modules["G/rfb"].features[-1]
+            inputs["G/net"] = jnp.zeros((1, *image_shape, channels), jnp.float32)
+        return inputs
+
+    def fused_input(self, nets: Networks, x, y):
+        """x~: the image fused with the RFB's features of the regional image x * y."""
+        if not self.use_rfb:
+            return x
+        return jnp.concatenate([x, nets("G/rfb", x * y)], axis=-1)
+
+    def to_roi(self, nets, x, y):
+        return nets("G/net", self.fused_input(nets, x, y))
