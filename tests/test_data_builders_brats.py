@@ -274,10 +274,11 @@ def test_bad_input_error_names_file_and_leaves_no_dataset(raw, tmp_path, damage)
     out = tmp_path / "data" / "brats2017" / "tiny"
     assert not (out / "1.0.0").exists()
     assert not [p for p in out.iterdir() if "incomplete" in p.name] if out.exists() else True
-    with pytest.raises(Exception):  # nothing readable was left behind
-        tfds.data_source(
-            "brats2017/tiny", data_dir=os.fspath(tmp_path / "data"), split="train", download=False
-        )
+    # Nothing readable was left behind: TFDS finds no prepared 'tiny' in that data dir.
+    data_dir = os.fspath(tmp_path / "data")
+    with pytest.raises(ValueError, match=r"BuilderConfig tiny not found") as not_found:
+        tfds.data_source("brats2017/tiny", data_dir=data_dir, split="train", download=False)
+    assert f"'data_dir': '{data_dir}'" in str(not_found.value)
 
 
 @pytest.mark.parametrize("layout", ["empty", "wrong"])
