@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import grid_cells
 from fproi_jax.evaluation.figures import (
     CELL_INCHES,
     DPI,
@@ -65,16 +66,6 @@ def test_grey_histograms_write_a_png(tmp_path, exclude_background):
     grey_histograms(path, real, methods, bins=32, exclude_background=exclude_background)
     assert png_size(path) == (round(2 * 4.0 * DPI), round(3.0 * DPI))
 
-
-
-def grid_cells(figure, columns):
-    """The image drawn in each cell of a grid figure, as an (rows, columns) object array."""
-    axes = np.array(figure.axes, dtype=object).reshape(-1, columns)
-    cells = np.empty(axes.shape, dtype=object)
-    for index, ax in np.ndenumerate(axes):
-        (image,) = ax.images
-        cells[index] = np.ma.getdata(image.get_array())
-    return axes, cells
 
 
 def box(mask, margin=8):
