@@ -53,6 +53,18 @@ def build_tiny_brats(raw_dir: pathlib.Path, data_dir: pathlib.Path, image_size: 
     return name
 
 
+def grid_cells(figure, columns: int):
+    """(axes, cells) of a grid figure (fproi_jax.evaluation.figures): (rows, columns) object
+    arrays of its axes and of the image each cell draws."""
+    import numpy as np
+
+    axes = np.array(figure.axes, dtype=object).reshape(-1, columns)
+    cells = np.empty(axes.shape, dtype=object)
+    for index, ax in np.ndenumerate(axes):
+        (image,) = ax.images
+        cells[index] = np.ma.getdata(image.get_array())
+    return axes, cells
+
 @pytest.fixture(scope="session")
 def tiny_brats(tmp_path_factory) -> ml_collections.ConfigDict:
     """A `config.data` for a 32x32 phantom BRATS dataset built through the real builder."""

@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import data_builders
-from data_builders import phantom
+from data_builders import common, phantom
 from data_builders.brats2017 import Brats2017, Brats2017Config
 from data_builders.common import BadInputError
 from conftest import REPO, prepare, read_all
@@ -128,6 +128,62 @@ def test_split_by_patient_without_leakage(built):
     assert len(ex["train"]) + len(ex["test"]) == sum(s.num_examples for s in b.info.splits.values())
 
 
+def add_acquisition(raw_dir, grade, case_id, new_case_id):
+    """Copies case `case_id` as another acquisition `new_case_id` of the same patient."""
+    src, dst = raw_dir / grade / case_id, raw_dir / grade / new_case_id
+    dst.mkdir()
+    for f in src.iterdir():
+        shutil.copy(f, dst / f.name.replace(case_id, new_case_id))
+
+
+@pytest.fixture(scope="module")
+def multi_acquisition_raw(tmp_path_factory):
+    """Phantom cases where every patient has three acquisitions (``_1``, ``_2``, ``_3``)."""
+    d = tmp_path_factory.mktemp("brats_multi_raw")
+    for c in phantom.write_brats(d, cases=10, shape=SHAPE, seed=1):
+        stem = c["case_id"].rsplit("_", 1)[0]
+        for k in (2, 3):
+            if not (d / c["grade"] / f"{stem}_{k}").exists():
+                add_acquisition(d, c["grade"], c["case_id"], f"{stem}_{k}")
+    return d
+
+
+def test_acquisitions_of_one_patient_never_straddle_the_split_for_any_seed(
+    multi_acquisition_raw, tmp_path
+):
+    d = multi_acquisition_raw
+    cases = {g: sorted(p.name for p in (d / g).iterdir()) for g in ("HGG", "LGG")}
+    patients = {g: sorted({c.rsplit("_", 1)[0] for c in v}) for g, v in cases.items()}
+    assert all(len(v) == 3 * len(patients[g]) for g, v in cases.items())
+    case_level_leaks = 0
+    for seed in range(4):
+        b = build(d, tmp_path / str(seed), config=tiny_config(f"seed{seed}", split_seed=seed,
+                                                              image_size=64))
+        sides, case_sides = {}, {}
+        for split, examples in read_all(b).items():
+            for e in examples:
+                sides.setdefault(e["patient_id"].decode(), set()).add(split)
+                case_sides.setdefault(e["case_id"].decode(), set()).add(split)
+        assert {p: s for p, s in sides.items() if len(s) > 1} == {}, f"split_seed={seed}"
+        # per grade, exactly the patient split of the grade's patients
+        for g, ids in patients.items():
+            expected = common.patient_split(ids, 0.7, seed)
+            assert {p: sides[p] for p in ids if p in sides} == {
+                p: {expected[p]} for p in ids if p in sides
+            }, f"split_seed={seed}"
+        assert len(case_sides) > 2 * len(sides)  # patients with several acquisitions built
+        # The data can tell: a split of this grade's case ids with this seed would put a
+        # patient (among those with examples) on both sides.
+        for g, ids in cases.items():
+            by_case = common.patient_split(ids, 0.7, seed)
+            built_cases = [c for c in ids if c in case_sides]
+            case_level_leaks += any(
+                len({by_case[c] for c in built_cases if c.rsplit("_", 1)[0] == p}) > 1
+                for p in patients[g]
+            )
+    assert case_level_leaks >= 2
+
+
 def test_data_source_reads_after_import_and_metadata_round_trip(built):
     b, ex, _ = built
     data_dir = os.fspath(b.data_dir_root)
@@ -218,10 +274,11 @@ def test_bad_input_error_names_file_and_leaves_no_dataset(raw, tmp_path, damage)
     out = tmp_path / "data" / "brats2017" / "tiny"
     assert not (out / "1.0.0").exists()
     assert not [p for p in out.iterdir() if "incomplete" in p.name] if out.exists() else True
-    with pytest.raises(Exception):  # nothing readable was left behind
-        tfds.data_source(
-            "brats2017/tiny", data_dir=os.fspath(tmp_path / "data"), split="train", download=False
-        )
+    # Nothing readable was left behind: TFDS finds no prepared 'tiny' in that data dir.
+    data_dir = os.fspath(tmp_path / "data")
+    with pytest.raises(ValueError, match=r"BuilderConfig tiny not found") as not_found:
+        tfds.data_source("brats2017/tiny", data_dir=data_dir, split="train", download=False)
+    assert f"'data_dir': '{data_dir}'" in str(not_found.value)
 
 
 @pytest.mark.parametrize("layout", ["empty", "wrong"])

@@ -69,3 +69,33 @@ def test_skip_log():
     assert log.skipped == [{"path": "x.nii.gz", "reason": "broken"}]
     e = pickle.loads(pickle.dumps(BadInputError("/a/b", "why")))
     assert (e.path, e.reason, str(e)) == ("/a/b", "why", "/a/b: why")
+
+
+def _straddles(split, items):
+    """The patients of (patient, item) pairs whose items `split` ({item: side}) puts on both
+    sides."""
+    sides = {}
+    for patient, item in items:
+        sides.setdefault(patient, set()).add(split[item])
+    return {p for p, s in sides.items() if len(s) > 1}
+
+
+def test_patient_split_keeps_each_patient_on_one_side_for_any_seed():
+    """Patients with one to three cases each, listed case by case in a scrambled order: the
+    split is the same as that of the distinct patients, 7:3 of PATIENTS, for every seed."""
+    patients = [f"Brats17_TCIA_{i:03d}" for i in range(13)]
+    cases = [(p, f"{p}_{k}") for i, p in enumerate(patients) for k in range(1, 2 + i % 3)]
+    order = np.random.default_rng(7).permutation(len(cases))
+    listed = [cases[i] for i in order]
+    case_level_leaks = 0
+    for seed in range(50):
+        split = common.patient_split([p for p, _ in listed], 0.7, seed)
+        assert split == common.patient_split(patients, 0.7, seed), seed
+        assert set(split) == set(patients)
+        assert sum(side == "train" for side in split.values()) == round(0.7 * 13), seed
+        by_case = {case: split[p] for p, case in listed}
+        assert not _straddles(by_case, listed), seed
+        # The data can tell: a split of the case ids would put a patient on both sides.
+        by_case_id = common.patient_split([case for _, case in listed], 0.7, seed)
+        case_level_leaks += bool(_straddles(by_case_id, listed))
+    assert case_level_leaks >= 45

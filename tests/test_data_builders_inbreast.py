@@ -14,9 +14,9 @@ from skimage.draw import polygon as sk_polygon, polygon_perimeter
 import tensorflow_datasets as tfds
 
 import data_builders  # registers the builders
-from data_builders import phantom
+from data_builders import common, phantom
 from data_builders.common import BadInputError
-from data_builders.inbreast import Inbreast, crop_lesion, polygon_mask, read_dicom
+from data_builders.inbreast import Inbreast, InbreastConfig, crop_lesion, polygon_mask, read_dicom
 from conftest import REPO, prepare, read_all
 
 SIZES = ((400, 320), (330, 260))
@@ -135,6 +135,33 @@ def test_split_by_patient(built):
     pats = {s: {e["patient_id"] for e in v} for s, v in ex.items()}
     assert pats["train"] and pats["test"] and not pats["train"] & pats["test"]
 
+
+
+def test_images_of_one_patient_never_straddle_the_split_for_any_seed(raw, tmp_path):
+    d, recs = raw
+    mass_images = sorted(f for f, r in recs.items() if r["masses"])
+    patient_of = {f: recs[f]["patient"] for f in mass_images}
+    patients = sorted(set(patient_of.values()))
+    # every patient has several mass images (and so several examples)
+    assert all(sum(p == q for q in patient_of.values()) >= 2 for p in patients)
+    image_level_leaks = 0
+    for seed in range(6):
+        b = build(d, tmp_path / str(seed),
+                  config=InbreastConfig(name=f"seed{seed}", split_seed=seed, image_size=64))
+        sides = {}
+        for split, examples in read_all(b).items():
+            for e in examples:
+                sides.setdefault(e["patient_id"].decode(), set()).add(split)
+        assert {p: s for p, s in sides.items() if len(s) > 1} == {}, f"split_seed={seed}"
+        expected = common.patient_split(patients, 0.7, seed)
+        assert sides == {p: {expected[p]} for p in patients}, f"split_seed={seed}"
+        # The data can tell: splitting the image (file) ids with this seed would put a
+        # patient on both sides.
+        by_image = common.patient_split(mass_images, 0.7, seed)
+        image_level_leaks += any(
+            len({by_image[f] for f in mass_images if patient_of[f] == p}) > 1 for p in patients
+        )
+    assert image_level_leaks >= 3
 
 def test_point_rois_and_other_names_are_not_masses(raw, tmp_path):
     d = copy_raw(raw, tmp_path)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, tiny_config
+from conftest import REPO, grid_cells, tiny_config
 from fproi_jax import metrics
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation import evaluate, report
+from fproi_jax.evaluation import evaluate, figures, report
 from fproi_jax.evaluation.load import example_id, load_generators
 from fproi_jax.methods import get_method
 from fproi_jax.train import checkpoint, loop
@@ -101,26 +101,38 @@ def test_evaluate_writes_one_row_per_test_example(evaluated, tiny_brats):
 
 
 def test_evaluate_values_match_the_metrics_recomputed_by_hand(evaluated, runs, tiny_brats):
+    """Every row and every metric column of per_example.csv against a recomputation on the
+    whole test split (one batch)."""
     out_dir, _ = evaluated
-    k = 1
-    row = _rows(out_dir / "per_example.csv")[k]
-    _, model, params = load_generators(runs[0]["Fproi-GAN"])
-    batch = next(pipeline.eval_batches(pipeline.load_split(tiny_brats, "test"), tiny_brats, 4))
-    x, y = batch["image"][k:k + 1], batch["roi"][k:k + 1]
-    _, f_g_x = model.image_synthesis(params, x, y)
-    _, g_f_y = model.roi_synthesis(params, y)
-    by_hand = {
-        "whole_psnr": metrics.psnr(f_g_x, x),
-        "whole_ssim": metrics.ssim(f_g_x, x),
-        "tumour_psnr": metrics.psnr(metrics.tumour_region(f_g_x, y), metrics.tumour_region(x, y)),
-        "tumour_ssim": metrics.ssim(metrics.tumour_region(f_g_x, y), metrics.tumour_region(x, y)),
-        "dice": metrics.dice(g_f_y, y),
-        "hausdorff": metrics.hausdorff(g_f_y, y),
-        "hausdorff95": metrics.hausdorff(g_f_y, y, percentile=95),
-    }
-    for name, value in by_hand.items():
-        np.testing.assert_allclose(float(row[name]), float(value[0]), rtol=1e-4, atol=1e-5,
-                                   err_msg=name)
+    rows = _rows(out_dir / "per_example.csv")
+    _, method, variables = load_generators(runs[0]["Fproi-GAN"])
+    source = pipeline.load_split(tiny_brats, "test")
+    batches = list(pipeline.eval_batches(source, tiny_brats, len(source)))
+    assert len(batches) == 1 and len(rows) == len(source) >= 3
+
+    @jax.jit  # the same functions, only faster than op by op
+    def recompute(variables, x, y):
+        _, f_g_x = method.image_synthesis(variables, x, y)
+        _, g_f_y = method.roi_synthesis(variables, y)
+        tumour = (metrics.tumour_region(f_g_x, y), metrics.tumour_region(x, y))
+        return {
+            "whole_psnr": metrics.psnr(f_g_x, x),
+            "whole_ssim": metrics.ssim(f_g_x, x),
+            "tumour_psnr": metrics.psnr(*tumour),
+            "tumour_ssim": metrics.ssim(*tumour),
+            "dice": metrics.dice(g_f_y, y),
+            "hausdorff": metrics.hausdorff(g_f_y, y),
+            "hausdorff95": metrics.hausdorff(g_f_y, y, percentile=95),
+        }
+
+    by_hand = recompute(variables, batches[0]["image"], batches[0]["roi"])
+    assert set(by_hand) == set(rows[0]) - {"example_id"}
+    for name, values in by_hand.items():
+        assert np.asarray(values).shape == (len(rows),)
+        np.testing.assert_allclose([float(row[name]) for row in rows], np.asarray(values),
+                                   rtol=1e-4, atol=1e-5, err_msg=name)
+    # the examples differ in their tumour regions, so a row paired with the wrong ROI shows
+    assert len({round(float(v), 3) for v in by_hand["tumour_psnr"]}) == len(rows)
 
 
 def test_evaluate_summary_and_figures(evaluated, tiny_brats):
@@ -141,17 +153,57 @@ def test_evaluate_summary_and_figures(evaluated, tiny_brats):
         assert set(samples.files) == {"ids", *evaluate.SAMPLE_KEYS}
 
 
-def test_a_padded_last_batch_gives_the_same_values(evaluated, runs, tiny_brats, tmp_path):
+def test_a_padded_last_batch_gives_the_same_values_and_figures(evaluated, runs, tiny_brats,
+                                                               tmp_path, monkeypatch):
     out_dir, _ = evaluated
     config = runs[1].copy_and_resolve_references()
     config.eval.batch_size = 3  # 4 test examples: a full batch, then 1 + 2 padding
     config.eval.checkpoint = str(runs[0]["Fproi-GAN"])
+    drawn = {}  # the Figure each figure function returned
+
+    def spy(name, draw):
+        def wrapper(*args, **kwargs):
+            drawn[name] = draw(*args, **kwargs)
+            return drawn[name]
+        return wrapper
+
+    for name in ("comparison_grid", "roi_grid", "grey_histograms"):
+        monkeypatch.setattr(figures, name, spy(name, getattr(figures, name)))
     evaluate.evaluate(config, tmp_path)
     full, padded = (_rows(d / "per_example.csv") for d in (out_dir, tmp_path / "eval/Fproi-GAN"))
     assert [r["example_id"] for r in padded] == [r["example_id"] for r in full]
     for a, b in zip(full, padded):
         np.testing.assert_allclose([float(b[k]) for k in b if k != "example_id"],
                                    [float(a[k]) for k in a if k != "example_id"], rtol=1e-4)
+
+    # The figures show the test examples, in order, and their syntheses (no padding rows).
+    source = pipeline.load_split(tiny_brats, "test")
+    (batch,) = pipeline.eval_batches(source, tiny_brats, len(source))
+    images, rois = batch["image"][..., 0], batch["roi"][..., 0]
+    with np.load(tmp_path / "eval/Fproi-GAN" / evaluate.SAMPLES) as samples:
+        f_g_x, g_f_y = samples["F(G(x))"], samples["G(F(y))"]
+        np.testing.assert_array_equal(samples["image"][..., 0], images[:len(f_g_x)])
+    n = config.eval.num_samples
+    assert len(f_g_x) == n == len(source)  # every test example drawn and stored
+    # each stored synthesis is its row's: the same PSNR and Dice as per_example.csv
+    np.testing.assert_allclose(metrics.psnr(f_g_x, batch["image"]),
+                               [float(r["whole_psnr"]) for r in full], rtol=1e-4)
+    np.testing.assert_allclose(metrics.dice(g_f_y, batch["roi"]),
+                               [float(r["dice"]) for r in full], rtol=1e-4)
+    axes, cells = grid_cells(drawn["comparison_grid"], columns=2)
+    assert cells.shape == (2 * n, 2) and axes[0, 1].get_title() == "Fproi-GAN"
+    for i in range(n):
+        np.testing.assert_array_equal(cells[2 * i, 0], images[i])
+        np.testing.assert_array_equal(cells[2 * i, 1], f_g_x[i, ..., 0])
+    _, cells = grid_cells(drawn["roi_grid"], columns=1)
+    assert cells.shape == (n, 1)
+    for i in range(n):
+        np.testing.assert_array_equal(cells[i, 0], images[i])
+    edges, real_fractions, method_fractions = figures.histogram_fractions(
+        batch["image"], {"Fproi-GAN": f_g_x})
+    drawn_real, drawn_method = (p.get_data() for p in drawn["grey_histograms"].axes[0].patches)
+    np.testing.assert_allclose(drawn_real.values, real_fractions)
+    np.testing.assert_allclose(drawn_method.values, method_fractions["Fproi-GAN"])
 
 
 def test_compare_two_methods(evaluated, runs, tiny_brats, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from configs import base
 from conftest import tiny_config
 from fproi_jax.methods import CYCLE_NAMES, get_method
+from fproi_jax.methods.base import Networks
 from fproi_jax.models.discriminator import Discriminator
 from fproi_jax.models.generator import Generator
 from fproi_jax.models.layers import SpaceToDepthConv, SubpixelConvTranspose
@@ -76,6 +77,31 @@ def test_generator_rejects_sizes_not_divisible_by_4():
         Generator().init(jax.random.key(0), jnp.zeros((1, 30, 32, 1)))
 
 
+REFERENCE_ACTIVATIONS = {
+    "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)),
+    "tanh": np.tanh,
+    "linear": lambda v: v,
+}
+
+
+@pytest.mark.parametrize("activation", sorted(REFERENCE_ACTIVATIONS))
+def test_generator_output_is_its_activation_of_the_last_conv(activation):
+    """The output is exactly output_activation(pre-activation of the last 7x7 conv): a range
+    check alone passes for any squashing function."""
+    generator = Generator(width=4, output_activation=activation)
+    x = jax.random.uniform(jax.random.key(0), (1, 16, 16, 2))
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda p: rng.normal(0.0, 0.5, p.shape).astype(np.float32),
+                          jax.eval_shape(generator.init, jax.random.key(0), x))
+    out, state = jax.jit(lambda p, x: generator.apply(p, x, capture_intermediates=True))(
+        params, x)
+    pre = np.asarray(state["intermediates"]["SpaceToDepthConv_0"]["__call__"][0], np.float64)
+    assert pre.shape == out.shape == (1, 16, 16, 1)
+    assert pre.min() < -2 and pre.max() > 2  # both signs, beyond where activations agree
+    np.testing.assert_allclose(out, REFERENCE_ACTIVATIONS[activation](pre), rtol=1e-5,
+                               atol=1e-6)
+
+
 @pytest.mark.parametrize("name, use_rfb", [("fproi_gan", True), ("fproi_gan_no_rfb", False)])
 def test_both_synthesis_paths(name, use_rfb):
     config = tiny_config(base.get_config().data, name)
@@ -94,6 +120,73 @@ def test_both_synthesis_paths(name, use_rfb):
     # The RFB makes G depend on the ROI; without it, G sees the image alone.
     changed, _ = method.image_synthesis(variables, x, 1.0 - y)
     assert bool(jnp.any(changed != out["G(x)"])) == use_rfb
+
+
+def _seen_by_blocks(call, *args):
+    """Runs call(*args) (jitted) and returns what the RFB and the generators were applied to,
+    in order: {'RegionalFeatureBlock' | 'Generator': [(input, output), ...]}. Read with
+    flax's method interceptor, so it does not depend on how FproiGAN forms G's input."""
+
+    def run(*args):
+        seen = {}
+
+        def record(next_fun, call_args, kwargs, context):
+            out = next_fun(*call_args, **kwargs)
+            if context.method_name == "__call__" and isinstance(
+                    context.module, (RegionalFeatureBlock, Generator)):
+                seen.setdefault(type(context.module).__name__, []).append((call_args[0], out))
+            return out
+
+        with nn.intercept_methods(record):
+            call(*args)
+        return seen
+
+    return jax.jit(run)(*args)
+
+
+def test_rfb_sees_the_regional_image_x_times_y():
+    """Paper 2.2.1: G's input is concat(x, RFB(x * y)); the RFB sees the image inside the ROI
+    only, so the image outside the ROI, and the ROI where the image is 0, cannot reach it."""
+    config = tiny_config(base.get_config().data)
+    config.data.image_size = 32
+    method = get_method(config)
+    # Random weights of the initialised shapes (faster than running init on CPU).
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda p: rng.normal(0.0, 0.3, p.shape).astype(np.float32),
+                          jax.eval_shape(lambda: method.init(jax.random.key(0), (32, 32)))[0])
+    variables = {"params": params, "batch_stats": {}}
+    x = jax.random.uniform(jax.random.key(1), (1, 32, 32, 1), minval=0.1, maxval=1.0)
+    other = jax.random.uniform(jax.random.key(2), x.shape, minval=0.1, maxval=1.0)
+    rows, cols = np.indices((32, 32))
+    y = jnp.asarray(((rows - 14) ** 2 + (cols - 17) ** 2 <= 49)[None, :, :, None], jnp.float32)
+    band = jnp.asarray((rows < 6)[None, :, :, None], jnp.float32)  # outside the ROI
+    x0 = x * (1.0 - band)  # the image is 0 in the band
+    # One batch (instance norm: examples are independent): 0 as given; 1 x changed outside
+    # the ROI; 2 x changed inside; 3 and 4 x0 with y, then with y grown over the band.
+    xs = jnp.concatenate([x, jnp.where(y > 0, x, other), jnp.where(y > 0, other, x), x0, x0])
+    ys = jnp.concatenate([y, y, y, y, jnp.maximum(y, band)])
+
+    seen = _seen_by_blocks(
+        lambda v, x, y: method.to_roi(Networks(method.modules, v["params"], {}, False), x, y),
+        variables, xs, ys)
+    (rfb_input, features), = seen["RegionalFeatureBlock"]
+    (g_input, _), = seen["Generator"]
+    np.testing.assert_array_equal(rfb_input, xs * ys)
+    assert features.shape == (5, 32, 32, 4)
+    np.testing.assert_array_equal(g_input, jnp.concatenate([xs, features], axis=-1))
+    # x changed outside the ROI: the same features; inside: different features.
+    np.testing.assert_allclose(features[1], features[0], atol=1e-6)
+    assert float(jnp.max(jnp.abs(features[2] - features[0]))) > 1e-3
+    # y grown where x is 0: the same features.
+    np.testing.assert_allclose(features[4], features[3], atol=1e-6)
+
+    # ROI synthesis: G(concat(F(y), RFB(F(y) * y))).
+    seen = _seen_by_blocks(method.roi_synthesis, variables, ys)
+    (f_input, f_y), (fused, _) = seen["Generator"]
+    np.testing.assert_array_equal(f_input, ys)
+    (rfb_input, features), = seen["RegionalFeatureBlock"]
+    np.testing.assert_allclose(rfb_input, f_y * ys, atol=1e-6)
+    np.testing.assert_array_equal(fused, jnp.concatenate([f_y, features], axis=-1))
 
 
 def test_parameter_table_totals():

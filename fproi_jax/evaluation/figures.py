@@ -5,7 +5,8 @@ Inputs are numpy-compatible (N, H, W, 1) arrays in [0, 1]; `methods` maps a meth
 its synthesized batch, paired example by example with the real one. Figures are drawn on a
 bare matplotlib Figure (Agg canvas, no pyplot state); every grid cell is CELL_INCHES square
 at DPI dots per inch, so a grid of R rows and C columns is (C * CELL_INCHES * DPI) pixels
-wide and (R * CELL_INCHES * DPI) high.
+wide and (R * CELL_INCHES * DPI) high. Each function writes its PNG and returns the Figure
+(a grid's cells are figure.axes in row-major order).
 """
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def _image_grid(path, cells, column_titles, row_labels, contours=None):
             ax.set_ylabel(row_labels[r], fontsize=8)
     figure.tight_layout(pad=0.3)
     _save(figure, path)
+    return figure
 
 
 def _roi_box(mask, margin):
@@ -98,7 +100,7 @@ def comparison_grid(path, inputs, roi, methods, n=4, margin=8):
         box = _roi_box(roi[i] > ROI_THRESHOLD, margin)
         cells += [row, [(image * roi[i])[box] for image in row]]
         labels += [f"example {i}", f"example {i}: tumour"]
-    _image_grid(path, cells, ["Input", *synthesized], labels)
+    return _image_grid(path, cells, ["Input", *synthesized], labels)
 
 
 def roi_grid(path, rois_real, rois_synth, images, n=4):
@@ -119,33 +121,50 @@ def roi_grid(path, rois_real, rois_synth, images, n=4):
         [[(real[i], REAL_STYLE), (rois[i], SYNTH_STYLE)] for rois in synthesized.values()]
         for i in range(count)
     ]
-    _image_grid(path, cells, list(synthesized), [f"example {i}" for i in range(count)], contours)
+    return _image_grid(path, cells, list(synthesized), [f"example {i}" for i in range(count)],
+                       contours)
 
 
-def grey_histograms(path, real, methods, bins=64, exclude_background=True):
-    """Paper Figure 8: grey-level histogram of the real images against each method's.
+def histogram_fractions(real, methods, bins=64, exclude_background=True):
+    """The histograms grey_histograms draws: (bin edges, real fractions, {method: fractions}).
 
-    One panel per method, both histograms as step lines over [0, 1], in fraction of pixels.
-    exclude_background (default True): drop the pixels where the REAL image is exactly 0
-    (the black background outside the anatomy, which would otherwise dwarf every other bin)
-    from both histograms, so the real and synthesized sets stay paired pixel for pixel.
+    `bins` equal bins over [0, 1]; a fraction is the count in the bin over the number of
+    pixels kept. exclude_background (default True): keep only the pixels where the REAL
+    image is not exactly 0 (the black background outside the anatomy, which would otherwise
+    dwarf every other bin), in the real and in every synthesized batch, so the sets stay
+    paired pixel for pixel.
     """
     real = _images("real", real)
     synthesized = _method_images(methods, real.shape + (1,))
     keep = real > 0 if exclude_background else np.ones(real.shape, bool)
     if not keep.any():
         raise ValueError("real has no non-zero pixels; pass exclude_background=False")
+    edges = np.histogram_bin_edges([], bins, range=(0.0, 1.0))
+
+    def fractions(images):
+        values = images[keep]
+        return np.histogram(values, edges)[0] / values.size
+
+    return edges, fractions(real), {name: fractions(images) for name, images in synthesized.items()}
+
+
+def grey_histograms(path, real, methods, bins=64, exclude_background=True):
+    """Paper Figure 8: grey-level histogram of the real images against each method's.
+
+    One panel per method, both histograms (histogram_fractions) as step lines over [0, 1],
+    in fraction of pixels; exclude_background as in histogram_fractions.
+    """
+    edges, real_fractions, synthesized = histogram_fractions(
+        real, methods, bins, exclude_background)
     figure = Figure(figsize=(4.0 * len(synthesized), 3.0), dpi=DPI)
     axes = figure.subplots(1, len(synthesized), squeeze=False)[0]
-    for ax, (name, images) in zip(axes, synthesized.items()):
-        for values, label in ((real[keep], "real"), (images[keep], name)):
-            weights = np.full(values.shape, 1.0 / values.size)
-            ax.hist(
-                values, bins, range=(0.0, 1.0), weights=weights, histtype="step", label=label
-            )
+    for ax, (name, fractions) in zip(axes, synthesized.items()):
+        ax.stairs(real_fractions, edges, label="real")
+        ax.stairs(fractions, edges, label=name)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("grey level")
         ax.set_ylabel("fraction of pixels")
         ax.legend(fontsize=8)
     figure.tight_layout()
     _save(figure, path)
+    return figure
