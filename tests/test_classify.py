@@ -120,8 +120,9 @@ def test_metrics_equal_scikit_learn():
     y = metrics.hgg_positive(grades)
     np.testing.assert_array_equal(y, 1 - grades)  # builder HGG = 0 -> positive 1
     scores = np.round(rng.normal(size=200) + y, 1)  # rounded: ties
-    pred = (scores > 0.4).astype(int)
+    pred = (scores > 0.8).astype(int)
     m = metrics.binary_metrics(y, pred, scores)
+    assert m["fp"] != m["fn"] and m["tp"] != m["tn"]  # so a swapped formula shows
     assert m["auc"] == pytest.approx(skm.roc_auc_score(y, scores), abs=1e-12)
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
     assert m["sensitivity"] == pytest.approx(skm.recall_score(y, pred, pos_label=1))
