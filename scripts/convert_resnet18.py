@@ -1,10 +1,11 @@
 """Converts torchvision's ImageNet ResNet-18 checkpoint into the Flax variables of
 ``fproi_jax.classify.resnet18.ResNet18`` (.npz), for the feature source ``imagenet:PATH``.
 
-    PYTHONPATH=. /tmp/torchvenv/bin/python scripts/convert_resnet18.py \\
-        resnet18-f37072fd.pth resnet18_imagenet.npz
+    PYTHONPATH=.:.venv/lib/python3.11/site-packages /tmp/torchvenv/bin/python \\
+        scripts/convert_resnet18.py resnet18-f37072fd.pth resnet18_imagenet.npz
 
-Needs torch (only to read the .pth; no torchvision) plus jax/flax/numpy. The mapping is
+Needs torch (only to read the .pth; no torchvision) plus jax/flax/numpy (here borrowed
+from the project's .venv). The mapping is
 :func:`fproi_jax.classify.convert.convert_state_dict`.
 """
 

@@ -252,3 +252,30 @@ def test_feature_sources(tmp_path, phantom_sets):
         features.load_source("in_domain")
     with pytest.raises(ValueError, match="unknown feature source"):
         features.load_source("vgg")
+
+
+def test_in_domain_source_is_trained_on_the_real_training_set_only(phantom_sets, monkeypatch):
+    """Plumbing only: the real training run (a ResNet-18 train step compile, ~1 min on a
+    2-core CPU) is exercised outside the fast tests; see the README."""
+    train, test = phantom_sets
+    seen = {}
+
+    def fake_train(images, grades, **kw):
+        seen.update(images=images, grades=grades, **kw)
+        return resnet18.init_variables(1)
+
+    def fake_features(arrays, source, batch_size, progress):  # skip the ResNet pass
+        rng = np.random.default_rng(0)
+        return [rng.normal(size=(len(a), 512)) for a in arrays], -1
+
+    monkeypatch.setattr(features, "train_in_domain", fake_train)
+    monkeypatch.setattr(report, "_features_once", fake_features)
+    extra = tuple(np.concatenate([a, b]) for a, b in zip(train, train))
+    summary = report.run_experiment({"+ GAN": extra, "Real only": train}, test, "in_domain:2",
+                                    batch_size=BATCH, n_bootstrap=50, progress=False)
+    np.testing.assert_array_equal(seen["images"], train[0])
+    np.testing.assert_array_equal(seen["grades"], train[1])
+    assert seen["epochs"] == 2 and seen["seed"] == 0
+    assert summary["baseline"] == "Real only"
+    assert summary["feature_source"]["description"].startswith("in_domain")
+    assert not summary["feature_source"]["stand_in"]

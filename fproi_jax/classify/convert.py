@@ -2,11 +2,12 @@
 
 The ImageNet checkpoint is torchvision's ``resnet18-f37072fd.pth`` (a plain state dict).
 Convert it once with torch installed (torch is needed only to read the .pth; torchvision
-is not needed), e.g. in a separate virtual environment::
+is not needed), e.g. from a separate virtual environment that borrows the project's
+packages (jax, flax) through PYTHONPATH::
 
     python -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch numpy
-    PYTHONPATH=. /tmp/torchvenv/bin/python scripts/convert_resnet18.py \\
-        resnet18-f37072fd.pth resnet18_imagenet.npz
+    PYTHONPATH=.:.venv/lib/python3.11/site-packages /tmp/torchvenv/bin/python \\
+        scripts/convert_resnet18.py resnet18-f37072fd.pth resnet18_imagenet.npz
 
 then use the feature source ``imagenet:resnet18_imagenet.npz``. Loading the .npz needs
 numpy only.
