@@ -3,7 +3,8 @@ r"""Builds a dataset without TensorFlow (array_record files).
   python -m data_builders brats2017 --manual_dir=DIR --data_dir=DIR [--config=paper] [--skip_bad]
   python -m data_builders inbreast  --manual_dir=DIR --data_dir=DIR [--skip_bad]
 
-Prints progress (one line per case/image) and a summary: examples per split, excluded
+Prints progress (one line per case/image) and a summary: examples per split (and per grade
+for brats2017; with grade balancing the slice counts before and after it), excluded
 tumour-free slices, skipped files with their reasons. Read the result with
 ``import data_builders; tfds.data_source(NAME, data_dir=DIR, split='train')``.
 """
@@ -56,8 +57,17 @@ def summary(builder) -> str:
     info = builder.info
     md = info.metadata or {}
     lines = [f"{info.full_name} in {builder.data_dir}"]
+    per_grade = md.get("examples") or {}
     for split, s in sorted(info.splits.items()):
-        lines.append(f"  {split}: {s.num_examples} examples")
+        grades = per_grade.get(split)
+        detail = " (" + ", ".join(f"{g} {n}" for g, n in grades.items()) + ")" if grades else ""
+        lines.append(f"  {split}: {s.num_examples} examples{detail}")
+    if md.get("balance"):
+        b = md["balance"]
+        lines.append(
+            f"  grades balanced (slices with tumour -> kept): {b['slices_before']} -> "
+            f"{b['slices_after']}"
+        )
     for key in (
         "cases",
         "images",

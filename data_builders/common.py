@@ -6,6 +6,7 @@
   or record ``(path, reason)`` so the build log and the dataset metadata list it.
 * :func:`patient_split` -- the paper's 7:3 train/test split, done by patient (sorted ids,
   then a seeded permutation), so no patient is on both sides.
+* :func:`balance_classes` -- sample every class down to the size of the smallest (seeded).
 * :func:`max_normalise` -- linear max normalisation to [0, 1] (paper section 2.1).
 * :func:`fit_to_size` -- bring an image/ROI pair to ``size x size``: centred zero padding
   when both sides fit, otherwise pad to a square and resize (image bilinear, ROI nearest).
@@ -143,6 +144,30 @@ def patient_split(
         n_train = min(max(n_train, 1), n - 1)
     perm = np.random.default_rng(seed).permutation(n)
     return {ids[j]: ("train" if rank < n_train else "test") for rank, j in enumerate(perm)}
+
+
+def balance_classes(
+    items: dict[str, list[T]], seed: int = SPLIT_SEED
+) -> dict[str, list[T]]:
+    """Samples every class of ``items`` down to the size of the smallest class, without
+    replacement; the smallest class (and any other of that size) is kept whole.
+
+    Each class's items are sorted first and sampled with ``np.random.default_rng(seed)``
+    (classes in sorted order, one generator), so the result depends only on the items and
+    the seed. The kept items are returned in sorted order.
+    """
+    if not items:
+        return {}
+    n = min(len(v) for v in items.values())
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in sorted(items):
+        v = sorted(items[name])
+        if len(v) > n:
+            keep = np.sort(rng.choice(len(v), size=n, replace=False))
+            v = [v[i] for i in keep]
+        out[name] = v
+    return out
 
 
 def max_normalise(x: np.ndarray) -> np.ndarray:

@@ -192,6 +192,10 @@ def test_data_source_reads_after_import_and_metadata_round_trip(built):
     rb = tfds.builder("brats2017/tiny", data_dir=data_dir)
     assert rb.info.metadata["excluded_slice_count"] == b.info.metadata["excluded_slice_count"]
     assert rb.info.metadata["skipped"] == []
+    counts = {s: {g: sum(int(e["grade"]) == i for e in v) for i, g in enumerate(("HGG", "LGG"))}
+              for s, v in ex.items()}
+    assert rb.info.metadata["examples"] == counts
+    assert "balance" not in rb.info.metadata  # off unless the config asks for it
 
 
 def test_all_tumour_slices_config(raw, tmp_path):
@@ -203,10 +207,39 @@ def test_all_tumour_slices_config(raw, tmp_path):
     assert got == sorted((cid, k) for cid, c in cases.items() for k in c["tumour_slices"])
 
 
+def test_balance_grades_equal_counts_split_7_to_3_by_patient(tmp_path):
+    """Paper reading: tumour-free slices out, larger grade sampled down, then 7:3 by patient."""
+    cases = {c["case_id"]: c for c in phantom.write_brats(tmp_path / "raw", cases=30,
+                                                          shape=SHAPE, seed=1)}
+    b = build(tmp_path / "raw", tmp_path / "data", config=tiny_config("bal", balance_grades=True))
+    ex = read_all(b)
+    md = b.info.metadata
+    grade = {s: np.array([int(e["grade"]) for e in v]) for s, v in ex.items()}
+    per = {s: [int((g == 0).sum()), int((g == 1).sum())] for s, g in grade.items()}
+    n_hgg, n_lgg = per["train"][0] + per["test"][0], per["train"][1] + per["test"][1]
+    assert n_hgg == n_lgg > 0
+    for i in (0, 1):  # roughly the paper's 190:82 within each grade
+        assert 0.55 <= per["train"][i] / (per["train"][i] + per["test"][i]) <= 0.85, per
+    pats = {s: {e["patient_id"] for e in v} for s, v in ex.items()}
+    assert not pats["train"] & pats["test"]
+    # every kept slice has tumour; the smaller grade is kept whole
+    tumour = {(cid, k) for cid, c in cases.items() for k in c["tumour_slices"]}
+    kept = {(e["case_id"].decode(), int(e["slice_index"])) for v in ex.values() for e in v}
+    assert kept <= tumour
+    requested = {g: {(cid, k) for cid, c in cases.items() if c["grade"] == g
+                     for k in (HGG if g == "HGG" else LGG)} & tumour for g in ("HGG", "LGG")}
+    small = min(requested, key=lambda g: len(requested[g]))
+    assert requested[small] <= kept
+    assert md["balance"]["slices_before"] == {g: len(v) for g, v in requested.items()}
+    assert md["balance"]["slices_after"] == {"HGG": n_hgg, "LGG": n_lgg}
+    assert md["examples"] == {s: dict(zip(("HGG", "LGG"), p)) for s, p in per.items()}
+    assert md["excluded_slice_count"] == len(md["excluded_slices"]) > 0
+
+
 def test_paper_slices_out_of_range_error_names_file(raw, tmp_path):
     with pytest.raises(BadInputError, match=r"_t2\.nii\.gz.*out of range"):
         build(raw[0], tmp_path, config="paper")
-    assert not (tmp_path / "brats2017" / "paper" / "1.0.0").exists()
+    assert not (tmp_path / "brats2017" / "paper" / str(Brats2017.VERSION)).exists()
 
 
 def test_other_modality(raw, tmp_path):
@@ -272,7 +305,7 @@ def test_bad_input_error_names_file_and_leaves_no_dataset(raw, tmp_path, damage)
     assert os.path.basename(path) in str(err.value)
     assert err.value.path == os.fspath(path)
     out = tmp_path / "data" / "brats2017" / "tiny"
-    assert not (out / "1.0.0").exists()
+    assert not (out / str(Brats2017.VERSION)).exists()
     assert not [p for p in out.iterdir() if "incomplete" in p.name] if out.exists() else True
     # Nothing readable was left behind: TFDS finds no prepared 'tiny' in that data dir.
     data_dir = os.fspath(tmp_path / "data")

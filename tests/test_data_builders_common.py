@@ -27,6 +27,18 @@ def test_patient_split_small_keeps_both_sides(n):
     assert set(s.values()) == {"train", "test"}
 
 
+def test_balance_classes_samples_larger_class_down_deterministically():
+    items = {"HGG": [f"h{i:02d}" for i in range(30)], "LGG": [f"l{i:02d}" for i in range(12)]}
+    a = common.balance_classes(items, seed=0)
+    assert {k: len(v) for k, v in a.items()} == {"HGG": 12, "LGG": 12}
+    assert a["LGG"] == items["LGG"]  # the smaller class is kept whole
+    assert set(a["HGG"]) < set(items["HGG"]) and len(set(a["HGG"])) == 12
+    shuffled = {"LGG": items["LGG"][::-1], "HGG": items["HGG"][::-1]}
+    assert common.balance_classes(shuffled, seed=0) == a  # input order does not matter
+    assert common.balance_classes(items, seed=1)["HGG"] != a["HGG"]
+    assert common.balance_classes({}) == {}
+
+
 def test_max_normalise():
     x = np.array([[0, 5], [10, -3]], np.int16)
     y = common.max_normalise(x)

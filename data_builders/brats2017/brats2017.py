@@ -21,11 +21,23 @@ Paper section 2.1, as implemented here:
   240x240 volume slice take ``[8:248, 8:248]`` and write it at ``vol[:, :, slice_index]``
   with the stored ``affine``.
 * Intensities: max-normalised PER SLICE to [0, 1] (slice / slice max), float32.
+* Grade balancing (config field ``balance_grades``; on in ``paper``): after the tumour-free
+  slices are excluded, the grade with more slices is sampled down, at the slice level and
+  without replacement, to the slice count of the other grade
+  (:func:`data_builders.common.balance_classes`, seed ``split_seed``); the split below then
+  uses only patients that kept at least one slice. This is OUR READING of the paper's
+  numbers: "272 pairs of HGG and LGG images" and a synthesis split of 190 + 190 train /
+  82 + 82 test, i.e. equal grades, 7:3. On the real release HGG gives up to 2 x 210 slices
+  and LGG up to 4 x 75 = 300 (272 with tumour, then), so HGG is the grade sampled down.
+  Because the split is by patient the per-grade train share is only roughly 0.7.
 * Split: 7:3 train/test by patient, separately within HGG and within LGG (so both grades
   are on both sides), sorted patient ids then a seeded permutation
   (:func:`data_builders.common.patient_split`). Patient id = case name without its
   trailing ``_<digits>`` (``Brats17_TCIA_105_1`` -> ``Brats17_TCIA_105``), so several
   acquisitions of one patient can never straddle the split.
+* Counts: ``info.metadata['examples']`` = ``{split: {grade: n}}`` of the examples written
+  (and, with balancing, ``info.metadata['balance']``: slices per grade before and after);
+  the build summary prints both.
 """
 
 from __future__ import annotations
@@ -76,6 +88,8 @@ class Brats2017Config(tfds.core.BuilderConfig):
         instead of failing the build.
       image_size: output side length.
       train_fraction, split_seed: the patient-level split.
+      balance_grades: sample the grade with more (tumour) slices down to the other grade's
+        slice count before the split (seed ``split_seed``); see the module docstring.
     """
 
     modality: str = "t2"
@@ -85,6 +99,7 @@ class Brats2017Config(tfds.core.BuilderConfig):
     image_size: int = common.IMAGE_SIZE
     train_fraction: float = common.TRAIN_FRACTION
     split_seed: int = common.SPLIT_SEED
+    balance_grades: bool = False
 
     def slices_for(self, grade: str) -> tuple[int, ...] | None:
         return self.hgg_slices if grade == "HGG" else self.lgg_slices
@@ -155,13 +170,20 @@ def find_cases(manual_dir: epath.Path) -> list[tuple[str, str, epath.Path]]:
 class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
     """BRATS 2017 T2 axial slices with whole-tumour ROI (paper section 2.1)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "balance_grades (on in paper); examples per split and grade in metadata.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
     BUILDER_CONFIGS = [
         Brats2017Config(
             name="paper",
-            description="T2; HGG slices 90, 100; LGG slices 90, 95, 100, 105 (paper 2.1).",
+            balance_grades=True,
+            description=(
+                "T2; HGG slices 90, 100; LGG slices 90, 95, 100, 105 (paper 2.1); grades "
+                "balanced at the slice level (our reading of 272 + 272)."
+            ),
         ),
         Brats2017Config(
             name="all_tumour_slices",
@@ -207,6 +229,24 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         self._log = common.SkipLog(self._skip_bad)
         self._excluded_count = 0
         cases = find_cases(self._manual_dir(dl_manager))
+        md = self.info.metadata
+        md["skipped"] = self._log.skipped
+        # Tumour-free requested slices ("case/k"); with all_tumour_slices only the count.
+        md["excluded_slices"] = self._log.excluded
+        md["excluded_slice_count"] = 0
+        md["modality"] = cfg.modality
+        md["hgg_slices"] = None if cfg.hgg_slices is None else list(cfg.hgg_slices)
+        md["lgg_slices"] = None if cfg.lgg_slices is None else list(cfg.lgg_slices)
+        md["resize"] = (
+            "centred zero padding to 256 (240x240 -> 8 px per side); resize only if larger"
+        )
+        md["normalisation"] = "per-slice max normalisation to [0, 1]"
+        md["examples"] = {s: {g: 0 for g in GRADES} for s in ("train", "test")}
+        slices_of: dict[str, list[int]] | None = None  # case_id -> kept slices, if balanced
+        if cfg.balance_grades:
+            slices_of = self._balanced_slices(cases)
+            cases = [c for c in cases if slices_of.get(c[1])]
+            md["excluded_slice_count"] = self._excluded_count
         grade_of_patient: dict[str, str] = {}
         for grade, case_id, _ in cases:
             grade_of_patient.setdefault(patient_of(case_id), grade)
@@ -222,18 +262,6 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         by_split = {"train": [], "test": []}
         for c in cases:
             by_split[split_of[patient_of(c[1])]].append(c)
-        md = self.info.metadata
-        md["skipped"] = self._log.skipped
-        # Tumour-free requested slices ("case/k"); with all_tumour_slices only the count.
-        md["excluded_slices"] = self._log.excluded
-        md["excluded_slice_count"] = 0
-        md["modality"] = cfg.modality
-        md["hgg_slices"] = None if cfg.hgg_slices is None else list(cfg.hgg_slices)
-        md["lgg_slices"] = None if cfg.lgg_slices is None else list(cfg.lgg_slices)
-        md["resize"] = (
-            "centred zero padding to 256 (240x240 -> 8 px per side); resize only if larger"
-        )
-        md["normalisation"] = "per-slice max normalisation to [0, 1]"
         md["cases"] = {s: len(v) for s, v in by_split.items()}
         common.log.info(
             "brats2017: %d cases (%d train, %d test)",
@@ -241,50 +269,136 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             len(by_split["train"]),
             len(by_split["test"]),
         )
-        return {s: self._generate_examples(v) for s, v in by_split.items()}
+        return {s: self._generate_examples(s, v, slices_of) for s, v in by_split.items()}
 
-    def _generate_examples(self, cases: Sequence[tuple[str, str, epath.Path]]) -> Iterator:
+    def _balanced_slices(self, cases: Sequence[tuple[str, str, epath.Path]]) -> dict:
+        """``{case_id: [k, ...]}`` after excluding tumour-free slices and balancing grades.
+
+        Reads each case's seg (and its image header); records the counts in
+        ``info.metadata['balance']``.
+        """
+        cfg = self.builder_config
+        pool: dict[str, list[tuple[str, int]]] = {g: [] for g in GRADES}
         for grade, case_id, case_dir in cases:
-            examples = self._log.call(self.case_examples, grade, case_id, case_dir)
+            kept = self._log.call(self.tumour_slices, grade, case_id, case_dir)
+            pool[grade] += [(case_id, k) for k in kept or ()]
+        present = {g: v for g, v in pool.items() if v}
+        if len(present) < len(GRADES):
+            common.log.warning("brats2017: a grade has no slices; nothing to balance")
+        kept_pool = common.balance_classes(present, cfg.split_seed)
+        out: dict[str, list[int]] = {}
+        for items in kept_pool.values():
+            for case_id, k in items:
+                out.setdefault(case_id, []).append(k)
+        self.info.metadata["balance"] = {
+            "slices_before": {g: len(v) for g, v in pool.items()},
+            "slices_after": {g: len(kept_pool.get(g, ())) for g in GRADES},
+            "seed": cfg.split_seed,
+            "how": "larger grade sampled down at the slice level before the patient split",
+        }
+        common.log.info(
+            "brats2017: balanced grades %s -> %s",
+            self.info.metadata["balance"]["slices_before"],
+            self.info.metadata["balance"]["slices_after"],
+        )
+        return out
+
+    def _generate_examples(
+        self,
+        split: str,
+        cases: Sequence[tuple[str, str, epath.Path]],
+        slices_of: dict[str, list[int]] | None = None,
+    ) -> Iterator:
+        counts = self.info.metadata["examples"][split]
+        for grade, case_id, case_dir in cases:
+            only = None if slices_of is None else slices_of[case_id]
+            examples = self._log.call(self.case_examples, grade, case_id, case_dir, only)
             common.log.info("brats2017: %s/%s -> %d slices", grade, case_id, len(examples or ()))
-            self.info.metadata["excluded_slice_count"] = self._excluded_count
+            counts[grade] += len(examples or ())
+            if slices_of is None:
+                self.info.metadata["excluded_slice_count"] = self._excluded_count
             yield from examples or ()
 
-    def case_examples(self, grade: str, case_id: str, case_dir: epath.Path) -> list:
-        """All examples of one case as ``[(key, features), ...]``; BadInputError if bad."""
+    def _requested(self, grade: str, shape: tuple, img_path: epath.Path) -> tuple[list, bool]:
+        """(slice indices to look at, whether they were requested explicitly)."""
+        depth = shape[2]
+        wanted = self.builder_config.slices_for(grade)
+        if wanted is None:
+            return list(range(depth)), False
+        bad = [k for k in wanted if not 0 <= k < depth]
+        if bad:
+            raise BadInputError(
+                img_path,
+                f"slice indices {bad} out of range for a volume of "
+                f"shape {tuple(shape)} ({depth} axial slices); use "
+                "Brats2017Config(hgg_slices=..., lgg_slices=...) for smaller volumes",
+            )
+        return list(wanted), True
+
+    def _keep_tumour(self, case_id, seg, img_path, grade) -> list[int]:
+        """Requested slice indices whose seg has tumour; counts/logs the excluded ones."""
+        tumour = (seg > 0).reshape(-1, seg.shape[2]).any(axis=0)
+        indices, explicit = self._requested(grade, seg.shape, img_path)
+        kept = []
+        for k in indices:
+            if tumour[k]:
+                kept.append(k)
+                continue
+            self._excluded_count += 1
+            if explicit:
+                self._log.exclude(f"{case_id}/{k}", "no tumour in seg slice")
+        return kept
+
+    def _load_seg(self, img_path, seg_path, img_shape) -> np.ndarray:
+        seg, _ = load_nifti(seg_path)
+        if seg.shape != tuple(img_shape):
+            raise BadInputError(
+                seg_path,
+                f"seg shape {seg.shape} differs from image shape {tuple(img_shape)} of "
+                f"{img_path}",
+            )
+        return seg
+
+    def tumour_slices(self, grade: str, case_id: str, case_dir: epath.Path) -> list[int]:
+        """The requested slices of one case whose seg has tumour (reads the seg and only the
+        header of the image); BadInputError if bad."""
+        import nibabel as nib  # pylint: disable=g-import-not-at-top
+
+        cfg = self.builder_config
+        img_path = _nifti_path(case_dir, case_id, cfg.modality)
+        seg_path = _nifti_path(case_dir, case_id, "seg")
+        try:
+            shape = tuple(nib.load(os.fspath(img_path)).shape)
+        except Exception as e:  # pylint: disable=broad-except
+            raise BadInputError(img_path, f"cannot read NIfTI ({type(e).__name__}: {e})") from e
+        if len(shape) != 3:
+            raise BadInputError(img_path, f"expected a 3-D volume, got shape {shape}")
+        seg = self._load_seg(img_path, seg_path, shape)
+        return self._keep_tumour(case_id, seg, img_path, grade)
+
+    def case_examples(
+        self,
+        grade: str,
+        case_id: str,
+        case_dir: epath.Path,
+        only: Sequence[int] | None = None,
+    ) -> list:
+        """All examples of one case as ``[(key, features), ...]``; BadInputError if bad.
+
+        ``only``: take exactly these slice indices (already checked for tumour by
+        :meth:`tumour_slices`) instead of the config's tumour slices.
+        """
         cfg = self.builder_config
         img_path = _nifti_path(case_dir, case_id, cfg.modality)
         seg_path = _nifti_path(case_dir, case_id, "seg")
         vol, affine = load_nifti(img_path)
-        seg, _ = load_nifti(seg_path)
-        if seg.shape != vol.shape:
-            raise BadInputError(
-                seg_path,
-                f"seg shape {seg.shape} differs from image shape {vol.shape} of {img_path}",
-            )
-        tumour = (seg > 0).reshape(-1, seg.shape[2]).any(axis=0)
-        wanted = cfg.slices_for(grade)
-        if wanted is None:
-            indices = list(range(vol.shape[2]))
-            explicit = False
+        seg = self._load_seg(img_path, seg_path, vol.shape)
+        if only is None:
+            indices = self._keep_tumour(case_id, seg, img_path, grade)
         else:
-            indices = list(wanted)
-            explicit = True
-            bad = [k for k in indices if not 0 <= k < vol.shape[2]]
-            if bad:
-                raise BadInputError(
-                    img_path,
-                    f"slice indices {bad} out of range for a volume of "
-                    f"shape {vol.shape} ({vol.shape[2]} axial slices); use "
-                    "Brats2017Config(hgg_slices=..., lgg_slices=...) for smaller volumes",
-                )
+            indices = list(only)
         out = []
         for k in indices:
-            if not tumour[k]:
-                self._excluded_count += 1
-                if explicit:
-                    self._log.exclude(f"{case_id}/{k}", "no tumour in seg slice")
-                continue
             image = common.max_normalise(vol[:, :, k])
             image, roi = common.fit_to_size(image, seg[:, :, k] > 0, cfg.image_size)
             out.append(

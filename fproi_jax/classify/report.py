@@ -1,0 +1,336 @@
+"""Table 5 and Figure 9 of the paper: does adding synthesized images to the training set
+help a ResNet-18 + SVM HGG/LGG classifier?
+
+:func:`run_experiment` takes the training set of every group ("Real only" = the real
+training slices; "+ Fproi-GAN" etc. = the same real slices plus synthesized ones), one test
+set and a feature source, and writes to ``out_dir``:
+
+* ``table5.md`` / ``table5.json``: one row per group -- training examples per grade, AUC
+  (mean ± std over seeds, and the 95% patient-level bootstrap interval of the seed-mean
+  AUC), accuracy, sensitivity, specificity (mean ± std, eqs. 7-9, HGG positive), the AUC
+  difference to real-only with its paired-bootstrap 95% interval, the paired t-test p
+  over seeds, and whether the difference is significant (p < 0.05);
+* ``figure9_roc.png``: the ROC curves of all groups in one plot (per group the mean over
+  seeds of the curves, averaged vertically on a common false-positive-rate grid);
+* ``scores.npz``: test labels (1 = HGG), patient ids and every group x seed's scores.
+
+Features of each distinct image are computed once (images are identified by content), so
+the real slices shared by all groups cost one pass. Each seed re-seeds the CV fold
+assignment (hence C/gamma) of every group; the feature source is fixed.
+
+Patient leakage is an error: a patient of the test set may not appear in any group's
+training set. Synthesized examples should carry the patient id of the real slice they
+were made from (so CV keeps them with their patient); set
+``allow_synthetic_test_patients=True`` to accept synthesized examples made from test
+patients (the paper's protocol trains the classifier on the synthesis test split and
+tests on the synthesis training split, so its GANs had seen the classifier's test
+patients); the real part, i.e. the baseline group, is always checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fproi_jax.classify import features as features_lib  # noqa: E402
+from fproi_jax.classify import metrics, svm  # noqa: E402
+
+ALPHA = 0.05
+BASELINE = "Real only"
+_METRICS = ("auc", "accuracy", "sensitivity", "specificity")
+
+
+class PatientLeakageError(ValueError):
+    """A test patient is also in a training set."""
+
+
+def _as_set(images, labels, patient_ids, what):
+    images = np.asarray(images, np.float32)
+    labels = np.asarray(labels)
+    pids = np.asarray([p.decode() if isinstance(p, bytes) else str(p) for p in patient_ids])
+    if images.ndim != 4 or images.shape[-1] != 1:
+        raise ValueError(f"{what}: images must be (N, H, W, 1), got {images.shape}")
+    if not len(images) == len(labels) == len(pids):
+        raise ValueError(
+            f"{what}: {len(images)} images, {len(labels)} labels, {len(pids)} patient ids"
+        )
+    metrics.hgg_positive(labels)  # validates the encoding
+    return images, labels.astype(np.int64), pids
+
+
+def check_leakage(groups: dict, test_pids, baseline: str, allow_synthetic: bool) -> None:
+    """Raises :class:`PatientLeakageError` naming the patients in a training group and the
+    test set (synthesized groups only checked unless ``allow_synthetic``)."""
+    test = set(test_pids)
+    for name, (_, _, pids) in groups.items():
+        if name != baseline and allow_synthetic:
+            continue
+        both = sorted(test & set(pids))
+        if both:
+            part = "real training part" if name == baseline else "training set"
+            raise PatientLeakageError(
+                f"patient leakage: {len(both)} patient(s) in the {part} of group {name!r} and "
+                f"in the test set, e.g. {both[:5]}"
+            )
+
+
+def _digest(image: np.ndarray) -> bytes:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
+
+
+def _features_once(arrays: list, source, batch_size, progress):
+    """Features of several image arrays; each distinct image is run once."""
+    index: dict[bytes, int] = {}
+    unique, positions = [], []
+    for images in arrays:
+        pos = []
+        for im in images:
+            d = _digest(im)
+            if d not in index:
+                index[d] = len(unique)
+                unique.append(im)
+            pos.append(index[d])
+        positions.append(np.asarray(pos, np.int64))
+    feats = features_lib.extract_features(source, np.stack(unique), batch_size, progress)
+    return [feats[p] for p in positions], len(unique)
+
+
+def _stat(values):
+    v = np.asarray(values, np.float64)
+    return dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if v.size > 1 else None,
+                per_seed=[float(x) for x in v])
+
+
+def _grade_counts(labels):
+    return {"HGG": int((labels == metrics.HGG).sum()), "LGG": int((labels == metrics.LGG).sum())}
+
+
+def run_experiment(
+    groups: dict,
+    test: tuple,
+    feature_source,
+    seeds=(0,),
+    out_dir=None,
+    *,
+    baseline: str | None = None,
+    batch_size: int = 32,
+    n_bootstrap: int = 2000,
+    allow_synthetic_test_patients: bool = False,
+    svm_options: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Runs Table 5 / Figure 9 (module docstring); returns the summary dict (also written
+    to ``out_dir/table5.json`` when ``out_dir`` is given).
+
+    Args:
+      groups: ``{name: (images (N, H, W, 1) in [0, 1], grades, patient_ids)}``, each a full
+        training set; grades in the builder encoding (0 = HGG, 1 = LGG).
+      test: ``(images, grades, patient_ids)`` of the test set.
+      feature_source: a source string (``random``, ``imagenet:PATH``, ``in_domain``) or a
+        :class:`~fproi_jax.classify.features.FeatureSource`. ``in_domain`` is trained on
+        the baseline group (the real training set).
+      seeds: one SVM/CV fit per seed and group.
+      baseline: the real-only group; default "Real only" if present, else the first group.
+      svm_options: extra keyword arguments of :func:`svm.fit_and_score`.
+    """
+    t0 = time.time()
+    if not groups:
+        raise ValueError("no groups")
+    groups = {n: _as_set(*g, what=f"group {n!r}") for n, g in groups.items()}
+    test = _as_set(*test, what="test set")
+    baseline = baseline or (BASELINE if BASELINE in groups else next(iter(groups)))
+    if baseline not in groups:
+        raise ValueError(f"baseline {baseline!r} is not one of the groups {list(groups)}")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("no seeds")
+    check_leakage(groups, test[2], baseline, allow_synthetic_test_patients)
+
+    source = feature_source
+    if isinstance(source, str):
+        real = groups[baseline]
+        source = features_lib.load_source(
+            source, train_images=real[0], train_grades=real[1], progress=progress
+        )
+    names = list(groups)
+    feats, n_unique = _features_once(
+        [groups[n][0] for n in names] + [test[0]], source, batch_size, progress
+    )
+    t_features = time.time() - t0
+
+    opts = dict(svm_options or {})
+    fits = {}
+    for gi, name in enumerate(names):
+        _, grades, pids = groups[name]
+        fits[name] = [
+            svm.fit_and_score(feats[gi], grades, pids, feats[-1], test[1], seed, **opts)
+            for seed in seeds
+        ]
+    y_true = metrics.hgg_positive(test[1])
+    scores = np.stack([[f["scores"] for f in fits[n]] for n in names])  # (G, S, N)
+    boot, dropped = metrics.bootstrap_aucs(y_true, scores, test[2], n_bootstrap, seeds[0])
+    b = names.index(baseline)
+    base_aucs = [f["metrics"]["auc"] for f in fits[baseline]]
+
+    rows = {}
+    for gi, name in enumerate(names):
+        per_seed = {m: [f["metrics"][m] for f in fits[name]] for m in _METRICS}
+        row = {m: _stat(per_seed[m]) for m in _METRICS}
+        row["auc"]["ci95"] = list(metrics.percentile_interval(boot[:, gi]))
+        row["n_train"] = _grade_counts(groups[name][1])
+        row["n_train_patients"] = int(len(set(groups[name][2])))
+        row["best_params"] = [f["best_params"] for f in fits[name]]
+        row["cv_auc"] = [f["cv_auc"] for f in fits[name]]
+        if gi != b:
+            paired = metrics.paired_seed_test(base_aucs, per_seed["auc"])
+            lo, hi = metrics.percentile_interval(boot[:, gi] - boot[:, b])
+            row["vs_baseline"] = dict(
+                auc_difference=float(np.mean(per_seed["auc"]) - np.mean(base_aucs)),
+                auc_difference_ci95=[lo, hi],
+                bootstrap_ci_excludes_0=bool(lo > 0 or hi < 0),
+                **paired,
+                significant=(paired["p_value"] is not None and paired["p_value"] < ALPHA),
+            )
+        rows[name] = row
+
+    summary = dict(
+        feature_source=dict(spec=source.spec, description=source.description,
+                            stand_in=source.stand_in),
+        baseline=baseline,
+        seeds=seeds,
+        test=dict(n=_grade_counts(test[1]), n_patients=int(len(set(test[2])))),
+        groups=rows,
+        settings=dict(
+            positive_class="HGG (builder grade 0)",
+            n_keep=opts.get("n_keep", svm.N_KEEP),
+            n_select=opts.get("n_select", svm.N_SELECT),
+            cv=f"StratifiedGroupKFold({opts.get('folds', svm.CV_FOLDS)}) by patient, AUC; "
+            "RBF SVM grid " + json.dumps(opts.get("param_grid") or svm.PARAM_GRID),
+            bootstrap=dict(n_resamples=n_bootstrap, unit="patient", seed=seeds[0],
+                           dropped_one_grade_resamples=dropped),
+            significance=f"paired t-test on per-seed AUCs vs {baseline}, alpha {ALPHA}",
+        ),
+        timing_s=dict(features=round(t_features, 2), total=round(time.time() - t0, 2),
+                      distinct_images=n_unique),
+    )
+    if out_dir is not None:
+        out = pathlib.Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_atomic(out / "table5.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
+        _write_atomic(out / "table5.md", table5_markdown(summary))
+        tmp = out / ".scores.tmp.npz"
+        np.savez(tmp, y_true=y_true, patient_ids=test[2], groups=np.asarray(names),
+                 seeds=np.asarray(seeds), scores=scores)
+        os.replace(tmp, out / "scores.npz")
+        roc_figure(out / "figure9_roc.png", y_true, {n: scores[i] for i, n in enumerate(names)},
+                   rows, source)
+    return summary
+
+
+def _fmt(stat, key="mean"):
+    if stat["std"] is None:
+        return f"{stat[key]:.3f}"
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def table5_markdown(summary: dict) -> str:
+    """Table 5 laid out as the paper (plus intervals, counts and tests) in Markdown."""
+    fs = summary["feature_source"]
+    base = summary["baseline"]
+    header = ["Data", "n train (HGG / LGG)", "AUC", "AUC 95% CI", "Acc", "Sen", "Spe",
+              f"ΔAUC vs {base} (95% CI)", f"p vs {base}", "significant"]
+    lines = [
+        "# Table 5: HGG/LGG classification, ResNet-18 features + SVM",
+        "",
+        f"Feature source: {fs['description']}.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for name, r in summary["groups"].items():
+        lo, hi = r["auc"]["ci95"]
+        vs = r.get("vs_baseline")
+        if vs is None:
+            delta, p, sig = "(baseline)", "", ""
+        else:
+            dlo, dhi = vs["auc_difference_ci95"]
+            delta = f"{vs['auc_difference']:+.3f} ({dlo:+.3f}, {dhi:+.3f})"
+            p = "n/a" if vs["p_value"] is None else f"{vs['p_value']:.3g}"
+            sig = "n/a" if vs["p_value"] is None else ("yes" if vs["significant"] else "no")
+        cells = [name, f"{r['n_train']['HGG']} / {r['n_train']['LGG']}", _fmt(r["auc"]),
+                 f"{lo:.3f}-{hi:.3f}", _fmt(r["accuracy"]), _fmt(r["sensitivity"]),
+                 _fmt(r["specificity"]), delta, p, sig]
+        lines.append("| " + " | ".join(cells) + " |")
+    t = summary["test"]
+    s = summary["settings"]
+    lines += [
+        "",
+        f"Test set: {t['n']['HGG']} HGG + {t['n']['LGG']} LGG slices from {t['n_patients']} "
+        f"patients. Seeds: {len(summary['seeds'])} ({', '.join(map(str, summary['seeds']))}); "
+        "mean ± std over seeds (std omitted with one seed).",
+        f"HGG is the positive class (sensitivity = HGG recall, specificity = LGG recall, eqs. "
+        f"7-9). Features: first {s['n_keep']} of 512, standardised, RFE with a linear SVM to "
+        f"{s['n_select']}, RBF SVM with C/gamma by {s['cv']}.",
+        f"AUC 95% CI: percentile bootstrap over test patients ({s['bootstrap']['n_resamples']} "
+        "resamples) of the seed-mean AUC; ΔAUC CI: the same resamples, paired.",
+        f"p: {s['significance']}; it reflects the spread over re-seeded fits on one test set, "
+        "not test-set sampling error (see the ΔAUC interval for that). n/a with one seed.",
+    ]
+    if fs["stand_in"]:
+        lines.append("NOTE: random features are a stand-in, not ImageNet features; these "
+                     "numbers are not comparable with the paper's.")
+    return "\n".join(lines) + "\n"
+
+
+def _mean_roc(y_true, scores_per_seed, grid):
+    tprs = []
+    for s in scores_per_seed:
+        fpr, tpr = metrics.roc_curve(y_true, s)
+        tprs.append(np.interp(grid, fpr, tpr))  # fpr is non-decreasing
+    tpr = np.mean(tprs, axis=0)
+    tpr[0] = 0.0
+    return tpr
+
+
+def roc_figure(path, y_true, scores: dict, rows: dict, source) -> None:
+    """Figure 9: ROC curves of all groups in one plot (seed-mean curves), written
+    atomically as PNG."""
+    grid = np.linspace(0.0, 1.0, 201)
+    fig = Figure(figsize=(5.2, 5.0), dpi=110)
+    ax = fig.subplots()
+    for name, s in scores.items():
+        auc = rows[name]["auc"]
+        label = f"{name} (AUC {_fmt(auc)})"
+        ax.plot(grid, _mean_roc(y_true, np.atleast_2d(s), grid), lw=1.6, label=label)
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
+    ax.set_xlabel("1 - specificity (LGG called HGG)")
+    ax.set_ylabel("sensitivity (HGG recall)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    title = "ROC, HGG vs LGG"
+    if source.stand_in:
+        title += " (random features: stand-in)"
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png")
+    tmp.replace(path)
+
+
+def _write_atomic(path, text):
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
