@@ -117,6 +117,8 @@ def test_evaluate_values_match_the_metrics_recomputed_by_hand(evaluated, runs, t
         "dice": metrics.dice(g_f_y, y),
         "hausdorff": metrics.hausdorff(g_f_y, y),
         "hausdorff95": metrics.hausdorff(g_f_y, y, percentile=95),
+        "surface_hausdorff": metrics.surface_hausdorff(g_f_y, y),
+        "surface_hausdorff95": metrics.surface_hausdorff(g_f_y, y, percentile=95),
     }
     for name, value in by_hand.items():
         np.testing.assert_allclose(float(row[name]), float(value[0]), rtol=1e-4, atol=1e-5,
