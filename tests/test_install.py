@@ -15,8 +15,10 @@ def test_a_script_in_a_subfolder_imports_the_installed_package():
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     result = subprocess.run([sys.executable, "benchmarks/train_step.py", "--help"], cwd=REPO,
                             env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "--steps" in result.stdout
+    # absl prints the flags and exits with status 1 on --help; the script's own flags are
+    # defined after its imports, so they are listed only if `import fproi_jax` worked.
+    assert "--steps: Timed steps" in result.stdout, result.stderr[-3000:]
+    assert result.returncode in (0, 1) and not result.stderr, result.stderr[-3000:]
 
 
 def test_fproi_jax_refuses_python_older_than_3_11():
