@@ -59,7 +59,8 @@ def test_write_report_hausdorff95_and_surface_distances_are_optional(tmp_path):
         del values[name]
     summary = write_report(values, IDS, tmp_path, "m", "d")
     assert "hausdorff95" not in summary["metrics"]
-    assert "| Method | Dice | Hausdorff (eq. 6, pixels) |\n" in (tmp_path / "summary.md").read_text()
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "| Method | Dice | Hausdorff (eq. 6, pixels) |\n" in markdown
 
 
 @pytest.mark.parametrize(
