@@ -22,6 +22,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from fproi_jax.data import pipeline
 from fproi_jax.evaluation import evaluate, synthesize
 from fproi_jax.methods import get_method
 from fproi_jax.models.summary import parameter_table
@@ -94,6 +95,14 @@ def main(argv):
         synthesize.synthesize(config, workdir)
 
 
+def _main_with_clear_errors(argv):
+    """main, with a missing dataset reported in a few lines instead of a traceback."""
+    try:
+        main(argv)
+    except pipeline.DatasetNotBuiltError as e:
+        sys.exit(f"FATAL {e}")
+
+
 def parse_flags(argv):
     """absl flag parsing, with a clear message for an override of a field the config lacks."""
     try:
@@ -109,4 +118,4 @@ def parse_flags(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(_main_with_clear_errors, flags_parser=parse_flags)

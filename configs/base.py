@@ -19,7 +19,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.test_split = "test"
     config.data.image_size = 256           # must divide the stored 256 x 256
     config.data.seed = 0
-    config.data.augment = ml_collections.ConfigDict({"flip": True, "rot90": False})
+    # The paper mentions no augmentation: none by default (configs/demo.py turns flips on).
+    config.data.augment = ml_collections.ConfigDict({"flip": False, "rot90": False})
 
     # config.model.name selects the method (fproi_gan, fproi_gan_no_rfb, cycle_gan, pix2pix,
     # dcgan); config.model.<method> holds each one's settings (fproi_jax/methods/<method>.py).

@@ -12,6 +12,7 @@ import pytest
 from scipy import ndimage
 from skimage.draw import polygon as sk_polygon, polygon_perimeter
 import tensorflow_datasets as tfds
+from pydicom.pixels import pixel_array
 
 import data_builders  # registers the builders
 from data_builders import common, phantom
@@ -193,6 +194,42 @@ def test_monochrome1_is_inverted(raw, tmp_path):
     p = tmp_path / "m1.dcm"
     ds.save_as(p)
     np.testing.assert_array_equal(read_dicom(p), ref)
+
+
+# ---------------------------------------------------------------------------- JPEG DICOMs
+
+
+def jpeg_lossless_pixels():
+    """The pixels of tests/data/jpeg_lossless_sv1.dcm (as in tests/data/make_jpeg_lossless.py)."""
+    rows, cols = np.indices((40, 32))
+    return ((rows * 97 + cols * 31 + (rows * cols) % 251) * 13 % 4096).astype(np.uint16)
+
+
+def test_jpeg_lossless_dicom_is_decoded():
+    # Written by GDCM (no installable encoder for it); decoded by pylibjpeg-libjpeg.
+    path = REPO / "tests" / "data" / "jpeg_lossless_sv1.dcm"
+    syntax = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+    assert syntax == pydicom.uid.JPEGLosslessSV1
+    np.testing.assert_array_equal(read_dicom(path), jpeg_lossless_pixels())
+
+
+def test_jpeg_ls_lossless_mammogram_builds_like_the_uncompressed_one(raw, built, tmp_path):
+    d = copy_raw(raw, tmp_path)
+    file_id, path, _ = _mass_file(d, raw)
+    ds = pydicom.dcmread(path)
+    ds.compress(pydicom.uid.JPEGLSLossless, ds.pixel_array, generate_instance_uid=False)
+    ds.save_as(path)
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == pydicom.uid.JPEGLSLossless
+    np.testing.assert_array_equal(read_dicom(path), read_dicom(raw[1][file_id]["dcm"]))
+    # pyjpegls (a test requirement) decodes JPEG-LS too; the runtime plugin must as well.
+    np.testing.assert_array_equal(pixel_array(path, decoding_plugin="pylibjpeg"),
+                                  pydicom.dcmread(raw[1][file_id]["dcm"]).pixel_array)
+
+    def crops(examples):
+        return sorted((e["image"].tobytes(), e["roi"].tobytes()) for split in examples.values()
+                      for e in split if e["file_id"].decode() == file_id)
+
+    assert crops(read_all(build(d, tmp_path / "data"))) == crops(built[1]) != []
 
 
 def test_polygon_mask_matches_skimage_up_to_edges():

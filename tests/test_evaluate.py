@@ -123,6 +123,8 @@ def test_evaluate_values_match_the_metrics_recomputed_by_hand(evaluated, runs, t
             "dice": metrics.dice(g_f_y, y),
             "hausdorff": metrics.hausdorff(g_f_y, y),
             "hausdorff95": metrics.hausdorff(g_f_y, y, percentile=95),
+            "surface_hausdorff": metrics.surface_hausdorff(g_f_y, y),
+            "surface_hausdorff95": metrics.surface_hausdorff(g_f_y, y, percentile=95),
         }
 
     by_hand = recompute(variables, batches[0]["image"], batches[0]["roi"])

@@ -5,7 +5,8 @@ from scipy import ndimage
 from scipy.spatial.distance import directed_hausdorff
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from fproi_jax.metrics import dice, hausdorff, ms_ssim, psnr, ssim, tumour_region
+from fproi_jax.metrics import (dice, hausdorff, ms_ssim, psnr, ssim, surface_hausdorff,
+                               tumour_region)
 
 RNG = np.random.default_rng(0)
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -78,6 +79,15 @@ def ref_hausdorff(pred, target, percentile=None):
         return max(directed_hausdorff(a, b)[0], directed_hausdorff(b, a)[0])
     d = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
     return max(np.percentile(d.min(1), percentile), np.percentile(d.min(0), percentile))
+
+
+def ref_surface_hausdorff(pred, target, percentile=None):
+    """MONAI's HausdorffDistanceMetric written out with scipy: boundaries (mask ^ its
+    erosion), edge-to-edge distances by distance_transform_edt, max of the directed values."""
+    edges = [m ^ ndimage.binary_erosion(m) for m in (pred > 0.5, target > 0.5)]
+    directed = [ndimage.distance_transform_edt(~b)[a] for a, b in (edges, edges[::-1])]
+    reduce = np.max if percentile is None else lambda d: np.percentile(d, percentile)
+    return max(reduce(d) for d in directed)
 
 
 def ref_dice(pred, target):
@@ -221,6 +231,48 @@ def test_hausdorff_edge_cases():
         np.testing.assert_allclose(got, [0.0, np.inf, np.inf, far, 0.0, far])
 
 
+@pytest.mark.parametrize("percentile", [None, 95])
+def test_surface_hausdorff_matches_scipy_on_random_masks(percentile):
+    # Blobs (smoothed noise), so that boundaries and interiors differ; one touches the border.
+    noise = ndimage.gaussian_filter(RNG.random((8, 40, 36)), (0, 2, 2))
+    masks = (noise > np.quantile(noise, 0.6, axis=(1, 2), keepdims=True)).astype(np.float32)
+    masks[0, :, :5] = 1
+    # A disc and a ring in it: 6 px between all pixels (the hole's centre), 9 px between
+    # the boundaries (the ring's inner edge to the disc's edge).
+    disc, hole = disk((40, 36), (20, 18), 15), disk((40, 36), (20, 18), 6)
+    pred, target = np.stack([*masks[:4], disc]), np.stack([*masks[4:], disc - hole])
+    got = surface_hausdorff(batch(*pred), batch(*target), percentile=percentile)
+    want = [ref_surface_hausdorff(p, t, percentile) for p, t in zip(pred, target)]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert not np.allclose(got, hausdorff(batch(*pred), batch(*target), percentile=percentile))
+
+
+def test_surface_hd95_of_shifted_discs_is_the_shift():
+    """Two discs of radius 30, centres 3 px apart: the boundaries are up to 3 px apart almost
+    everywhere, while most pixels of one disc lie inside the other."""
+    shape = (256, 256)
+    pred, target = batch(disk(shape, (128, 128), 30)), batch(disk(shape, (131, 128), 30))
+    np.testing.assert_allclose(surface_hausdorff(pred, target, percentile=95), [3.0])
+    np.testing.assert_allclose(hausdorff(pred, target, percentile=95), [1.0])
+    np.testing.assert_allclose(surface_hausdorff(pred, target), [3.0])
+    np.testing.assert_allclose(hausdorff(pred, target), [3.0])
+
+
+def test_surface_hausdorff_edge_cases():
+    empty = np.zeros((10, 12))
+    square, inner = empty.copy(), empty.copy()
+    square[2:8, 2:8] = 1
+    inner[4:6, 4:6] = 1
+    full = np.ones((10, 12))
+    pred = batch(empty, square, empty, square, full)
+    target = batch(empty, empty, square, inner, full)
+    got = surface_hausdorff(pred, target)
+    # square vs the 2x2 square inside it: the outer ring is 2 px from the inner one (corner
+    # to corner 2*sqrt(2)); the whole image: its boundary is its outer ring, distance 0.
+    np.testing.assert_allclose(got, [0.0, np.inf, np.inf, np.hypot(2, 2), 0.0])
+    assert float(hausdorff(pred[3:4], target[3:4])[0]) == pytest.approx(np.hypot(2, 2))
+
+
 # ---------------------------------------------------------------- regions, batching, shapes
 
 
@@ -238,7 +290,8 @@ def test_tumour_region_ignores_differences_outside_the_real_roi():
 
 @pytest.mark.parametrize(
     "metric, size",
-    [(psnr, 24), (ssim, 24), (ms_ssim, 176), (dice, 24), (hausdorff, 24)],
+    [(psnr, 24), (ssim, 24), (ms_ssim, 176), (dice, 24), (hausdorff, 24),
+     (surface_hausdorff, 24)],
 )
 def test_batch_equals_one_example_at_a_time(metric, size):
     shape = (3, size, size, 1)
@@ -250,7 +303,7 @@ def test_batch_equals_one_example_at_a_time(metric, size):
     np.testing.assert_allclose(together, one_by_one, rtol=1e-6)
 
 
-@pytest.mark.parametrize("metric", [psnr, ssim, dice, hausdorff])
+@pytest.mark.parametrize("metric", [psnr, ssim, dice, hausdorff, surface_hausdorff])
 def test_shape_errors_name_the_argument(metric):
     with pytest.raises(ValueError, match=r"pred must have shape \(N, H, W, 1\)"):
         metric(np.zeros((2, 16, 16)), np.zeros((2, 16, 16)))

@@ -1,5 +1,7 @@
 """grain pipeline: batches, seeded order, identical augmentation, resume, mesh sharding."""
 import itertools
+import subprocess
+import sys
 
 import jax
 import ml_collections
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from conftest import REPO
 from fproi_jax.data import pipeline
 from fproi_jax.mesh import data_mesh
 
@@ -111,3 +114,48 @@ def test_eval_batches_cover_the_split_in_order(tiny_brats):
     np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches]),
                                   np.arange(len(source)))
     assert all(len(b["image"]) <= 3 for b in batches)
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("name, config, folder, command", [
+    ("brats2017", "paper", "brats2017/paper/1.0.0",
+     "python -m data_builders brats2017 --manual_dir=RAW_DIR --data_dir={} --config=paper"),
+    ("inbreast", "", "inbreast/paper/1.0.0",  # the builder's default config
+     "python -m data_builders inbreast --manual_dir=RAW_DIR --data_dir={}\n"),
+])
+def test_a_dataset_not_built_stops_with_the_build_command_and_creates_nothing(
+        tmp_path, name, config, folder, command):
+    (tmp_path / "tfds").mkdir()
+    before = _tree(tmp_path)
+    data = ml_collections.ConfigDict({"name": name, "builder_config": config,
+                                      "data_dir": str(tmp_path / "tfds")})
+    with pytest.raises(pipeline.DatasetNotBuiltError) as error:
+        pipeline.load_split(data, "train")
+    message = str(error.value)
+    assert f"Dataset {name!r}" in message and f"data_dir={tmp_path / 'tfds'}" in message
+    assert f"no {folder}/dataset_info.json" in message
+    assert command.format(tmp_path / "tfds") in message
+    assert len(message.splitlines()) <= 6
+    assert _tree(tmp_path) == before  # no downloads/ or <name>/<config>/ left behind
+
+
+def test_a_dataset_not_built_names_what_is_built_there(tiny_brats):
+    data = tiny_brats.copy_and_resolve_references()
+    data.builder_config = "all_tumour_slices"
+    with pytest.raises(pipeline.DatasetNotBuiltError, match="Built there: brats2017/tiny32/1.0.0"):
+        pipeline.load_split(data, "train")
+
+
+def test_launch_prints_the_missing_dataset_in_a_few_lines(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "launch.py", "--config=configs/brats.py", f"--workdir={tmp_path / 'run'}",
+         f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.batch_size=4"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("FATAL Dataset 'brats2017' (config 'paper') is not built")
+    assert "python -m data_builders brats2017" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -45,19 +45,22 @@ def test_write_report_files_and_summary(tmp_path):
     row = "| Whole image | Fproi-GAN | 2.750 ± 1.708 | 5.500 ± 3.416 | 8.250 ± 5.123 |"
     assert row in markdown
     assert "| Tumour region | Fproi-GAN |" in markdown
-    assert "| Method | Dice | Hausdorff | Hausdorff 95 |" in markdown
+    assert ("| Method | Dice | Hausdorff (eq. 6, pixels) | HD95 (eq. 6, pixels) | "
+            "Hausdorff (surface) | HD95 (surface) |") in markdown
     assert "2.333 ± 1.528 †" in markdown
     assert "Fproi-GAN hausdorff: 1 of 4" in markdown
     files = {path.name for path in tmp_path.iterdir()}
     assert files == {"per_example.csv", "summary.json", "summary.md"}
 
 
-def test_write_report_hausdorff95_is_optional(tmp_path):
+def test_write_report_hausdorff95_and_surface_distances_are_optional(tmp_path):
     values = metrics()
-    del values["hausdorff95"]
+    for name in ("hausdorff95", "surface_hausdorff", "surface_hausdorff95"):
+        del values[name]
     summary = write_report(values, IDS, tmp_path, "m", "d")
     assert "hausdorff95" not in summary["metrics"]
-    assert "| Method | Dice | Hausdorff |" in (tmp_path / "summary.md").read_text()
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "| Method | Dice | Hausdorff (eq. 6, pixels) |\n" in markdown
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,12 @@ Paper section 2.1, as implemented here:
   ``ceil(1.2 * max(bbox_h, bbox_w))`` (10% margin per side) around the same centre,
   shifted likewise, then resized to 256 (image bilinear, ROI nearest neighbour, so it
   stays binary).
-* Pixels: decoded by pydicom (uncompressed and the compressed transfer syntaxes pydicom
-  decodes natively, e.g. RLE Lossless), Rescale Slope/Intercept applied, MONOCHROME1
-  inverted (``2**BitsStored - 1 - value``), then max-normalised to [0, 1] OVER THE CROP
-  (crop / crop max, as the paper crops first and then normalises), float32.
+* Pixels: decoded by pydicom (uncompressed, the compressed transfer syntaxes pydicom
+  decodes natively, e.g. RLE Lossless, and, through the pylibjpeg and pylibjpeg-libjpeg
+  plugins of requirements.txt, JPEG, JPEG Lossless and JPEG-LS), Rescale Slope/Intercept
+  applied, MONOCHROME1 inverted (``2**BitsStored - 1 - value``), then max-normalised to
+  [0, 1] OVER THE CROP (crop / crop max, as the paper crops first and then normalises),
+  float32.
 * Split: 7:3 train/test by patient (the hash in the file name), over the patients that
   have at least one mass; sorted ids then a seeded permutation.
 """

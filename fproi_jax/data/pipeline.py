@@ -7,6 +7,7 @@ Augmentation draws from a generator seeded by (seed, position in the stream), so
 on 1 device, on N devices or on N hosts sees the same global batches, and an iterator
 restored from its checkpointed position continues the same sequence.
 """
+import os
 from typing import Iterator
 
 import grain
@@ -14,16 +15,94 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import data_builders  # noqa: F401  (registers the TFDS builders)
 from fproi_jax.mesh import DATA_AXIS
 
 BATCH_KEYS = ("image", "roi")
+# Datasets that `python -m data_builders NAME` builds: {name: its phantom's name}.
+BUILD_COMMAND_DATASETS = {"brats2017": "brats", "inbreast": "inbreast"}
+
+
+class DatasetNotBuiltError(FileNotFoundError):
+    """config.data names a dataset that is not built in config.data.data_dir."""
+
+
+def _find_built(data: ml_collections.ConfigDict):
+    """(whether the dataset is built, its folder relative to data_dir as tfds expects it).
+
+    TFDS keeps a built dataset in <data_dir>/<name>/<config>/<version>/ and writes its
+    dataset_info.json last (generation goes to a temporary folder that is renamed). For a
+    builder registered with that config, the version is the builder's VERSION (tfds would
+    otherwise try to generate it); for anything else (a custom config, the unregistered
+    synthetic_pairs) any version folder holding a dataset_info.json will do, as tfds then
+    reads the dataset from its files. Only reads the file system: nothing is instantiated.
+    """
+    root = epath.Path(data.data_dir) / data.name
+    config, version = data.builder_config, None
+    try:
+        cls = tfds.builder_cls(data.name)
+    except tfds.core.registered.DatasetNotFoundError:
+        cls = None
+    if cls is not None:
+        registered = {c.name: c for c in (cls.BUILDER_CONFIGS or ())}
+        if not config and registered:
+            config = cls.DEFAULT_BUILDER_CONFIG_NAME or next(iter(registered))
+        if not registered or config in registered:
+            version = str(cls.VERSION)
+    folder = root / config if config else root
+    if version is not None:
+        candidates = [folder / version]
+    else:
+        candidates = list(folder.iterdir()) if folder.is_dir() else []
+    built = any((c / "dataset_info.json").is_file() for c in candidates)
+    expected = "/".join(filter(None, (data.name, config, version or "<version>")))
+    return built, expected
+
+
+def _not_built_message(data: ml_collections.ConfigDict, expected: str) -> str:
+    """What is missing, where, what is there instead, and the command that builds it."""
+    data_dir = epath.Path(data.data_dir)
+    where = str(data_dir)
+    if not data_dir.is_absolute():
+        where += f" ({os.path.abspath(data_dir)})"
+    others = sorted(str(info.parent.relative_to(data_dir))
+                    for pattern in ("*/*/dataset_info.json", "*/*/*/dataset_info.json")
+                    for info in data_dir.glob(pattern)) if data_dir.is_dir() else []
+    lines = [f"Dataset {data.name!r} (config {data.builder_config or 'default'!r}) is not built "
+             f"in data.data_dir={where}: no {expected}/dataset_info.json there."]
+    if others:
+        lines.append(f"Built there: {', '.join(others)}.")
+    if data.name in BUILD_COMMAND_DATASETS:
+        config = f" --config={data.builder_config}" if data.builder_config else ""
+        lines.append("Build it from the raw release (layout: README.md, section Data) with\n"
+                     f"  python -m data_builders {data.name} --manual_dir=RAW_DIR "
+                     f"--data_dir={data.data_dir}{config}\n"
+                     f"(no raw data at hand? `python -m data_builders.phantom "
+                     f"{BUILD_COMMAND_DATASETS[data.name]} --out=RAW_DIR` writes a phantom)")
+    else:
+        lines.append("Write it there first (synthetic_pairs: launch.py --mode=synthesize writes "
+                     "WORKDIR/synthetic/tfds).")
+    lines.append("Or set --config.data.data_dir to the folder where it was built.")
+    return "\n".join(lines)
 
 
 def load_split(data: ml_collections.ConfigDict, split: str):
-    """Random-access TFDS data source of one split (array_record, no TensorFlow)."""
+    """Random-access TFDS data source of one split (array_record, no TensorFlow).
+
+    Raises DatasetNotBuiltError, with the command that builds it, when the dataset is not
+    in data.data_dir. That is checked first, because tfds.data_source would otherwise try
+    to build it: a long traceback about <data_dir>/downloads/manual, and empty downloads/
+    and <name>/<config>/ folders left behind.
+    """
+    if not data.data_dir:
+        raise DatasetNotBuiltError("data.data_dir is empty: set it to the TFDS data dir that "
+                                   "`python -m data_builders` wrote")
+    built, expected = _find_built(data)
+    if not built:
+        raise DatasetNotBuiltError(_not_built_message(data, expected))
     name = f"{data.name}/{data.builder_config}" if data.builder_config else data.name
     return tfds.data_source(name, data_dir=data.data_dir, split=split)
 

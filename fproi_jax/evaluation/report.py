@@ -1,7 +1,8 @@
 """Evaluation reports: per-example metrics -> CSV, summaries and comparisons laid out as the paper.
 
 Image synthesis metrics (paper Tables 1 and 3) per region, whole image and tumour region,
-and ROI synthesis metrics (Tables 2 and 4), Dice and Hausdorff, plus optional HD95.
+and ROI synthesis metrics (Tables 2 and 4), Dice and Hausdorff (eq. 6), plus optional HD95
+and the boundary-based Hausdorff and HD95 that segmentation papers report.
 MS-SSIM is optional too (it needs images of at least 176 px); an absent metric reads "—".
 Choices:
 - mean ± sample standard deviation (ddof=1) over the examples;
@@ -23,9 +24,15 @@ from scipy import stats
 
 REGIONS = {"whole": "Whole image", "tumour": "Tumour region"}
 IMAGE_METRICS = {"psnr": "PSNR", "ssim": "SSIM", "ms_ssim": "MS-SSIM"}
-ROI_METRICS = {"dice": "Dice", "hausdorff": "Hausdorff", "hausdorff95": "Hausdorff 95"}
-# MS-SSIM needs images of at least 176 px: smaller runs leave both columns out.
-OPTIONAL = ("hausdorff95", "whole_ms_ssim", "tumour_ms_ssim")
+# Hausdorff two ways (fproi_jax.metrics.hausdorff): the paper's eq. 6 over all ROI pixels,
+# and between the ROI boundaries as MONAI, medpy and BraTS report it.
+ROI_METRICS = {"dice": "Dice", "hausdorff": "Hausdorff (eq. 6, pixels)",
+               "hausdorff95": "HD95 (eq. 6, pixels)", "surface_hausdorff": "Hausdorff (surface)",
+               "surface_hausdorff95": "HD95 (surface)"}
+# MS-SSIM needs images of at least 176 px: smaller runs leave both columns out. Runs
+# evaluated before the surface distances existed have no such columns.
+OPTIONAL = ("hausdorff95", "surface_hausdorff", "surface_hausdorff95", "whole_ms_ssim",
+            "tumour_ms_ssim")
 METRICS = {
     "image": {region: tuple(f"{region}_{name}" for name in IMAGE_METRICS) for region in REGIONS},
     "roi": tuple(ROI_METRICS),
@@ -156,7 +163,7 @@ def write_report(per_example, example_ids, out_dir, method, dataset):
 
     Args:
       per_example: {metric: (N,) values}, with every name of ALL_METRICS except the
-        optional ones (OPTIONAL: hausdorff95 and the two MS-SSIMs).
+        optional ones (OPTIONAL: hausdorff95, the surface distances and the two MS-SSIMs).
       example_ids: N unique ids, in the order of the values.
       out_dir: folder, created if needed.
       method, dataset: names shown in the tables.

@@ -79,7 +79,7 @@ class SubpixelConvTranspose(nn.Module):
     and returns exactly its output, but evaluates it as one stride-1 convolution that
     produces all s*s output phases followed by depth-to-space. On CPU XLA the weight
     gradient of a dilated (transposed) convolution is ~25x slower than this form
-    (DESIGN.md); the arithmetic is identical.
+    (docs/measured_facts.md); the arithmetic is identical.
     """
 
     features: int
