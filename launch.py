@@ -40,6 +40,8 @@ flags.DEFINE_bool("distributed", False,
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 flags.DEFINE_integer("num_processes", None, "Number of processes.")
 flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.DEFINE_integer("distributed_timeout_s", 600,
+                     "With --distributed: how long a process waits for the others to start.")
 flags.mark_flags_as_required(["config"])
 
 FLAGS = flags.FLAGS
@@ -50,7 +52,11 @@ def _initialize_distributed():
               if getattr(FLAGS, k) is not None}
     # Collectives between CPU processes (tests, CPU clusters); GPUs and TPUs ignore it.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(**kwargs)
+    # Orbax's barriers through the coordination service, which waits up to a timeout,
+    # instead of a device all-reduce, which Gloo aborts (DEADLINE_EXCEEDED) when one
+    # process lags behind, e.g. while it compiles on a loaded machine.
+    FLAGS.experimental_orbax_use_distributed_barrier = True
+    jax.distributed.initialize(**kwargs, initialization_timeout=FLAGS.distributed_timeout_s)
 
 
 class _OnlyOwnInfo(std_logging.Filter):

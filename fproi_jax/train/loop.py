@@ -10,12 +10,13 @@ import time
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import tensorboardX
 import tqdm
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from fproi_jax.data import pipeline
-from fproi_jax.mesh import data_mesh
+from fproi_jax.mesh import DATA_AXIS, data_mesh
 from fproi_jax.methods import CYCLE_NAMES, Method, get_method
 from fproi_jax.train import state as state_lib
 from fproi_jax.train.checkpoint import TrainCheckpointer
@@ -44,6 +45,16 @@ def initial_state(config: ml_collections.ConfigDict, method: Method, optimizer, 
         lambda rng: state_lib.create_train_state(method, optimizer, rng, config.data.image_size),
         out_shardings=NamedSharding(mesh, P()))
     return create(jax.random.PRNGKey(config.seed))
+
+
+def _compile_everywhere(train_step, state, batch_size: int, image_size: int, mesh):
+    """Compiles the step ahead, then waits until every process has: the first step's
+    collectives then start together, not while one process is still compiling."""
+    batch = jax.ShapeDtypeStruct((batch_size, image_size, image_size, 1), np.float32,
+                                 sharding=NamedSharding(mesh, P(DATA_AXIS)))
+    compiled = train_step.lower(state, {key: batch for key in pipeline.BATCH_KEYS}).compile()
+    ocp.multihost.sync_global_processes("fproi_jax_train_step_compiled")
+    return compiled
 
 
 def _check_finite(step: int, metrics: dict):
@@ -80,6 +91,9 @@ def train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> state_lib
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
     train_step = make_train_step(method, optimizer, learning_rate, mesh)
+    if jax.process_count() > 1:
+        train_step = _compile_everywhere(train_step, state, config.train.batch_size,
+                                         config.data.image_size, mesh)
     cycles = jax.jit(method.cycles)
     sample_batch = next(pipeline.eval_batches(
         pipeline.load_split(config.data, config.data.test_split), config.data,
