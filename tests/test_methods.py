@@ -230,7 +230,8 @@ def test_unknown_method_is_named():
 def test_resume_export_and_evaluate_on_one_device(name, tiny_brats, tmp_path):
     """A run resumed from its step-2 checkpoint ends where an uninterrupted one does
     (parameters, BatchNorm statistics, pools, optimizer states); its export, written here
-    on 4 devices, is evaluated and synthesized from by launch.py in a 1-device process."""
+    on 4 devices, is evaluated and synthesized from by launch.py in a 1-device process, and
+    its jax.export programs run in a process that imports jax alone."""
     config = tiny_config(tiny_brats, name)
     config.train.num_steps = 4
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -248,6 +249,24 @@ def test_resume_export_and_evaluate_on_one_device(name, tiny_brats, tmp_path):
     _, loaded_method, variables = load_generators(export)
     assert loaded_method.label == LABELS[name]
     _assert_trees_close(variables, method.export_variables(a.params, a.batch_stats), atol=0)
+
+    # The self-contained programs: the same syntheses, loaded by a process with jax alone.
+    x = np.random.default_rng(0).random((3, 32, 32, 1), np.float32)
+    y = (x > 0.7).astype(np.float32)
+    script = ("import sys, numpy as np; from jax import export; "
+              "p = export.deserialize(open(sys.argv[1], 'rb').read()); "
+              "y = np.load(sys.argv[2]); np.save(sys.argv[3], np.asarray(p.call(y)[0]))")
+    np.save(tmp_path / "y.npy", y)
+    result = subprocess.run([sys.executable, "-c", script, str(export / "roi_synthesis.jaxexport"),
+                             str(tmp_path / "y.npy"), str(tmp_path / "f_y.npy")],
+                            cwd="/", env=dict(os.environ, PYTHONPATH=""), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "f_y.npy"),
+                               method.roi_synthesis(variables, y)[0], atol=1e-5)
+    image_program = jax.export.deserialize((export / "image_synthesis.jaxexport").read_bytes())
+    for got, want in zip(image_program.call(x, y), method.image_synthesis(variables, x, y)):
+        np.testing.assert_allclose(got, want, atol=1e-5)
 
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     data_flags = [f"--config.data.builder_config={tiny_brats.builder_config}",

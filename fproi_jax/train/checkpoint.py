@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from fproi_jax.mesh import data_mesh
 from fproi_jax.methods import Method, get_method
+from fproi_jax.train import programs
 from fproi_jax.train import state as state_lib
 
 
@@ -90,12 +91,15 @@ def restore_train_state(config: ml_collections.ConfigDict, workdir: pathlib.Path
 
 def export_inference(directory: pathlib.Path, variables: dict,
                      config: ml_collections.ConfigDict):
-    """Writes a method's export variables and the config to `directory` (no optimizer state)."""
+    """Writes a method's export variables, the config and the self-contained synthesis
+    programs (programs.py) to `directory` (no optimizer state)."""
     directory = pathlib.Path(directory).absolute()
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(directory / "params", variables, force=True)
     if jax.process_index() == 0:
         (directory / "config.json").write_text(config.to_json_best_effort(indent=2))
+        programs.write_programs(directory, get_method(config), variables,
+                                config.data.image_size)
 
 
 def load_config(path: pathlib.Path) -> ml_collections.ConfigDict:
