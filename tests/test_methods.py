@@ -108,8 +108,8 @@ def test_four_devices_give_the_same_update_as_one(name):
 def _on_one_device(fn, *args):
     """fn(*args) on a one-device mesh, where BatchNorm layers average their training
     statistics over the data axis, as in the train step."""
-    return jax.shard_map(fn, mesh=data_mesh(jax.devices()[:1]), in_specs=P(), out_specs=P(),
-                         check_vma=False)(*args)
+    return jax.jit(jax.shard_map(fn, mesh=data_mesh(jax.devices()[:1]), in_specs=P(),
+                                 out_specs=P(), check_vma=False))(*args)
 
 
 def _objective_terms(name, weight):
@@ -120,7 +120,7 @@ def _objective_terms(name, weight):
     weight_field = "l1_weight" if name == "pix2pix" else "cycle_weight"
     config.model[key][weight_field] = weight
     method = get_method(config)
-    params, batch_stats = method.init(jax.random.key(0), (32, 32))
+    params, batch_stats = jax.jit(method.init, static_argnums=1)(jax.random.key(0), (32, 32))
     total, (terms, _, _) = _on_one_device(
         lambda p, s, b: method.generator_objective({n: p[n] for n in GENERATORS}, p, s, b,
                                                    jax.random.key(1)),
@@ -145,8 +145,8 @@ def test_generator_objective_weighs_the_cycle_terms_by_lambda(name):
     batch = disc_batch()
     variables = {"params": params, "batch_stats": batch_stats}
     x, y = batch["image"], batch["roi"]
-    _, f_g_x = method.image_synthesis(variables, x, y)
-    _, g_f_y = method.roi_synthesis(variables, y)
+    _, f_g_x = jax.jit(method.image_synthesis)(variables, x, y)
+    _, g_f_y = jax.jit(method.roi_synthesis)(variables, y)
     np.testing.assert_allclose(terms["cycle_image"], np.abs(f_g_x - x).mean(), rtol=1e-5)
     np.testing.assert_allclose(terms["cycle_roi"], np.abs(g_f_y - y).mean(), rtol=1e-5)
 
@@ -155,7 +155,7 @@ def test_generator_objective_weighs_the_cycle_terms_by_lambda(name):
 def test_labels_and_export_networks(name):
     method = get_method(_config(name))
     assert method.label == LABELS[name]
-    params, batch_stats = method.init(jax.random.key(0), (32, 32))
+    params, batch_stats = jax.jit(method.init, static_argnums=1)(jax.random.key(0), (32, 32))
     exported = method.export_variables(params, batch_stats)
     assert set(exported["params"]) == set(GENERATORS)
     assert all(path.split("/")[0] in GENERATORS for path in exported["batch_stats"])
@@ -208,14 +208,14 @@ def test_pix2pix_dropout_is_on_while_training_and_off_in_evaluation():
     config = _config("pix2pix")
     config.data.image_size = 64  # 6 levels: one decoder level with dropout
     method = get_method(config)
-    params, batch_stats = method.init(jax.random.key(0), (64, 64))
+    params, batch_stats = jax.jit(method.init, static_argnums=1)(jax.random.key(0), (64, 64))
     x = jax.random.uniform(jax.random.key(1), (2, 64, 64, 1))
     train = [_on_one_device(lambda p, s, x: Networks(method.modules, p, s, True,
                                                      jax.random.key(k))("G", x),
                             params, batch_stats, x) for k in (2, 3)]
     assert float(np.abs(train[0] - train[1]).max()) > 1e-4
     variables = {"params": params, "batch_stats": batch_stats}
-    evaluation = [method.image_synthesis(variables, x, x)[0] for _ in range(2)]
+    evaluation = [jax.jit(method.image_synthesis)(variables, x, x)[0] for _ in range(2)]
     np.testing.assert_array_equal(evaluation[0], evaluation[1])
 
 

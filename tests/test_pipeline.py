@@ -121,7 +121,7 @@ def _tree(root):
 
 
 @pytest.mark.parametrize("name, config, folder, command", [
-    ("brats2017", "paper", "brats2017/paper/1.0.0",
+    ("brats2017", "paper", "brats2017/paper/1.1.0",
      "python -m data_builders brats2017 --manual_dir=RAW_DIR --data_dir={} --config=paper"),
     ("inbreast", "", "inbreast/paper/1.0.0",  # the builder's default config
      "python -m data_builders inbreast --manual_dir=RAW_DIR --data_dir={}\n"),
@@ -145,7 +145,7 @@ def test_a_dataset_not_built_stops_with_the_build_command_and_creates_nothing(
 def test_a_dataset_not_built_names_what_is_built_there(tiny_brats):
     data = tiny_brats.copy_and_resolve_references()
     data.builder_config = "all_tumour_slices"
-    with pytest.raises(pipeline.DatasetNotBuiltError, match="Built there: brats2017/tiny32/1.0.0"):
+    with pytest.raises(pipeline.DatasetNotBuiltError, match="Built there: brats2017/tiny32/1.1.0"):
         pipeline.load_split(data, "train")
 
 

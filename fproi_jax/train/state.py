@@ -20,7 +20,7 @@ class TrainState:
     batch_stats: dict  # BatchNorm running averages by module path; {} without BatchNorm
     opt_state: dict    # one optax state per entry of params
     rng: jax.Array     # uint32[2] key; split every step for the image pools and dropout
-    pools: dict       # {'images', 'rois', 'count'}: history of synthesized samples
+    pools: dict        # {'images', 'rois', 'count'}: past synthesized samples; {} without pools
 
 
 def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
@@ -48,8 +48,9 @@ def create_train_state(method: Method, optimizer: optax.GradientTransformation,
     init_rng, state_rng = jax.random.split(rng)
     params, batch_stats = method.init(init_rng, (image_size, image_size))
     empty = jnp.zeros((method.pool_size, image_size, image_size, 1), jnp.float32)
+    pools = {"images": empty, "rois": empty, "count": jnp.zeros((), jnp.int32)}
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
         opt_state={name: optimizer.init(params[name]) for name in NETWORKS},
         rng=state_rng,
-        pools={"images": empty, "rois": empty, "count": jnp.zeros((), jnp.int32)})
+        pools=pools if method.pool_size else {})

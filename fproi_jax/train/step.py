@@ -70,7 +70,10 @@ def make_train_step(method: Method, optimizer: optax.GradientTransformation,
             method.generator_objective, has_aux=True)(
                 {name: local_params[name] for name in GENERATORS}, state.params,
                 state.batch_stats, batch, gen_rng)
-        pools, fakes = _pooled_fakes(state, jax.lax.stop_gradient(fakes), pool_rng)
+        fakes = jax.lax.stop_gradient(fakes)
+        pools = state.pools
+        if pools:  # the method keeps pools (a static property of the state's structure)
+            pools, fakes = _pooled_fakes(state, fakes, pool_rng)
         (_, (disc_terms, batch_stats)), disc_grads = jax.value_and_grad(
             method.discriminator_objective, has_aux=True)(
                 {name: local_params[name] for name in DISCRIMINATORS}, state.params,
