@@ -95,9 +95,13 @@ def train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> state_lib
         train_step = _compile_everywhere(train_step, state, config.train.batch_size,
                                          config.data.image_size, mesh)
     cycles = jax.jit(method.cycles)
+    sample_split = config.data.test_split
+    if sample_split not in train_source.dataset_info.splits:  # e.g. synthetic_pairs: 'train'
+        logging.info("%s has no split %r: the sample grids show the first examples of %r",
+                     config.data.name, sample_split, config.data.train_split)
+        sample_split = config.data.train_split
     sample_batch = next(pipeline.eval_batches(
-        pipeline.load_split(config.data, config.data.test_split), config.data,
-        config.train.num_samples))
+        pipeline.load_split(config.data, sample_split), config.data, config.train.num_samples))
     writer = tensorboardX.SummaryWriter(str(workdir / "tensorboard")) if chief else None
     if writer is not None:
         writer.add_text("config", "```json\n" + config.to_json_best_effort(indent=2) + "\n```",
