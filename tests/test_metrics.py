@@ -101,7 +101,9 @@ def ref_dice(pred, target):
 def test_psnr_matches_skimage():
     shape = (32, 40)
     structured = smooth_image(shape), smooth_image(shape)
-    pairs = [noisy_pair(shape, 0.1), noisy_pair(shape, 0.01), structured]
+    # A dark pair (max 0.2): MAX is the data range 1 of [0, 1] images, not the image's max.
+    dark = tuple(0.2 * image for image in noisy_pair(shape, 0.05))
+    pairs = [noisy_pair(shape, 0.1), noisy_pair(shape, 0.01), structured, dark]
     got = psnr(batch(*(p for p, _ in pairs)), batch(*(t for _, t in pairs)))
     want = [
         peak_signal_noise_ratio(t.astype(np.float32), p.astype(np.float32), data_range=1)
