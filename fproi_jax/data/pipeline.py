@@ -148,7 +148,13 @@ def resize_example(image: np.ndarray, roi: np.ndarray, size: int):
 
 def augment(image: np.ndarray, roi: np.ndarray, rng: np.random.Generator,
             cfg: ml_collections.ConfigDict):
-    """Random left-right flip and rotation by a multiple of 90 degrees, identical for both."""
+    """Random left-right flip and rotation by a multiple of 90 degrees, identical for both.
+
+    numpy on the host, not dm-pix on the device: each example's draw comes from `rng`,
+    seeded by its position in the stream (see _ReadHostSlice), so the batches do not depend
+    on the number of devices or hosts and a restored iterator repeats them; flips and
+    quarter turns are index shuffles that cost nothing next to the step.
+    """
     if cfg.flip and rng.random() < 0.5:
         image, roi = image[:, ::-1], roi[:, ::-1]
     if cfg.rot90:
