@@ -102,10 +102,11 @@ def main(argv):
 
 
 def _main_with_clear_errors(argv):
-    """main, with a missing dataset reported in a few lines instead of a traceback."""
+    """main, with a missing dataset or a wrong image size reported in a few lines instead
+    of a traceback."""
     try:
         main(argv)
-    except pipeline.DatasetNotBuiltError as e:
+    except (pipeline.DatasetNotBuiltError, pipeline.ImageSizeError) as e:
         sys.exit(f"FATAL {e}")
 
 

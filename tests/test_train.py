@@ -80,10 +80,32 @@ def test_four_devices_give_the_same_update_as_one(tiny_brats):
     assert int(four.step) == 3 and int(four.pools["count"]) == 3  # pool_size 3 filled
 
 
+def _assert_tensorboard_has_samples_and_config(workdir, config, sample_steps):
+    """The events hold the sample grids as images (as the PNGs) and the config as text."""
+    from PIL import Image
+    from tensorboard.backend.event_processing import event_accumulator
+
+    events = event_accumulator.EventAccumulator(str(workdir / "tensorboard"),
+                                                size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    images = events.Images("samples")
+    assert [image.step for image in images] == sample_steps
+    for image in images:
+        with Image.open(workdir / "samples" / f"step_{image.step:07d}.png") as png:
+            assert (image.width, image.height) == png.size
+    (text,) = events.Tensors("config/text_summary")  # tensorboardX names it so
+    text = text.tensor_proto.string_val[0].decode()
+    assert text.startswith("```json\n") and text.endswith("\n```")
+    resolved = json.loads(text[len("```json\n"):-len("\n```")])
+    assert resolved["seed"] == config.seed and resolved["model"]["name"] == config.model.name
+
+
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_brats, tmp_path):
     config = tiny_config(tiny_brats)
     config.train.num_steps = 2
+    config.seed = 7
     loop.train(config, tmp_path)          # a good checkpoint at step 2
+    _assert_tensorboard_has_samples_and_config(tmp_path, config, sample_steps=[2])
     config.train.num_steps = 6
     config.train.learning_rate = 1e30     # the resumed run diverges at step 3
     with pytest.raises(loop.NonFiniteLossError, match="step 4: non-finite loss"):

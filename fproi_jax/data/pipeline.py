@@ -30,6 +30,10 @@ class DatasetNotBuiltError(FileNotFoundError):
     """config.data names a dataset that is not built in config.data.data_dir."""
 
 
+class ImageSizeError(ValueError):
+    """config.data.image_size does not divide the size the dataset stores."""
+
+
 def _find_built(data: ml_collections.ConfigDict):
     """(whether the dataset is built, its folder relative to data_dir as tfds expects it).
 
@@ -104,7 +108,23 @@ def load_split(data: ml_collections.ConfigDict, split: str):
     if not built:
         raise DatasetNotBuiltError(_not_built_message(data, expected))
     name = f"{data.name}/{data.builder_config}" if data.builder_config else data.name
-    return tfds.data_source(name, data_dir=data.data_dir, split=split)
+    source = tfds.data_source(name, data_dir=data.data_dir, split=split)
+    _check_image_size(data, source.dataset_info.features["image"].shape[:2])
+    return source
+
+
+def _check_image_size(data: ml_collections.ConfigDict, stored):
+    """Stops before any example is read when data.image_size does not divide the stored
+    size (examples are only ever downsampled, by area averaging; see resize_example)."""
+    height, width = stored
+    if height % data.image_size or width % data.image_size:
+        sizes = [n for n in range(min(height, width), 0, -1)
+                 if height % n == 0 and width % n == 0][:4]
+        raise ImageSizeError(
+            f"Dataset {data.name!r} in {data.data_dir} stores {height}x{width} images; "
+            f"data.image_size={data.image_size} must divide that (examples are only "
+            f"downsampled). Pass --config.data.image_size={sizes[0]} (or a divisor of it: "
+            f"{', '.join(map(str, sizes[1:]))}, ...).")
 
 
 def resize_example(image: np.ndarray, roi: np.ndarray, size: int):
@@ -128,7 +148,13 @@ def resize_example(image: np.ndarray, roi: np.ndarray, size: int):
 
 def augment(image: np.ndarray, roi: np.ndarray, rng: np.random.Generator,
             cfg: ml_collections.ConfigDict):
-    """Random left-right flip and rotation by a multiple of 90 degrees, identical for both."""
+    """Random left-right flip and rotation by a multiple of 90 degrees, identical for both.
+
+    numpy on the host, not dm-pix on the device: each example's draw comes from `rng`,
+    seeded by its position in the stream (see _ReadHostSlice), so the batches do not depend
+    on the number of devices or hosts and a restored iterator repeats them; flips and
+    quarter turns are index shuffles that cost nothing next to the step.
+    """
     if cfg.flip and rng.random() < 0.5:
         image, roi = image[:, ::-1], roi[:, ::-1]
     if cfg.rot90:

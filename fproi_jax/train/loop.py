@@ -95,10 +95,17 @@ def train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> state_lib
         train_step = _compile_everywhere(train_step, state, config.train.batch_size,
                                          config.data.image_size, mesh)
     cycles = jax.jit(method.cycles)
+    sample_split = config.data.test_split
+    if sample_split not in train_source.dataset_info.splits:  # e.g. synthetic_pairs: 'train'
+        logging.info("%s has no split %r: the sample grids show the first examples of %r",
+                     config.data.name, sample_split, config.data.train_split)
+        sample_split = config.data.train_split
     sample_batch = next(pipeline.eval_batches(
-        pipeline.load_split(config.data, config.data.test_split), config.data,
-        config.train.num_samples))
+        pipeline.load_split(config.data, sample_split), config.data, config.train.num_samples))
     writer = tensorboardX.SummaryWriter(str(workdir / "tensorboard")) if chief else None
+    if writer is not None:
+        writer.add_text("config", "```json\n" + config.to_json_best_effort(indent=2) + "\n```",
+                        int(state.step))
 
     start = int(state.step)
     logging.info("Training %s, steps %d..%d on %d devices (%d processes), global batch %d",
@@ -138,9 +145,10 @@ def train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> state_lib
             variables = {"params": state.params, "batch_stats": state.batch_stats}
             grid = jax.device_get(cycles(variables, sample_batch["image"], sample_batch["roi"]))
             if chief:
-                write_sample_grid(workdir / "samples" / f"step_{step:07d}.png",
-                                  {name: grid[name] for name in CYCLE_NAMES},
-                                  title=f"step {step}")
+                rgb = write_sample_grid(workdir / "samples" / f"step_{step:07d}.png",
+                                        {name: grid[name] for name in CYCLE_NAMES},
+                                        title=f"step {step}")
+                writer.add_image("samples", rgb, step, dataformats="HWC")
         if due["checkpoint"]:
             checkpointer.save(step, state, data_iterator, force=final)
     progress.update(num_steps - progress.n)

@@ -6,10 +6,14 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 
-def write_sample_grid(path: pathlib.Path, columns: dict, title: str = ""):
-    """One row per example, one column per named (N, H, W, 1) array in [0, 1]."""
+def write_sample_grid(path: pathlib.Path, columns: dict, title: str = "") -> np.ndarray:
+    """One row per example, one column per named (N, H, W, 1) array in [0, 1].
+
+    Writes the grid to `path` (PNG) and returns it as read back: (height, width, 3) uint8 RGB.
+    """
     names = list(columns)
     rows = np.asarray(columns[names[0]]).shape[0]
     fig = Figure(figsize=(1.6 * len(names), 1.6 * rows + 0.4), dpi=100)
@@ -31,3 +35,5 @@ def write_sample_grid(path: pathlib.Path, columns: dict, title: str = ""):
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, format="png")
     tmp.replace(path)
+    with Image.open(path) as png:
+        return np.asarray(png.convert("RGB"))
