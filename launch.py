@@ -9,6 +9,9 @@ Modes:
               --workdir) on the test split, into WORKDIR/eval/<method>/
   compare     paired t-tests and figures across evaluated runs (--config.eval.compare_runs=
               'Fproi-GAN=DIR,CycleGAN=DIR'), into WORKDIR/comparison/
+  classify    paper Table 5: an HGG/LGG classifier on real slices alone and with each run's
+              synthesized slices (--config.classify.runs='Fproi-GAN=RUN_DIR,...'), into
+              WORKDIR/classify/
   synthesize  synthetic image/ROI pairs from the test ROIs or --config.eval.mask_dir, as
               PNG, NIfTI and a TFDS dataset, into WORKDIR/synthetic/
 Any config field can be overridden, e.g. --config.train.batch_size=8.
@@ -23,12 +26,12 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation import evaluate, synthesize
+from fproi_jax.evaluation import classify, evaluate, synthesize
 from fproi_jax.methods import get_method
 from fproi_jax.models.summary import parameter_table
 from fproi_jax.train import checkpoint, loop
 
-MODES = ("train", "summary", "export", "evaluate", "compare", "synthesize")
+MODES = ("train", "summary", "export", "evaluate", "compare", "synthesize", "classify")
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
                                 lock_config=True)
@@ -99,6 +102,9 @@ def main(argv):
         evaluate.compare(config, workdir)
     elif FLAGS.mode == "synthesize":
         synthesize.synthesize(config, workdir)
+    elif FLAGS.mode == "classify":
+        runs = evaluate.parse_runs(config.classify.runs, "classify.runs", 1, "RUN_DIR")
+        classify.classify(config, runs, workdir / "classify")
 
 
 def _main_with_clear_errors(argv):

@@ -50,4 +50,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.mask_dir = ""              # --mode=synthesize: PNG/NIfTI masks; "" = test ROIs
     config.eval.source_slice_size = 240    # in-plane size of the source volumes (BRATS: 240),
                                            # for the NIfTI affine of synthesized slices
+
+    # --mode=classify (paper Table 5): an HGG/LGG classifier trained on the test split's real
+    # slices, alone and with each run's synthesized slices, tested on the train split.
+    config.classify = ml_collections.ConfigDict()
+    config.classify.runs = ""               # "Fproi-GAN=RUN_DIR,CycleGAN=RUN_DIR" (or exports)
+    config.classify.features = "random"     # random[:SEED] (a stand-in) | imagenet:NPZ | in_domain
+    config.classify.seeds = 5               # SVM/CV fits per group, for mean +- std and t-tests
+    config.classify.new_rois = True         # also a group of F(y') for deformed real ROIs y'
+    config.classify.seed = 0                # of the ROI deformations
+    config.classify.deform_alpha = 34.0     # elastic deformation strength (pixels) and
+    config.classify.deform_sigma = 4.0      # smoothness (Simard et al. 2003)
     return config

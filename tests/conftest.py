@@ -103,3 +103,28 @@ def tiny_config(data: ml_collections.ConfigDict,
     config.train.sample_every = 3
     config.train.num_samples = 2
     return config
+
+
+CLASSIFY_SHAPE = (48, 48, 40)
+
+
+@pytest.fixture(scope="session")
+def classify_brats(tmp_path_factory) -> ml_collections.ConfigDict:
+    """A `config.data` for 80 phantom BRATS cases at 48x48x40, the paper's (scaled) slices,
+    grades balanced, 48 px: enough patients per grade for the classifier's 5-fold CV."""
+    from data_builders import phantom
+    from data_builders.brats2017 import Brats2017, Brats2017Config
+
+    root = tmp_path_factory.mktemp("classify_brats")
+    phantom.write_brats(root / "raw", cases=80, shape=CLASSIFY_SHAPE, seed=0)
+    config = Brats2017Config(
+        name="cls", image_size=48, balance_grades=True,
+        hgg_slices=phantom.scale_slices((90, 100), CLASSIFY_SHAPE[2]),
+        lgg_slices=phantom.scale_slices((90, 95, 100, 105), CLASSIFY_SHAPE[2]))
+    prepare(Brats2017(data_dir=str(root / "tfds"), config=config), root / "raw")
+    from configs import base
+    data = base.get_config().data
+    data.builder_config = "cls"
+    data.data_dir = str(root / "tfds")
+    data.image_size = 48
+    return data

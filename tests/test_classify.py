@@ -7,29 +7,18 @@ import pytest
 from sklearn import metrics as skm
 
 from fproi_jax.classify import convert, features, metrics, report, resnet18, svm
-from conftest import prepare, read_all
 
-SHAPE = (48, 48, 40)
-IMAGE_SIZE = 48
 BATCH = 32
 
 
 @pytest.fixture(scope="module")
-def phantom_sets(tmp_path_factory):
-    """40 phantom cases at 48x48x40, the paper's (scaled) slices, grades balanced, 48 px."""
-    from data_builders import phantom
-    from data_builders.brats2017 import Brats2017, Brats2017Config
-
-    root = tmp_path_factory.mktemp("classify")
-    phantom.write_brats(root / "raw", cases=40, shape=SHAPE, seed=0)
-    config = Brats2017Config(
-        name="cls", image_size=IMAGE_SIZE, balance_grades=True,
-        hgg_slices=phantom.scale_slices((90, 100), SHAPE[2]),
-        lgg_slices=phantom.scale_slices((90, 95, 100, 105), SHAPE[2]))
-    ex = read_all(prepare(Brats2017(data_dir=str(root / "tfds"), config=config), root / "raw"))
+def phantom_sets(classify_brats):
+    """(images, grades, patient ids) of the train and test splits of `classify_brats`."""
+    from fproi_jax.data import pipeline
 
     def arrays(split):
-        e = ex[split]
+        source = pipeline.load_split(classify_brats, split)
+        e = [source[i] for i in range(len(source))]
         return (np.stack([x["image"] for x in e]), np.array([int(x["grade"]) for x in e]),
                 np.array([x["patient_id"].decode() for x in e]))
 

@@ -102,19 +102,21 @@ def _figures(out_dir, images, rois, synthesized_images, synthesized_rois, n):
     figures.roi_grid(out_dir / "roi_grid.png", rois, synthesized_rois, images, n)
 
 
-def parse_runs(text: str) -> dict:
-    """'A=dir_a,B=dir_b' -> {'A': Path(dir_a), 'B': Path(dir_b)}, in order."""
+def parse_runs(text: str, field: str = "eval.compare_runs", minimum: int = 2,
+               what: str = "EVAL_DIR") -> dict:
+    """'A=dir_a,B=dir_b' (the value of config `field`) -> {'A': Path(dir_a), 'B':
+    Path(dir_b)}, in order; at least `minimum` entries."""
     runs = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         method, sep, path = item.partition("=")
         if not sep or not method.strip() or not path.strip():
-            raise ValueError(f"eval.compare_runs: expected METHOD=EVAL_DIR, got {item!r}")
+            raise ValueError(f"{field}: expected METHOD={what}, got {item!r}")
         if method.strip() in runs:
-            raise ValueError(f"eval.compare_runs: method {method.strip()!r} given twice")
+            raise ValueError(f"{field}: method {method.strip()!r} given twice")
         runs[method.strip()] = pathlib.Path(path.strip())
-    if len(runs) < 2:
-        raise ValueError(f"eval.compare_runs needs at least two METHOD=EVAL_DIR entries, "
-                         f"got {text!r}")
+    if len(runs) < minimum:
+        raise ValueError(f"{field} needs at least {'two' if minimum == 2 else minimum} "
+                         f"METHOD={what} entries, got {text!r}")
     return runs
 
 

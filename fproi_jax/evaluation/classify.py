@@ -1,0 +1,102 @@
+"""Table 5 from trained runs (`launch.py --mode=classify`): does adding synthesized slices to
+the training set of an HGG/LGG classifier help it? (paper section 3.2, Figure 9)
+
+As the paper lays it out, the classifier trains on the synthesis *test* split
+(config.data.test_split) and is tested on the synthesis *training* split
+(config.data.train_split): the GANs were trained on the classifier's test patients, never
+on its training patients. Groups, each a full training set of the classifier:
+
+- "Real only": the real training slices;
+- "+ <method>": plus the method's image synthesis x -> F(G(x)) of every real training
+  slice, labelled with the grade and patient of its source slice;
+- "+ <method> (new ROIs)": plus F(y') for new ROIs y', seeded elastic deformations of the
+  real training ROIs (beyond the paper: pairs the dataset does not hold).
+
+The classifier itself (ResNet-18 features, RFE, RBF SVM, the statistics) is
+fproi_jax/classify; this module only assembles the groups from the runs.
+"""
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+
+from fproi_jax.classify import report as classify_report
+from fproi_jax.data import deform, pipeline
+from fproi_jax.evaluation.load import load_generators, map_batches, with_run_image_size
+
+REAL = "Real only"
+
+
+def load_slices(config: ml_collections.ConfigDict, split: str) -> dict:
+    """{'image', 'roi', 'grade', 'patient_id'} of a whole split at config.data.image_size."""
+    source = pipeline.load_split(config.data, split)
+    if len(source) == 0 or "grade" not in source[0]:
+        raise ValueError(f"{config.data.name} {split}: the classifier needs a dataset with a "
+                         f"'grade' feature (brats2017)")
+    columns = {"image": [], "roi": []}
+    for batch in pipeline.eval_batches(source, config.data, config.eval.batch_size):
+        columns["image"].append(batch["image"])
+        columns["roi"].append(batch["roi"])
+    examples = [source[i] for i in range(len(source))]
+    return {"image": np.concatenate(columns["image"]), "roi": np.concatenate(columns["roi"]),
+            "grade": np.array([int(e["grade"]) for e in examples]),
+            "patient_id": np.array([e["patient_id"].decode() for e in examples])}
+
+
+def new_rois(rois: np.ndarray, seed: int, alpha: float, sigma: float) -> np.ndarray:
+    """One elastic deformation per real ROI (deform.deform_roi), seeded by (seed, index)."""
+    keys = jax.random.split(jax.random.key(seed), len(rois))
+    deformed = jax.jit(jax.vmap(lambda roi, key: deform.deform_roi(roi, key, alpha, sigma)))
+    return np.asarray(deformed(rois, keys))
+
+
+def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict,
+                with_new_rois: bool) -> tuple[str, dict]:
+    """(the run's label, {'images': F(G(x)) of each real slice, 'new': F(y') or absent})."""
+    run_config, method, variables = load_generators(run)
+    size = with_run_image_size(config, run_config).data.image_size
+    if size != config.data.image_size:
+        raise ValueError(f"{run}: trained at {size} px, the classifier's data is at "
+                         f"{config.data.image_size} px; pass --config.data.image_size={size}")
+    batch_size = config.eval.batch_size
+
+    @jax.jit
+    def step(batch):
+        _, x_hat = method.image_synthesis(variables, batch["image"], batch["roi"])
+        out = {"images": x_hat}
+        if "new_roi" in batch:
+            out["new"] = method.roi_synthesis(variables, batch["new_roi"])[0]
+        return out
+
+    inputs = {"image": real["image"], "roi": real["roi"]}
+    if with_new_rois:
+        inputs["new_roi"] = new_rois(real["roi"], config.classify.seed,
+                                     config.classify.deform_alpha, config.classify.deform_sigma)
+    n = len(real["image"])
+    batches = ({k: v[i:i + batch_size] for k, v in inputs.items()}
+               for i in range(0, n, batch_size))
+    outputs = {}
+    for _, out in map_batches(step, batches, batch_size, n, f"synthesize {method.label}"):
+        for key, value in out.items():
+            outputs.setdefault(key, []).append(value)
+    return method.label, {key: np.concatenate(value) for key, value in outputs.items()}
+
+
+def classify(config: ml_collections.ConfigDict, runs: dict, out_dir: pathlib.Path) -> dict:
+    """Table 5 and Figure 9 of the runs ({name: run dir or export}) into `out_dir`."""
+    real = load_slices(config, config.data.test_split)
+    test = load_slices(config, config.data.train_split)
+    groups = {REAL: (real["image"], real["grade"], real["patient_id"])}
+    for run in runs.values():
+        label, made = synthesized(pathlib.Path(run), config, real, config.classify.new_rois)
+        groups[f"+ {label}"] = tuple(np.concatenate([a, b]) for a, b in zip(
+            groups[REAL], (made["images"], real["grade"], real["patient_id"])))
+        if "new" in made:
+            groups[f"+ {label} (new ROIs)"] = tuple(np.concatenate([a, b]) for a, b in zip(
+                groups[REAL], (made["new"], real["grade"], real["patient_id"])))
+    summary = classify_report.run_experiment(
+        groups, (test["image"], test["grade"], test["patient_id"]), config.classify.features,
+        seeds=range(config.classify.seeds), out_dir=out_dir, baseline=REAL)
+    print((pathlib.Path(out_dir) / "table5.md").read_text())
+    return summary
