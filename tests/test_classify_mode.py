@@ -42,6 +42,8 @@ def test_classify_mode_writes_table5_with_each_group(classify_brats, tmp_path):
     assert groups["Real only"]["auc"]["mean"] > 0.9
     assert summary["feature_source"]["stand_in"]
     assert "| + Fproi-GAN (new ROIs) |" in result.stdout
+    assert "tested on split 'train'" in summary["protocol"]
+    assert summary["protocol"] in (tmp_path / "classify" / "table5.md").read_text()
     assert (tmp_path / "classify" / "figure9_roc.png").stat().st_size > 0
 
 
