@@ -50,4 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.mask_dir = ""              # --mode=synthesize: PNG/NIfTI masks; "" = test ROIs
     config.eval.source_slice_size = 240    # in-plane size of the source volumes (BRATS: 240),
                                            # for the NIfTI affine of synthesized slices
+
+    # --mode=experiment: every method in this tuple, trained with each seed in range(seeds).
+    config.experiment = ml_collections.ConfigDict()
+    config.experiment.methods = tuple(methods.REGISTRY)
+    config.experiment.seeds = 1
     return config

@@ -21,6 +21,7 @@ class TrainState:
     opt_state: dict    # one optax state per entry of params
     rng: jax.Array     # uint32[2] key; split every step for the image pools and dropout
     pools: dict       # {'images', 'rois', 'count'}: history of synthesized samples
+                      # ({'count'} alone for a method without pools, pool_size 0)
 
 
 def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
@@ -47,9 +48,11 @@ def create_train_state(method: Method, optimizer: optax.GradientTransformation,
     """Fresh parameters, optimizer states and empty pools; pure, so it can run under jit."""
     init_rng, state_rng = jax.random.split(rng)
     params, batch_stats = method.init(init_rng, (image_size, image_size))
-    empty = jnp.zeros((method.pool_size, image_size, image_size, 1), jnp.float32)
+    pools = {"count": jnp.zeros((), jnp.int32)}
+    if method.pool_size > 0:  # no zero-size buffers without pools: Orbax cannot save them
+        empty = jnp.zeros((method.pool_size, image_size, image_size, 1), jnp.float32)
+        pools.update(images=empty, rois=empty)
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
         opt_state={name: optimizer.init(params[name]) for name in NETWORKS},
-        rng=state_rng,
-        pools={"images": empty, "rois": empty, "count": jnp.zeros((), jnp.int32)})
+        rng=state_rng, pools=pools)

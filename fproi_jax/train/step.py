@@ -42,6 +42,8 @@ def _gather_replicated(local: jax.Array) -> jax.Array:
 
 def _pooled_fakes(state: TrainState, fakes: dict, rng):
     """Queries the replicated pools with the global batch of fakes; returns this device's share."""
+    if "images" not in state.pools:  # a method without pools (pool_size 0)
+        return state.pools, fakes
     local = fakes["images"].shape[0]
     fake_x, fake_y = _gather_replicated(fakes["images"]), _gather_replicated(fakes["rois"])
     x_key, y_key = jax.random.split(rng)
