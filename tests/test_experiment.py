@@ -28,7 +28,10 @@ def _mtimes(workdir):
 
 @pytest.fixture(scope="module")
 def experiment_run(tiny_brats, tmp_path_factory):
-    config = tiny_config(tiny_brats)
+    # The tiny test split holds HGG slices only; with the train split it has both grades.
+    data = tiny_brats.copy_and_resolve_references()
+    data.test_split = "train+test"
+    config = tiny_config(data)
     config.train.num_steps = 1
     config.eval.num_samples = 2
     assert tuple(config.experiment.methods) == tuple(REGISTRY) and config.experiment.seeds == 1
@@ -37,7 +40,7 @@ def experiment_run(tiny_brats, tmp_path_factory):
     return config, workdir, summary
 
 
-def test_experiment_trains_evaluates_and_reports_every_method(experiment_run, tiny_brats):
+def test_experiment_trains_evaluates_and_reports_every_method(experiment_run):
     config, workdir, summary = experiment_run
     for method in REGISTRY:
         run = workdir / method / "seed_0"
@@ -49,7 +52,7 @@ def test_experiment_trains_evaluates_and_reports_every_method(experiment_run, ti
     assert summary["reference"] == "Fproi-GAN" and summary["seeds"] == 1
 
     # HGG and LGG rows beside all slices, counted from the test split's grade feature
-    source = pipeline.load_split(tiny_brats, "test")
+    source = pipeline.load_split(config.data, config.data.test_split)
     grades = [int(source[i]["grade"]) for i in range(len(source))]
     assert set(grades) == {0, 1}
     groups = summary["groups"]
@@ -58,6 +61,7 @@ def test_experiment_trains_evaluates_and_reports_every_method(experiment_run, ti
         len(grades), grades.count(0), grades.count(1)]
     ids = [example_id(source[i], i) for i in range(len(source))]
     assert summary["runs"]["DCGAN"] == ["dcgan/seed_0/eval/DCGAN"]
+    assert summary["runs"]["Fproi-GAN w/o RFB"] == ["fproi_gan_no_rfb/seed_0/eval/Fproi-GAN w_o RFB"]
     # every metric column of per_example.csv is in the summary, for every method and group
     columns = report.read_per_example(workdir / "fproi_gan/seed_0/eval/Fproi-GAN")[1]
     for group in groups.values():

@@ -95,7 +95,7 @@ def _train_and_evaluate(config, directory, final_step, label):
     else:
         logging.info("Experiment: training %s seed %d into %s", method, seed, directory)
         loop.train(config, directory)
-    eval_dir = directory / "eval" / label
+    eval_dir = evaluate_lib.output_dir(directory, label)
     marker = eval_dir / EVALUATED
     if marker.is_file() and json.loads(marker.read_text()).get("step") == final_step and all(
             (eval_dir / name).is_file() for name in (report.PER_EXAMPLE, evaluate_lib.SAMPLES)):
