@@ -61,7 +61,8 @@ def test_experiment_trains_evaluates_and_reports_every_method(experiment_run):
         len(grades), grades.count(0), grades.count(1)]
     ids = [example_id(source[i], i) for i in range(len(source))]
     assert summary["runs"]["DCGAN"] == ["dcgan/seed_0/eval/DCGAN"]
-    assert summary["runs"]["Fproi-GAN w/o RFB"] == ["fproi_gan_no_rfb/seed_0/eval/Fproi-GAN w_o RFB"]
+    assert summary["runs"]["Fproi-GAN w/o RFB"] == [
+        "fproi_gan_no_rfb/seed_0/eval/Fproi-GAN w_o RFB"]
     # every metric column of per_example.csv is in the summary, for every method and group
     columns = report.read_per_example(workdir / "fproi_gan/seed_0/eval/Fproi-GAN")[1]
     for group in groups.values():
@@ -124,8 +125,8 @@ def _hand_made():
         runs[method] = []
         for seed in range(2):
             order = [0, 1, 2, 3] if seed == 0 else [3, 1, 0, 2]
-            runs[method].append(([ids[i] for i in order],
-                                 {"dice": array[seed, order, 0], "hausdorff": array[seed, order, 1]}))
+            runs[method].append(([ids[i] for i in order], {"dice": array[seed, order, 0],
+                                                           "hausdorff": array[seed, order, 1]}))
     return ids, values, runs
 
 
