@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean
+.PHONY: install test demo paper-demo clean
 
 install: $(STAMP)
 
@@ -26,5 +26,9 @@ test: install
 demo: install
 	bash scripts/demo.sh
 
+# Every method of the paper's comparison on phantom data, one report (runs/paper_demo/report/).
+paper-demo: install
+	bash scripts/paper_demo.sh
+
 clean:
-	rm -rf runs/demo
+	rm -rf runs/demo runs/paper_demo

@@ -12,6 +12,9 @@ Modes:
   classify    paper Table 5: an HGG/LGG classifier on real slices alone and with each run's
               synthesized slices (--config.classify.runs='Fproi-GAN=RUN_DIR,...'), into
               WORKDIR/classify/
+  experiment  the whole comparison: train and evaluate every method of config.experiment.methods
+              for config.experiment.seeds seeds into WORKDIR/<method>/seed_<k>/ (finished
+              stages are skipped), then tables and figures into WORKDIR/report/index.html
   synthesize  synthetic image/ROI pairs from the test ROIs or --config.eval.mask_dir, as
               PNG, NIfTI and a TFDS dataset, into WORKDIR/synthetic/
 Any config field can be overridden, e.g. --config.train.batch_size=8.
@@ -26,12 +29,13 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation import classify, evaluate, synthesize
+from fproi_jax.evaluation import classify, evaluate, experiment, synthesize
 from fproi_jax.methods import get_method
 from fproi_jax.models.summary import parameter_table
 from fproi_jax.train import checkpoint, loop
 
-MODES = ("train", "summary", "export", "evaluate", "compare", "synthesize", "classify")
+MODES = ("train", "summary", "export", "evaluate", "compare", "experiment", "synthesize",
+         "classify")
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
                                 lock_config=True)
@@ -100,6 +104,8 @@ def main(argv):
         evaluate.evaluate(config, workdir)
     elif FLAGS.mode == "compare":
         evaluate.compare(config, workdir)
+    elif FLAGS.mode == "experiment":
+        experiment.run(config, workdir)
     elif FLAGS.mode == "synthesize":
         synthesize.synthesize(config, workdir)
     elif FLAGS.mode == "classify":

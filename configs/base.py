@@ -61,4 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.classify.seed = 0                # of the ROI deformations
     config.classify.deform_alpha = 34.0     # elastic deformation strength (pixels) and
     config.classify.deform_sigma = 4.0      # smoothness (Simard et al. 2003)
+
+    # --mode=experiment: every method in this tuple, trained with each seed in range(seeds).
+    config.experiment = ml_collections.ConfigDict()
+    config.experiment.methods = tuple(methods.REGISTRY)
+    config.experiment.seeds = 1
     return config

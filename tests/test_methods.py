@@ -16,6 +16,7 @@ from jax.sharding import PartitionSpec as P
 from configs import base
 from conftest import REPO, tiny_config
 from fproi_jax.data import pipeline
+from fproi_jax.evaluation import evaluate
 from fproi_jax.evaluation.load import load_generators
 from fproi_jax.mesh import data_mesh
 from fproi_jax.methods import REGISTRY, get_method
@@ -278,5 +279,5 @@ def test_resume_export_and_evaluate_on_one_device(name, tiny_brats, tmp_path):
              f"--mode={mode}", *data_flags], cwd=REPO, env=env, capture_output=True, text=True,
             timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "eval" / LABELS[name] / "summary.md").is_file()
+    assert (evaluate.output_dir(tmp_path, LABELS[name]) / "summary.md").is_file()
     assert (tmp_path / "synthetic" / "pairs.csv").is_file()

@@ -9,7 +9,7 @@ Per test example (x image, y its real ROI):
 MS-SSIM needs images of at least 176 px (5 scales of an 11-px window); at smaller sizes
 (the 64 px demo) it is not computed and its cells read "—".
 
-`evaluate` writes into <workdir>/eval/<method>/: per_example.csv, summary.md/json
+`evaluate` writes into <workdir>/eval/<method>/ (output_dir): per_example.csv, summary.md/json
 (report.write_report), comparison_grid.png (Figs 6-7), grey_histograms.png (Fig 8),
 roi_grid.png, and samples.npz (the first eval.num_samples inputs and syntheses, which
 `compare` draws). `compare` writes comparison.md/json and the same figures across methods
@@ -37,6 +37,11 @@ def _image_metrics(synthesized, real, with_ms_ssim):
     if with_ms_ssim:
         functions["ms_ssim"] = metrics.ms_ssim
     return {name: fn(synthesized, real) for name, fn in functions.items()}
+
+
+def output_dir(workdir, label: str) -> pathlib.Path:
+    """<workdir>/eval/<label>, a "/" of the label ("Fproi-GAN w/o RFB") written as "_"."""
+    return pathlib.Path(workdir) / "eval" / label.replace("/", "_")
 
 
 def make_eval_step(method, variables, image_size: int):
@@ -71,7 +76,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     run_config, method, variables = load_generators(config.eval.checkpoint or workdir)
     config = with_run_image_size(config, run_config)
     label = config.eval.method or method.label
-    out_dir = workdir / "eval" / label
+    out_dir = output_dir(workdir, label)
     source = pipeline.load_split(config.data, config.data.test_split)
     ids = [example_id(source[i], i) for i in range(len(source))]
 

@@ -1,0 +1,203 @@
+"""The whole comparison in one command (launch.py --mode=experiment): train -> evaluate ->
+report, over the methods of config.experiment.methods x the seeds range(config.experiment.seeds).
+
+Layout of WORKDIR:
+  <method>/seed_<k>/                 the training run of that method with config.seed = k
+                                     (the data order, config.data.seed, is the same for all)
+  <method>/seed_<k>/eval/<label>/    its evaluation on the test split (evaluate.evaluate)
+  report/                            report.md, index.html, summary.json and the figures
+Every stage resumes: a run whose latest checkpoint is at its final step is not trained again
+(an unfinished one continues from its checkpoint), and an evaluation of that final step
+(marked by EVALUATED in its folder) is not repeated. The report is always rewritten.
+
+The report (experiment_report) pools each method's seeds per test example and tests the
+reference, Fproi-GAN, against each other method; for a dataset with a `grade` feature
+(BRATS: 0 = HGG, 1 = LGG) it has rows for all slices, HGG slices and LGG slices. The figures
+(paper Figures 6-7 and 8, and the ROI overlays) show every method side by side on the
+examples that seed 0's evaluations stored in samples.npz.
+"""
+import json
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from fproi_jax.data import pipeline
+from fproi_jax.evaluation import evaluate as evaluate_lib
+from fproi_jax.evaluation import experiment_report, figures, report
+from fproi_jax.evaluation.load import example_id
+from fproi_jax.methods import REGISTRY, get_method
+from fproi_jax.train import loop
+from fproi_jax.train.checkpoint import TrainCheckpointer
+
+REFERENCE = "fproi_gan"
+REPORT = "report"
+EVALUATED = "experiment_evaluated.json"
+GRADES = {0: "HGG", 1: "LGG"}
+FIGURES = (
+    ("Figures 6-7: real and synthesized images F(G(x)), whole and tumour region",
+     "comparison_grid.png"),
+    ("Figure 8: grey-level histograms of real and synthesized images", "grey_histograms.png"),
+    ("ROI synthesis G(F(y)): real ROI (solid lime) and synthesized ROI (dashed red)",
+     "roi_grid.png"),
+)
+
+
+def run_dir(workdir, method: str, seed: int) -> pathlib.Path:
+    return pathlib.Path(workdir) / method / f"seed_{seed}"
+
+
+def run_config(config: ml_collections.ConfigDict, method: str, seed: int,
+               directory: pathlib.Path) -> ml_collections.ConfigDict:
+    """The config of one run: config with that method, seed and checkpoint to evaluate."""
+    config = config.copy_and_resolve_references()
+    config.model.name = method
+    config.seed = seed
+    config.eval.checkpoint = str(directory)
+    config.eval.method = ""  # each method's own label: the tables need them distinct
+    return config
+
+
+def latest_step(directory: pathlib.Path):
+    """The step of the latest training checkpoint of a run, None if it has none."""
+    checkpoints = pathlib.Path(directory) / "checkpoints"
+    if not checkpoints.is_dir():
+        return None
+    checkpointer = TrainCheckpointer(checkpoints, 1, None)
+    try:
+        return checkpointer.latest_step()
+    finally:
+        checkpointer.close()
+
+
+def _methods(config):
+    methods = tuple(config.experiment.methods)
+    unknown = [m for m in methods if m not in REGISTRY]
+    if unknown or not methods:
+        raise ValueError(f"config.experiment.methods={methods}: unknown {unknown}; choose from "
+                         f"{', '.join(REGISTRY)}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"config.experiment.methods={methods} names a method twice")
+    if config.experiment.seeds < 1:
+        raise ValueError(f"config.experiment.seeds={config.experiment.seeds} must be >= 1")
+    return methods
+
+
+def _train_and_evaluate(config, directory, final_step, label):
+    """Trains the run in `directory` to final_step and evaluates it, each unless done."""
+    method, seed = config.model.name, config.seed
+    step = latest_step(directory)
+    if step is not None and step >= final_step:
+        logging.info("Experiment: %s seed %d already trained (step %d), skipping training",
+                     method, seed, step)
+    else:
+        logging.info("Experiment: training %s seed %d into %s", method, seed, directory)
+        loop.train(config, directory)
+    eval_dir = evaluate_lib.output_dir(directory, label)
+    marker = eval_dir / EVALUATED
+    if marker.is_file() and json.loads(marker.read_text()).get("step") == final_step and all(
+            (eval_dir / name).is_file() for name in (report.PER_EXAMPLE, evaluate_lib.SAMPLES)):
+        logging.info("Experiment: %s seed %d already evaluated, skipping evaluation",
+                     method, seed)
+    else:
+        logging.info("Experiment: evaluating %s seed %d", method, seed)
+        evaluate_lib.evaluate(config, directory)
+        if jax.process_index() == 0:
+            report._write_atomic(marker, json.dumps({"step": final_step}) + "\n")
+    return eval_dir
+
+
+def example_groups(config) -> dict:
+    """{group name: example ids} of the test split: all slices, and per grade if it has one."""
+    source = pipeline.load_split(config.data, config.data.test_split)
+    examples = [source[i] for i in range(len(source))]
+    ids = [example_id(example, i) for i, example in enumerate(examples)]
+    groups = {experiment_report.ALL_GROUP: set(ids)}
+    if examples and all("grade" in example for example in examples):
+        for value, name in GRADES.items():
+            groups[name] = {i for i, e in zip(ids, examples) if int(e["grade"]) == value}
+    return groups
+
+
+def _figures(out_dir, seed0_dirs, n):
+    """The figures of every method side by side, from seed 0's samples.npz."""
+    samples = {}
+    for label, eval_dir in seed0_dirs.items():
+        with np.load(eval_dir / evaluate_lib.SAMPLES) as stored:
+            samples[label] = {key: stored[key] for key in stored.files}
+    reference = next(iter(samples.values()))
+    n = min(n, *(len(s["ids"]) for s in samples.values()))
+    for label, stored in samples.items():
+        if list(stored["ids"][:n]) != list(reference["ids"][:n]):
+            raise ValueError(f"{seed0_dirs[label] / evaluate_lib.SAMPLES}: examples differ "
+                             f"from those of the other methods")
+    images, rois = reference["image"][:n], reference["roi"][:n]
+    synthesized = {label: s["F(G(x))"][:n] for label, s in samples.items()}
+    figures.comparison_grid(out_dir / FIGURES[0][1], images, rois, synthesized, n)
+    figures.grey_histograms(out_dir / FIGURES[1][1], images, synthesized)
+    figures.roi_grid(out_dir / FIGURES[2][1], rois,
+                     {label: s["G(F(y))"][:n] for label, s in samples.items()}, images, n)
+    return [{"title": title, "path": name} for title, name in FIGURES]
+
+
+def write_report(config, workdir, eval_dirs, labels) -> dict:
+    """Writes WORKDIR/report/ from the evaluations eval_dirs {method: [eval dir per seed]}."""
+    workdir = pathlib.Path(workdir)
+    out_dir = workdir / REPORT
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reference = labels[REFERENCE] if REFERENCE in labels else labels[next(iter(labels))]
+    runs = {labels[m]: [report.read_per_example(d) for d in dirs] for m, dirs in eval_dirs.items()}
+    _, aligned, masks = experiment_report.align(runs, example_groups(config))
+    pooled = experiment_report.pool(aligned, masks, reference)
+    seeds = config.experiment.seeds
+    dataset = f"{config.data.name} {config.data.test_split}"
+    figure_list = _figures(out_dir, {labels[m]: dirs[0] for m, dirs in eval_dirs.items()},
+                           config.eval.num_samples)
+    summary = {
+        "dataset": dataset,
+        "reference": reference,
+        "alpha": report.ALPHA,
+        "seeds": seeds,
+        "methods": {labels[m]: m for m in eval_dirs},
+        "runs": {labels[m]: [str(d.relative_to(workdir)) for d in dirs]
+                 for m, dirs in eval_dirs.items()},
+        "groups": pooled,
+        "figures": figure_list,
+    }
+    report._write_atomic(out_dir / "summary.json",
+                         json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    title = f"Comparison on {dataset}: {len(eval_dirs)} methods x {seeds} seed(s)"
+    intro = experiment_report.legend(reference, seeds)
+    if seeds == 1:
+        intro += " One seed: the spread between training runs is unknown."
+    table_list = experiment_report.tables(pooled, reference)
+    report._write_atomic(out_dir / "report.md",
+                         experiment_report.markdown(title, intro, table_list))
+    report._write_atomic(out_dir / "index.html", experiment_report.html(
+        title, intro, table_list, [(f["title"], f["path"]) for f in figure_list]))
+    return summary
+
+
+def run(config: ml_collections.ConfigDict, workdir) -> dict:
+    """Trains and evaluates every method x seed of config.experiment into `workdir`, then
+    writes workdir/report/; returns the dict written to report/summary.json."""
+    workdir = pathlib.Path(workdir)
+    methods = _methods(config)
+    train_examples = len(pipeline.load_split(config.data, config.data.train_split))
+    final_step = loop.total_steps(config.train, train_examples)
+    eval_dirs, labels = {}, {}
+    for method in methods:
+        for seed in range(config.experiment.seeds):
+            directory = run_dir(workdir, method, seed)
+            method_config = run_config(config, method, seed, directory)
+            labels[method] = get_method(method_config).label
+            eval_dirs.setdefault(method, []).append(
+                _train_and_evaluate(method_config, directory, final_step, labels[method]))
+    summary = None
+    if jax.process_index() == 0:
+        summary = write_report(config, workdir, eval_dirs, labels)
+        logging.info("Experiment report: %s", (workdir / REPORT / "index.html").absolute())
+        print(f"Experiment report: {(workdir / REPORT / 'index.html').absolute()}")
+    return summary

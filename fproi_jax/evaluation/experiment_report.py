@@ -1,0 +1,198 @@
+"""Tables of a multi-seed comparison (launch.py --mode=experiment), laid out as the paper's.
+
+Input: for each method, the per-example metrics of each seed's evaluation (the same test
+examples in every run, matched by example id), and groups of examples (all slices; for
+BRATS the HGG and LGG slices). Per group, method and metric:
+- the seed-averaged value of each example (the mean over seeds; +inf where any seed's value
+  is +inf, e.g. a Hausdorff distance with one ROI empty);
+- pooled: mean ± sample std (ddof=1) over the examples of those seed-averaged values, +inf
+  left out and counted (as in report.py);
+- seeds: each seed's mean over its finite values, and their sample std (the spread between
+  seeds; null with one seed);
+- a paired t-test (scipy.stats.ttest_rel, report._paired_test) of the reference method
+  (Fproi-GAN) against each other method on the seed-averaged values, significant at
+  p < report.ALPHA.
+`pool` computes these numbers; `markdown` and `html` lay them out in tables.
+"""
+import html as html_lib
+
+import numpy as np
+
+from fproi_jax.evaluation import report
+
+ALL_GROUP = "All slices"
+
+
+def align(runs, groups=None):
+    """Per-example values of every seed on the same examples, in the same order.
+
+    Args:
+      runs: {method: [(example ids, {metric: (N,) values}) per seed]}, the first method's
+        first seed giving the order of the examples.
+      groups: {group name: set of example ids}; None: one group, ALL_GROUP, of every example.
+    Returns (ids, {method: {metric: (seeds, N) array}}, {group: (N,) bool mask}); the
+      metrics are those every run has, in report.ALL_METRICS order.
+    """
+    first = next(iter(runs.values()))[0][0]
+    position = {example_id: k for k, example_id in enumerate(first)}
+    metrics = [name for name in report.ALL_METRICS
+               if all(name in values for seeds in runs.values() for _, values in seeds)]
+    aligned = {}
+    for method, seeds in runs.items():
+        rows = []
+        for seed, (ids, values) in enumerate(seeds):
+            if sorted(ids) != sorted(first):
+                missing, extra = set(first) - set(ids), set(ids) - set(first)
+                raise ValueError(f"{method} seed {seed}: examples differ from those of the "
+                                 f"first run: missing {sorted(missing)}, extra {sorted(extra)}")
+            order = np.argsort([position[example_id] for example_id in ids])
+            rows.append({name: np.asarray(values[name], np.float64)[order] for name in metrics})
+        aligned[method] = {name: np.stack([row[name] for row in rows]) for name in metrics}
+    if groups is None:
+        groups = {ALL_GROUP: set(first)}
+    masks = {group: np.array([example_id in members for example_id in first])
+             for group, members in groups.items()}
+    return list(first), aligned, masks
+
+
+def _seed_means(values):
+    """Each seed's mean over its finite values (None where it has none)."""
+    means = []
+    for row in values:
+        finite = row[np.isfinite(row)]
+        means.append(float(finite.mean()) if finite.size else None)
+    return means
+
+
+def pool(aligned, masks, reference):
+    """Pooled statistics and paired t-tests per group (see the module docstring).
+
+    Args:
+      aligned: {method: {metric: (seeds, N) array}} (align's second result).
+      masks: {group: (N,) bool mask}.
+      reference: the method the others are tested against.
+    Returns {group: {"n_examples", "metrics": {metric: {method: {"mean", "std", "n",
+      "n_inf", "seed_means", "seed_std", "seeds"}}}, "tests": {metric: {other method:
+      {"t", "p", "n_pairs", "n_dropped", "significant"}}}}}.
+    """
+    if reference not in aligned:
+        raise ValueError(f"reference {reference!r} is not one of {list(aligned)}")
+    metrics = list(next(iter(aligned.values())))
+    out = {}
+    for group, mask in masks.items():
+        statistics, tests = {}, {}
+        for name in metrics:
+            averaged = {}
+            statistics[name] = {}
+            for method, by_metric in aligned.items():
+                values = by_metric[name][:, mask]
+                averaged[method] = values.mean(axis=0)  # +inf stays +inf
+                seed_means = _seed_means(values)
+                known = [m for m in seed_means if m is not None]
+                statistics[name][method] = {
+                    **report._statistics(averaged[method]),
+                    "seed_means": seed_means,
+                    "seed_std": float(np.std(known, ddof=1)) if len(known) > 1 else None,
+                    "seeds": int(values.shape[0]),
+                }
+            tests[name] = {method: report._paired_test(averaged[reference], averaged[method])
+                           for method in aligned if method != reference}
+        out[group] = {"n_examples": int(mask.sum()), "metrics": statistics, "tests": tests}
+    return out
+
+
+def _cell(stat, test):
+    """'mean ± std (seeds ± s)', '*' where the t-test against the reference is significant."""
+    text = report._cell(stat)
+    if stat["seed_std"] is not None:
+        text += f" (seeds ± {stat['seed_std']:.3f})"
+    return text + (" *" if test is not None and test["significant"] else "")
+
+
+def _p_cell(test):
+    if test is None:
+        return "reference"
+    p = "n/a" if test["p"] is None else f"{test['p']:.3g}"
+    return p + (f" (n={test['n_pairs']}, {test['n_dropped']} dropped)" if test["n_dropped"]
+                else f" (n={test['n_pairs']})")
+
+
+def tables(pooled, reference):
+    """The report's tables as (title, header, rows) of plain text cells.
+
+    Image synthesis (paper Tables 1 and 3): rows group x region x method, columns PSNR,
+    SSIM, MS-SSIM (where computed); ROI synthesis (Tables 2 and 4): rows group x method,
+    columns Dice and the Hausdorff distances; then the same two with the t-tests' p-values.
+    """
+    metrics = list(next(iter(pooled.values()))["metrics"])
+    image_names = {region: [n for n in names if n in metrics]
+                   for region, names in report.METRICS["image"].items()}
+    image_columns = [key for key in report.IMAGE_METRICS
+                     if any(f"{region}_{key}" in metrics for region in report.REGIONS)]
+    roi_names = [name for name in report.METRICS["roi"] if name in metrics]
+
+    def build(cell):
+        image_rows, roi_rows = [], []
+        for group, result in pooled.items():
+            methods = list(result["metrics"][metrics[0]])
+            label = f"{group} (n={result['n_examples']})"
+            for region, names in image_names.items():
+                for method in methods:
+                    image_rows.append([label, report.REGIONS[region], method, *(
+                        cell(result, f"{region}_{key}", method) if f"{region}_{key}" in names
+                        else "—" for key in image_columns)])
+            for method in methods:
+                roi_rows.append([label, method, *(cell(result, name, method)
+                                                  for name in roi_names)])
+        image_header = ["Slices", "Region", "Method",
+                        *(report.IMAGE_METRICS[key] for key in image_columns)]
+        roi_header = ["Slices", "Method", *(report.ROI_METRICS[name] for name in roi_names)]
+        return (image_header, image_rows), (roi_header, roi_rows)
+
+    def test(result, name, method):
+        return None if method == reference else result["tests"][name][method]
+
+    values = build(lambda r, name, m: _cell(r["metrics"][name][m], test(r, name, m)))
+    p_values = build(lambda r, name, m: _p_cell(test(r, name, m)))
+    return [("Image synthesis", *values[0]), ("ROI synthesis", *values[1]),
+            (f"Image synthesis: p-values of the paired t-test against {reference}",
+             *p_values[0]),
+            (f"ROI synthesis: p-values of the paired t-test against {reference}", *p_values[1])]
+
+
+def legend(reference, seeds):
+    return (f"Mean ± sample std over the test examples of each example's value averaged over "
+            f"{seeds} seed(s); (seeds ± s): the sample std of the {seeds} per-seed means. "
+            f"*: paired t-test (on the seed-averaged values) against {reference} significant "
+            f"at p < {report.ALPHA}. † infinite values (Hausdorff with exactly one ROI empty) "
+            f"left out of mean ± std. PSNR in dB, Hausdorff distances in pixels; — not "
+            f"computed (MS-SSIM needs images of at least 176 px).")
+
+
+def markdown(title, intro, table_list):
+    parts = [f"# {title}\n", intro + "\n"]
+    for name, header, rows in table_list:
+        lines = [header, ["---"] * len(header), *rows]
+        parts.append(f"## {name}\n\n" + "\n".join("| " + " | ".join(line) + " |"
+                                                   for line in lines) + "\n")
+    return "\n".join(parts)
+
+
+def html(title, intro, table_list, figure_list):
+    """One self-contained page: the tables as HTML tables, the figures by relative path."""
+    esc = html_lib.escape
+    parts = [
+        "<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">", f"<title>{esc(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+        "margin-bottom:2em}td,th{border:1px solid #999;padding:3px 8px;text-align:left}"
+        "th{background:#eee}img{max-width:100%}</style></head><body>",
+        f"<h1>{esc(title)}</h1>", f"<p>{esc(intro)}</p>"]
+    for name, header, rows in table_list:
+        parts.append(f"<h2>{esc(name)}</h2>\n<table>")
+        parts.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
+        parts.append("</table>")
+    for name, path in figure_list:
+        parts.append(f"<h2>{esc(name)}</h2>\n<p><img src=\"{esc(path)}\" alt=\"{esc(name)}\"></p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

@@ -1,0 +1,182 @@
+"""--mode=experiment: every method x seed trained, evaluated and reported in one command.
+
+The end-to-end test runs all five methods for one step on the 32x32 phantom BRATS; the
+pooling test checks the numbers of the tables on hand-made per-example values.
+"""
+import json
+import logging
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from conftest import tiny_config
+from fproi_jax.data import pipeline
+from fproi_jax.evaluation import experiment, experiment_report, report
+from fproi_jax.evaluation.load import example_id
+from fproi_jax.methods import REGISTRY
+
+LABELS = ("Fproi-GAN", "Fproi-GAN w/o RFB", "CycleGAN", "Pix2Pix", "DCGAN")
+
+
+def _mtimes(workdir):
+    """mtime of every checkpoint step folder and per-example table of the runs."""
+    paths = [*workdir.glob("*/seed_*/checkpoints/*"), *workdir.glob("*/seed_*/eval/*/*.csv")]
+    return {str(p): p.stat().st_mtime_ns for p in paths}
+
+
+@pytest.fixture(scope="module")
+def experiment_run(tiny_brats, tmp_path_factory):
+    # The tiny test split holds HGG slices only; with the train split it has both grades.
+    data = tiny_brats.copy_and_resolve_references()
+    data.test_split = "train+test"
+    config = tiny_config(data)
+    config.train.num_steps = 1
+    config.eval.num_samples = 2
+    assert tuple(config.experiment.methods) == tuple(REGISTRY) and config.experiment.seeds == 1
+    workdir = tmp_path_factory.mktemp("experiment")
+    summary = experiment.run(config, workdir)
+    return config, workdir, summary
+
+
+def test_experiment_trains_evaluates_and_reports_every_method(experiment_run):
+    config, workdir, summary = experiment_run
+    for method in REGISTRY:
+        run = workdir / method / "seed_0"
+        assert experiment.latest_step(run) == 1, method
+        assert json.loads((run / "config.json").read_text())["model"]["name"] == method
+    out = workdir / "report"
+    assert set(summary["methods"]) == set(LABELS)
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert summary["reference"] == "Fproi-GAN" and summary["seeds"] == 1
+
+    # HGG and LGG rows beside all slices, counted from the test split's grade feature
+    source = pipeline.load_split(config.data, config.data.test_split)
+    grades = [int(source[i]["grade"]) for i in range(len(source))]
+    assert set(grades) == {0, 1}
+    groups = summary["groups"]
+    assert list(groups) == ["All slices", "HGG", "LGG"]
+    assert [groups[g]["n_examples"] for g in groups] == [
+        len(grades), grades.count(0), grades.count(1)]
+    ids = [example_id(source[i], i) for i in range(len(source))]
+    assert summary["runs"]["DCGAN"] == ["dcgan/seed_0/eval/DCGAN"]
+    assert summary["runs"]["Fproi-GAN w/o RFB"] == [
+        "fproi_gan_no_rfb/seed_0/eval/Fproi-GAN w_o RFB"]
+    # every metric column of per_example.csv is in the summary, for every method and group
+    columns = report.read_per_example(workdir / "fproi_gan/seed_0/eval/Fproi-GAN")[1]
+    for group in groups.values():
+        assert list(group["metrics"]) == list(columns)
+        for name, by_method in group["metrics"].items():
+            assert set(by_method) == set(LABELS), name
+            assert set(group["tests"][name]) == set(LABELS) - {"Fproi-GAN"}
+    # the all-slices PSNR of one method is the mean of its per-example column
+    dcgan_ids, dcgan = report.read_per_example(workdir / "dcgan/seed_0/eval/DCGAN")
+    assert dcgan_ids == ids
+    np.testing.assert_allclose(groups["All slices"]["metrics"]["whole_psnr"]["DCGAN"]["mean"],
+                               dcgan["whole_psnr"].mean())
+
+    markdown = (out / "report.md").read_text()
+    for label in LABELS:
+        assert f"| {label} |" in markdown
+    for group in ("All slices", "HGG", "LGG"):
+        assert f"| {group} (n=" in markdown
+
+    page = (out / "index.html").read_text()
+    assert page.count("<table>") == 4
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert images == ["comparison_grid.png", "grey_histograms.png", "roi_grid.png"]
+    for name in images:
+        assert (out / name).stat().st_size > 1000
+    for label in LABELS:
+        assert f"<td>{label}</td>" in page
+    assert "<td>HGG (n=" in page and "<td>LGG (n=" in page
+
+
+def test_experiment_skips_finished_runs(experiment_run, caplog):
+    config, workdir, summary = experiment_run
+    before = _mtimes(workdir)
+    assert len(before) == 2 * len(REGISTRY)
+    with caplog.at_level(logging.INFO):
+        again = experiment.run(config, workdir)
+    assert _mtimes(workdir) == before
+    assert again == summary
+    text = caplog.text
+    for method in REGISTRY:
+        assert f"{method} seed 0 already trained (step 1), skipping training" in text
+        assert f"{method} seed 0 already evaluated, skipping evaluation" in text
+
+
+def test_unknown_method_is_refused(tiny_brats, tmp_path):
+    config = tiny_config(tiny_brats)
+    config.experiment.methods = ("fproi_gan", "stylegan")
+    with pytest.raises(ValueError, match="stylegan"):
+        experiment.run(config, tmp_path)
+
+
+def _hand_made():
+    """2 methods x 2 seeds x 4 examples; seed 1 lists its examples in another order."""
+    ids = ["a", "b", "c", "d"]
+    rng = np.random.default_rng(0)
+    values = {m: rng.normal(loc, 1.0, size=(2, 4, 2)) for m, loc in (("A", 5.0), ("B", 3.0))}
+    values["B"][1, 2, 1] = np.inf  # a Hausdorff with one ROI empty: B, seed 1, example c
+    runs = {}
+    for method, array in values.items():
+        runs[method] = []
+        for seed in range(2):
+            order = [0, 1, 2, 3] if seed == 0 else [3, 1, 0, 2]
+            runs[method].append(([ids[i] for i in order], {"dice": array[seed, order, 0],
+                                                           "hausdorff": array[seed, order, 1]}))
+    return ids, values, runs
+
+
+def test_pooling_and_t_tests_match_numpy_and_scipy():
+    ids, values, runs = _hand_made()
+    groups = {"All slices": set(ids), "HGG": {"a", "b", "c"}}
+    aligned_ids, aligned, masks = experiment_report.align(runs, groups)
+    assert aligned_ids == ids and list(aligned["A"]) == ["dice", "hausdorff"]
+    pooled = experiment_report.pool(aligned, masks, "A")
+    for group, keep in (("All slices", [0, 1, 2, 3]), ("HGG", [0, 1, 2])):
+        result = pooled[group]
+        assert result["n_examples"] == len(keep)
+        for k, name in enumerate(("dice", "hausdorff")):
+            per_seed = {m: values[m][:, keep, k] for m in values}     # (seeds, examples)
+            averaged = {m: v.mean(axis=0) for m, v in per_seed.items()}
+            for method in ("A", "B"):
+                stat = result["metrics"][name][method]
+                finite = averaged[method][np.isfinite(averaged[method])]
+                np.testing.assert_allclose(stat["mean"], finite.mean())
+                np.testing.assert_allclose(stat["std"], finite.std(ddof=1))
+                assert stat["n_inf"] == len(keep) - finite.size
+                seed_means = [row[np.isfinite(row)].mean() for row in per_seed[method]]
+                np.testing.assert_allclose(stat["seed_means"], seed_means)
+                np.testing.assert_allclose(stat["seed_std"], np.std(seed_means, ddof=1))
+            test = result["tests"][name]["B"]
+            both = np.isfinite(averaged["A"]) & np.isfinite(averaged["B"])
+            expected = stats.ttest_rel(averaged["A"][both], averaged["B"][both])
+            np.testing.assert_allclose([test["t"], test["p"]],
+                                       [expected.statistic, expected.pvalue])
+            assert test["significant"] == (expected.pvalue < 0.05)
+            assert test["n_dropped"] == int((~both).sum())
+            assert "A" not in result["tests"][name]
+    # the infinite value of B (seed 1, example c) drops c from B's Hausdorff statistics
+    assert pooled["All slices"]["metrics"]["hausdorff"]["B"]["n_inf"] == 1
+    assert pooled["All slices"]["metrics"]["dice"]["B"]["n_inf"] == 0
+
+
+def test_tables_mark_significant_cells():
+    ids, values, runs = _hand_made()
+    values_shift = {m: [(i, {k: v + (10.0 if m == "A" else 0.0) for k, v in vals.items()})
+                        for i, vals in seeds] for m, seeds in runs.items()}
+    _, aligned, masks = experiment_report.align(values_shift)
+    pooled = experiment_report.pool(aligned, masks, "A")
+    assert pooled["All slices"]["tests"]["dice"]["B"]["significant"]
+    tables = experiment_report.tables(pooled, "A")
+    (_, header, rows) = tables[1]  # ROI synthesis
+    assert header == ["Slices", "Method", "Dice", "Hausdorff (eq. 6, pixels)"]
+    row_b = next(r for r in rows if r[1] == "B")
+    row_a = next(r for r in rows if r[1] == "A")
+    assert row_b[2].endswith(" *") and not row_a[2].endswith("*")
+    assert "(seeds ± " in row_a[2]
+    (_, _, p_rows) = tables[3]
+    assert next(r for r in p_rows if r[1] == "A")[2] == "reference"
