@@ -66,4 +66,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.experiment = ml_collections.ConfigDict()
     config.experiment.methods = tuple(methods.REGISTRY)
     config.experiment.seeds = 1
+    config.experiment.classify = True       # also Table 5 (config.classify) of the seed-0 runs
     return config

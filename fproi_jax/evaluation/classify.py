@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from fproi_jax.classify import report as classify_report
+from fproi_jax.classify import svm
 from fproi_jax.data import deform, pipeline
 from fproi_jax.evaluation.load import load_generators, map_batches, with_run_image_size
 
@@ -35,12 +36,16 @@ PROTOCOL = (
     "see its test patients. Synthesized slices carry the grade and patient of their source.")
 
 
+class InsufficientDataError(ValueError):
+    """The dataset cannot support the experiment (no grades, too few patients, shared ones)."""
+
+
 def load_slices(config: ml_collections.ConfigDict, split: str) -> dict:
     """{'image', 'roi', 'grade', 'patient_id'} of a whole split at config.data.image_size."""
     source = pipeline.load_split(config.data, split)
     if len(source) == 0 or "grade" not in source[0]:
-        raise ValueError(f"{config.data.name} {split}: the classifier needs a dataset with a "
-                         f"'grade' feature (brats2017)")
+        raise InsufficientDataError(f"{config.data.name} {split}: the classifier needs a "
+                                    f"dataset with a 'grade' feature (brats2017)")
     columns = {"image": [], "roi": []}
     for batch in pipeline.eval_batches(source, config.data, config.eval.batch_size):
         columns["image"].append(batch["image"])
@@ -49,6 +54,23 @@ def load_slices(config: ml_collections.ConfigDict, split: str) -> dict:
     return {"image": np.concatenate(columns["image"]), "roi": np.concatenate(columns["roi"]),
             "grade": np.array([int(e["grade"]) for e in examples]),
             "patient_id": np.array([e["patient_id"].decode() for e in examples])}
+
+
+def check_patients(train: dict, test: dict, config: ml_collections.ConfigDict):
+    """InsufficientDataError unless every grade has CV_FOLDS training patients and no
+    patient is on both sides (checked before any synthesis or feature extraction)."""
+    for grade, name in enumerate(("HGG", "LGG")):
+        patients = set(train["patient_id"][train["grade"] == grade])
+        if len(patients) < svm.CV_FOLDS:
+            raise InsufficientDataError(
+                f"{config.data.name} split '{config.data.test_split}' (the classifier's "
+                f"training set) has {len(patients)} {name} patients; its {svm.CV_FOLDS}-fold "
+                f"cross-validation grouped by patient needs {svm.CV_FOLDS}")
+    shared = set(train["patient_id"]) & set(test["patient_id"])
+    if shared:
+        raise InsufficientDataError(
+            f"splits '{config.data.test_split}' and '{config.data.train_split}' share patients "
+            f"{sorted(shared)[:5]}: the classifier's test would see its training patients")
 
 
 def new_rois(rois: np.ndarray, seed: int, alpha: float, sigma: float) -> np.ndarray:
@@ -69,7 +91,7 @@ def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict
     batch_size = config.eval.batch_size
 
     @jax.jit
-    def step(batch):
+    def synthesize(variables, batch):
         _, x_hat = method.image_synthesis(variables, batch["image"], batch["roi"])
         out = {"images": x_hat}
         if "new_roi" in batch:
@@ -84,6 +106,7 @@ def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict
     batches = ({k: v[i:i + batch_size] for k, v in inputs.items()}
                for i in range(0, n, batch_size))
     outputs = {}
+    step = lambda batch: synthesize(variables, batch)  # noqa: E731
     for _, out in map_batches(step, batches, batch_size, n, f"synthesize {method.label}"):
         for key, value in out.items():
             outputs.setdefault(key, []).append(value)
@@ -94,6 +117,7 @@ def classify(config: ml_collections.ConfigDict, runs: dict, out_dir: pathlib.Pat
     """Table 5 and Figure 9 of the runs ({name: run dir or export}) into `out_dir`."""
     real = load_slices(config, config.data.test_split)
     test = load_slices(config, config.data.train_split)
+    check_patients(real, test, config)
     groups = {REAL: (real["image"], real["grade"], real["patient_id"])}
     for run in runs.values():
         label, made = synthesized(pathlib.Path(run), config, real, config.classify.new_rois)

@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation import evaluate as evaluate_lib
+from fproi_jax.evaluation import classify, evaluate as evaluate_lib
 from fproi_jax.evaluation import experiment_report, figures, report
 from fproi_jax.evaluation.load import example_id
 from fproi_jax.methods import REGISTRY, get_method
@@ -142,8 +142,9 @@ def _figures(out_dir, seed0_dirs, n):
     return [{"title": title, "path": name} for title, name in FIGURES]
 
 
-def write_report(config, workdir, eval_dirs, labels) -> dict:
-    """Writes WORKDIR/report/ from the evaluations eval_dirs {method: [eval dir per seed]}."""
+def write_report(config, workdir, eval_dirs, labels, classification=None) -> dict:
+    """Writes WORKDIR/report/ from the evaluations eval_dirs {method: [eval dir per seed]}
+    and the Table 5 summary of `table5` (None: none)."""
     workdir = pathlib.Path(workdir)
     out_dir = workdir / REPORT
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,6 +167,12 @@ def write_report(config, workdir, eval_dirs, labels) -> dict:
         "groups": pooled,
         "figures": figure_list,
     }
+    if classification is not None:
+        summary["table5"] = classification
+        table5_md = workdir / REPORT / "classify" / "table5.md"
+        if table5_md.is_file():
+            figure_list.append({"title": "Figure 9: ROC curves of the HGG/LGG classifier",
+                                "path": "classify/figure9_roc.png"})
     report._write_atomic(out_dir / "summary.json",
                          json.dumps(summary, indent=2, allow_nan=False) + "\n")
     title = f"Comparison on {dataset}: {len(eval_dirs)} methods x {seeds} seed(s)"
@@ -173,11 +180,32 @@ def write_report(config, workdir, eval_dirs, labels) -> dict:
     if seeds == 1:
         intro += " One seed: the spread between training runs is unknown."
     table_list = experiment_report.tables(pooled, reference)
+    if classification is not None and "skipped" not in classification:
+        table_list += experiment_report.markdown_tables(
+            (workdir / REPORT / "classify" / "table5.md").read_text())
+        intro += (f" Table 5 features: {classification['feature_source']['description']}; "
+                  f"notes and protocol in classify/table5.md.")
+    elif classification is not None:
+        intro += f" Table 5 (classifier) skipped: {classification['skipped']}"
     report._write_atomic(out_dir / "report.md",
                          experiment_report.markdown(title, intro, table_list))
     report._write_atomic(out_dir / "index.html", experiment_report.html(
         title, intro, table_list, [(f["title"], f["path"]) for f in figure_list]))
     return summary
+
+
+def table5(config: ml_collections.ConfigDict, workdir: pathlib.Path, labels: dict) -> dict:
+    """Table 5 (classify.py) of the seed-0 run of every method into report/classify/, or
+    {'skipped': reason} where the dataset cannot support it (no grades, too few patients),
+    so that the rest of the report is still written."""
+    if not config.experiment.classify:
+        return {"skipped": "config.experiment.classify is False"}
+    runs = {labels[m]: run_dir(workdir, m, 0) for m in labels}
+    try:
+        return classify.classify(config, runs, workdir / REPORT / "classify")
+    except classify.InsufficientDataError as e:
+        logging.warning("Table 5 skipped: %s", e)
+        return {"skipped": str(e)}
 
 
 def run(config: ml_collections.ConfigDict, workdir) -> dict:
@@ -197,7 +225,7 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
                 _train_and_evaluate(method_config, directory, final_step, labels[method]))
     summary = None
     if jax.process_index() == 0:
-        summary = write_report(config, workdir, eval_dirs, labels)
+        summary = write_report(config, workdir, eval_dirs, labels, table5(config, workdir, labels))
         logging.info("Experiment report: %s", (workdir / REPORT / "index.html").absolute())
         print(f"Experiment report: {(workdir / REPORT / 'index.html').absolute()}")
     return summary

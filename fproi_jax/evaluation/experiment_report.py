@@ -169,6 +169,23 @@ def legend(reference, seeds):
             f"computed (MS-SSIM needs images of at least 176 px).")
 
 
+def markdown_tables(text: str) -> list:
+    """The Markdown tables of `text` as (name, header, rows), each named by the heading
+    above it, for the HTML page."""
+    found, name, lines = [], "", []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            lines.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+            continue
+        if lines:
+            rows = [row for row in lines[1:] if set("".join(row)) - set("-:")]  # no rule line
+            found.append((name, lines[0], rows))
+            lines = []
+        if line.startswith("#"):
+            name = line.lstrip("#").strip()
+    return found
+
+
 def markdown(title, intro, table_list):
     parts = [f"# {title}\n", intro + "\n"]
     for name, header, rows in table_list:
