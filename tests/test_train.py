@@ -10,7 +10,6 @@ import time
 import jax
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from conftest import REPO, tiny_config
 from fproi_jax.data import pipeline

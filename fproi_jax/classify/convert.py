@@ -29,6 +29,7 @@ from typing import Mapping
 import jax
 import numpy as np
 
+from fproi_jax import atomic
 from fproi_jax.classify import resnet18
 
 _BN = {"weight": ("params", "scale"), "bias": ("params", "bias"),
@@ -127,10 +128,8 @@ def save_npz(path: str | os.PathLike, variables: dict) -> None:
         "/".join(str(getattr(k, "key", k)) for k in kp): np.asarray(v)
         for kp, v in jax.tree_util.tree_flatten_with_path(variables)[0]
     }
-    path = os.fspath(path)
-    tmp = f"{path}.tmp.npz"
-    np.savez(tmp, **flat)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        np.savez(tmp, **flat)
 
 
 def load_npz(path: str | os.PathLike) -> dict:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
 import time
 
@@ -41,6 +40,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fproi_jax import atomic  # noqa: E402
 from fproi_jax.classify import features as features_lib  # noqa: E402
 from fproi_jax.classify import metrics, svm  # noqa: E402
 
@@ -225,12 +225,11 @@ def run_experiment(
     if out_dir is not None:
         out = pathlib.Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "table5.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
-        _write_atomic(out / "table5.md", table5_markdown(summary))
-        tmp = out / ".scores.tmp.npz"
-        np.savez(tmp, y_true=y_true, patient_ids=test[2], groups=np.asarray(names),
-                 seeds=np.asarray(seeds), scores=scores)
-        os.replace(tmp, out / "scores.npz")
+        atomic.write_text(out / "table5.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
+        atomic.write_text(out / "table5.md", table5_markdown(summary))
+        with atomic.replacing(out / "scores.npz") as tmp:
+            np.savez(tmp, y_true=y_true, patient_ids=test[2], groups=np.asarray(names),
+                     seeds=np.asarray(seeds), scores=scores)
         roc_figure(out / "figure9_roc.png", y_true, {n: scores[i] for i, n in enumerate(names)},
                    rows, source)
     return summary
@@ -322,15 +321,4 @@ def roc_figure(path, y_true, scores: dict, rows: dict, source) -> None:
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-
-
-def _write_atomic(path, text):
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.save_figure(fig, path)

@@ -25,6 +25,7 @@ import numpy as np
 from absl import logging
 
 from fproi_jax.data import pipeline
+from fproi_jax import atomic
 from fproi_jax.evaluation import classify, evaluate as evaluate_lib
 from fproi_jax.evaluation import experiment_report, figures, report
 from fproi_jax.evaluation.load import example_id
@@ -105,7 +106,7 @@ def _train_and_evaluate(config, directory, final_step, label):
         logging.info("Experiment: evaluating %s seed %d", method, seed)
         evaluate_lib.evaluate(config, directory)
         if jax.process_index() == 0:
-            report._write_atomic(marker, json.dumps({"step": final_step}) + "\n")
+            atomic.write_text(marker, json.dumps({"step": final_step}) + "\n")
     return eval_dir
 
 
@@ -173,7 +174,7 @@ def write_report(config, workdir, eval_dirs, labels, classification=None) -> dic
         if table5_md.is_file():
             figure_list.append({"title": "Figure 9: ROC curves of the HGG/LGG classifier",
                                 "path": "classify/figure9_roc.png"})
-    report._write_atomic(out_dir / "summary.json",
+    atomic.write_text(out_dir / "summary.json",
                          json.dumps(summary, indent=2, allow_nan=False) + "\n")
     title = f"Comparison on {dataset}: {len(eval_dirs)} methods x {seeds} seed(s)"
     intro = experiment_report.legend(reference, seeds)
@@ -187,9 +188,9 @@ def write_report(config, workdir, eval_dirs, labels, classification=None) -> dic
                   f"notes and protocol in classify/table5.md.")
     elif classification is not None:
         intro += f" Table 5 (classifier) skipped: {classification['skipped']}"
-    report._write_atomic(out_dir / "report.md",
+    atomic.write_text(out_dir / "report.md",
                          experiment_report.markdown(title, intro, table_list))
-    report._write_atomic(out_dir / "index.html", experiment_report.html(
+    atomic.write_text(out_dir / "index.html", experiment_report.html(
         title, intro, table_list, [(f["title"], f["path"]) for f in figure_list]))
     return summary
 

@@ -8,10 +8,11 @@ at DPI dots per inch, so a grid of R rows and C columns is (C * CELL_INCHES * DP
 wide and (R * CELL_INCHES * DPI) high. Each function writes its PNG and returns the Figure
 (a grid's cells are figure.axes in row-major order).
 """
-from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from fproi_jax import atomic
 
 CELL_INCHES = 2.0
 DPI = 100
@@ -42,9 +43,7 @@ def _count(n, available):
 
 
 def _save(figure, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI)
+    atomic.save_figure(figure, path, dpi=DPI)
 
 
 def _image_grid(path, cells, column_titles, row_labels, contours=None):

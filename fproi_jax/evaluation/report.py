@@ -16,11 +16,12 @@ Every file is written to a temporary name and renamed, so none is ever half-writ
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+from fproi_jax import atomic
 
 REGIONS = {"whole": "Whole image", "tumour": "Tumour region"}
 IMAGE_METRICS = {"psnr": "PSNR", "ssim": "SSIM", "ms_ssim": "MS-SSIM"}
@@ -41,19 +42,6 @@ ALL_METRICS = (*(name for names in METRICS["image"].values() for name in names),
 ALPHA = 0.05
 ID_COLUMN = "example_id"
 PER_EXAMPLE = "per_example.csv"
-
-
-def _write_atomic(path, text):
-    """Writes `text` to `path` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open() honours the umask
-    try:
-        with open(tmp, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _checked(per_example, example_ids, source):
@@ -180,7 +168,7 @@ def write_report(per_example, example_ids, out_dir, method, dataset):
     writer.writerow([ID_COLUMN, *values])
     for k, example_id in enumerate(example_ids):
         writer.writerow([example_id, *(repr(float(v[k])) for v in values.values())])
-    _write_atomic(out_dir / PER_EXAMPLE, rows.getvalue())
+    atomic.write_text(out_dir / PER_EXAMPLE, rows.getvalue())
 
     summary = {
         "method": method,
@@ -188,7 +176,7 @@ def write_report(per_example, example_ids, out_dir, method, dataset):
         "n_examples": len(example_ids),
         "metrics": {name: _statistics(v) for name, v in values.items()},
     }
-    _write_atomic(out_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    atomic.write_text(out_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     cells = {method: {name: _cell(stat) for name, stat in summary["metrics"].items()}}
     markdown = (
         f"# {method} on {dataset}\n\n"
@@ -197,7 +185,7 @@ def write_report(per_example, example_ids, out_dir, method, dataset):
         + "\n"
         + _footnote({method: summary["metrics"]}, len(example_ids))
     )
-    _write_atomic(out_dir / "summary.md", markdown)
+    atomic.write_text(out_dir / "summary.md", markdown)
     return summary
 
 
@@ -264,10 +252,10 @@ def compare_runs(run_dirs, reference, out_dir):
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(
+    atomic.write_text(
         out_dir / "comparison.json", json.dumps(comparison, indent=2, allow_nan=False) + "\n"
     )
-    _write_atomic(out_dir / "comparison.md", _comparison_markdown(comparison, statistics))
+    atomic.write_text(out_dir / "comparison.md", _comparison_markdown(comparison, statistics))
     return comparison
 
 

@@ -21,16 +21,11 @@ import jax
 import jax.numpy as jnp
 from jax import export
 
+from fproi_jax import atomic
 from fproi_jax.methods import Method
 
 PLATFORMS = ("cpu", "cuda")
 SUFFIX = ".jaxexport"
-
-
-def _write_atomic(path: pathlib.Path, data: bytes):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def write_programs(directory: pathlib.Path, method: Method, variables: dict, image_size: int):
@@ -44,4 +39,4 @@ def write_programs(directory: pathlib.Path, method: Method, variables: dict, ima
     }
     for name, (fn, specs) in programs.items():
         exported = export.export(jax.jit(fn), platforms=PLATFORMS)(*specs)
-        _write_atomic(pathlib.Path(directory) / f"{name}{SUFFIX}", exported.serialize())
+        atomic.write_bytes(pathlib.Path(directory) / f"{name}{SUFFIX}", exported.serialize())

@@ -8,6 +8,8 @@ from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from fproi_jax import atomic  # noqa: E402
+
 
 def write_sample_grid(path: pathlib.Path, columns: dict, title: str = "") -> np.ndarray:
     """One row per example, one column per named (N, H, W, 1) array in [0, 1].
@@ -30,10 +32,6 @@ def write_sample_grid(path: pathlib.Path, columns: dict, title: str = "") -> np.
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
+    atomic.save_figure(fig, path)
     with Image.open(path) as png:
         return np.asarray(png.convert("RGB"))
