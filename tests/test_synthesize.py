@@ -19,7 +19,7 @@ from PIL import Image
 from conftest import REPO, TINY_SHAPE, tiny_config
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import synthesize as synth
-from fproi_jax.evaluation.load import load_generators
+from fproi_jax.evaluation.load import example_id, load_generators
 from fproi_jax.methods import get_method
 from fproi_jax.train import checkpoint
 
@@ -123,12 +123,20 @@ def test_tfds_dataset_is_readable_and_mixable(synthetic, tiny_brats):
     rows = _rows(synthetic)
     assert len(dataset) == len(rows)
     by_source = {dataset[i]["source_id"].decode(): dataset[i] for i in range(len(dataset))}
+    test_split = pipeline.load_split(tiny_brats, "test")
+    sources = {example_id(test_split[i], i): test_split[i] for i in range(len(test_split))}
     assert set(by_source) == {r["source_id"] for r in rows}
     for row in rows:
         example = by_source[row["source_id"]]
-        assert set(example) == {"image", "roi", "patient_id", "source_id"}
+        assert set(example) == {"image", "roi", "patient_id", "source_id", "grade", "case_id",
+                                "slice_index"}
         assert example["image"].dtype == np.float32 and example["roi"].dtype == np.uint8
         assert example["patient_id"].decode() == row["patient_id"]
+        # The source example's grade and ids travel with the synthesized pair.
+        source = sources[row["source_id"].split("/", 1)[1]]
+        assert int(example["grade"]) == int(row["grade"]) == int(source["grade"])
+        assert example["case_id"].decode() == row["case_id"] == source["case_id"].decode()
+        assert int(example["slice_index"]) == int(source["slice_index"])
         nifti = nib.load(synthetic / row["image_nii"]).get_fdata(dtype=np.float32)
         np.testing.assert_array_equal(example["image"], nifti)
     # A training config can point its data at it.
@@ -204,6 +212,7 @@ def test_synthesize_from_mask_files(export, tiny_brats, tmp_path):
     assert [r["source_id"] for r in rows] == ["big.png", "mri.nii.gz", "small.png"]
     for row in rows:
         np.testing.assert_array_equal(nib.load(out / row["image_nii"]).affine, np.eye(4))
+        assert (row["grade"], row["case_id"], row["slice_index"]) == ("-1", "", "-1")
     assert len(tfds.data_source("synthetic_pairs", data_dir=str(out / "tfds"),
                                 split="train")) == 3
 

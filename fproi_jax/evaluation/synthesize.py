@@ -5,12 +5,15 @@ pair is the new image F(y) and the ROI re-synthesized from it, G(concat(F(y), RF
 binarised at 0.5: the paper's "paired images" (the ROI that the generators agree belongs to
 the new image, not the one it was asked for). <workdir>/synthetic/ holds:
 
-  pairs.csv              id, source_id, patient_id, dice of G(F(y)) against y, file names
+  pairs.csv              id, source_id, patient_id, grade, case_id, slice_index (of the
+                         source example: -1 or "" where unknown, e.g. for mask files),
+                         dice of G(F(y)) against y, file names
   png/<name>_image.png   F(y), 16-bit grey (round(value * 65535))
   png/<name>_roi.png     G(F(y)), 8-bit grey, 0 or 255
   nifti/<name>_{image,roi}.nii.gz   the same as (H, W, 1) volumes (float32, uint8)
   tfds/synthetic_pairs/  a TFDS dataset (array_record, split 'train') with the features
-                         image, roi, patient_id of the source datasets, plus source_id
+                         image, roi, patient_id of the source datasets, plus source_id,
+                         grade (0 HGG, 1 LGG, -1 unknown), case_id and slice_index
 
 Read the dataset with tfds.data_source('synthetic_pairs', data_dir=<workdir>/synthetic/tfds,
 split='train'), or train on it with --config.data.name=synthetic_pairs
@@ -106,14 +109,14 @@ def _mask_name(path: pathlib.Path) -> str:
 
 
 def _inputs(config: ml_collections.ConfigDict):
-    """(records, batches of {'roi'}): one record {id, source_id, patient_id, affine} per
-    input ROI, from eval.mask_dir or else the test split."""
+    """(records, batches of {'roi'}): one record {id, source_id, patient_id, grade,
+    case_id, slice_index, affine} per input ROI, from eval.mask_dir or else the test split."""
     size, batch_size = config.data.image_size, config.eval.batch_size
     if config.eval.mask_dir:
         files = mask_files(pathlib.Path(config.eval.mask_dir))
         rois = [read_mask(path, size) for path in files]
         records = [{"id": _mask_name(p), "source_id": p.name, "patient_id": _mask_name(p),
-                    "affine": np.eye(4)} for p in files]
+                    **UNKNOWN_SOURCE, "affine": np.eye(4)} for p in files]
         batches = ({"roi": np.stack(rois[i:i + batch_size])}
                    for i in range(0, len(rois), batch_size))
         return records, batches
@@ -128,10 +131,27 @@ def _inputs(config: ml_collections.ConfigDict):
                                   config.eval.source_slice_size)
         name = example_id(example, index)
         records.append({"id": name, "source_id": f"{config.data.name}/{name}",
-                        "patient_id": example["patient_id"].decode(), "affine": affine})
+                        "patient_id": example["patient_id"].decode(), **_source_ids(example),
+                        "affine": affine})
     batches = ({"roi": batch["roi"]}
                for batch in pipeline.eval_batches(source, config.data, batch_size))
     return records, batches
+
+
+UNKNOWN_SOURCE = {"grade": -1, "case_id": "", "slice_index": -1}
+SOURCE_KEYS = tuple(UNKNOWN_SOURCE)
+
+
+def _source_ids(example: dict) -> dict:
+    """The grade, case id and slice index of a dataset example, where it has them."""
+    ids = dict(UNKNOWN_SOURCE)
+    if "grade" in example:
+        ids["grade"] = int(example["grade"])
+    if "case_id" in example:
+        ids["case_id"] = example["case_id"].decode()
+    if "slice_index" in example:
+        ids["slice_index"] = int(example["slice_index"])
+    return ids
 
 
 with tfds.core.registered.skip_registration():
@@ -154,6 +174,9 @@ with tfds.core.registered.skip_registration():
                 features=tfds.features.FeaturesDict({
                     **pair_features(self._image_size),
                     "source_id": tfds.features.Text(),
+                    "grade": tfds.features.Scalar(np.int32),
+                    "case_id": tfds.features.Text(),
+                    "slice_index": tfds.features.Scalar(np.int32),
                 }),
                 supervised_keys=("image", "roi"))
 
@@ -190,14 +213,16 @@ def _write(out: pathlib.Path, records: list, config, description: str):
             volume = nib.Nifti1Image(record[kind].astype(dtype), record["affine"])
             nib.save(volume, out / files[f"{kind}_nii"])
         rows.append({"id": record["id"], "source_id": record["source_id"],
-                     "patient_id": record["patient_id"], "dice_to_input": record["dice"],
-                     **files})
+                     "patient_id": record["patient_id"],
+                     **{key: record[key] for key in SOURCE_KEYS},
+                     "dice_to_input": record["dice"], **files})
     with open(out / "pairs.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     pairs = [{"image": r["image"], "roi": r["roi"], "patient_id": r["patient_id"],
-              "source_id": r["source_id"]} for r in records]
+              "source_id": r["source_id"], **{key: r[key] for key in SOURCE_KEYS}}
+             for r in records]
     SyntheticPairs(pairs=pairs, image_size=config.data.image_size, description=description,
                    data_dir=str(out / "tfds")).download_and_prepare()
     shutil.rmtree(out / "tfds" / "downloads", ignore_errors=True)  # empty: nothing downloaded
