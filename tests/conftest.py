@@ -82,6 +82,17 @@ def tiny_brats(tmp_path_factory) -> ml_collections.ConfigDict:
     return data
 
 
+def assert_trees_close(a, b, atol, rtol=0.0):
+    """Every leaf of pytree `a` close to the same leaf of `b`, naming the leaf that is not."""
+    import jax
+    import numpy as np
+    flat_a, flat_b = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
+    assert len(flat_a) == len(flat_b)
+    for (path, x), y in zip(flat_a, flat_b):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
 def tiny_config(data: ml_collections.ConfigDict,
                 method: str = "fproi_gan") -> ml_collections.ConfigDict:
     """A fast training config of `method` on `data`: narrow networks, a few steps."""

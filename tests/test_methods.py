@@ -14,7 +14,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from configs import base
-from conftest import REPO, tiny_config
+from conftest import REPO, assert_trees_close, tiny_config
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import evaluate
 from fproi_jax.evaluation.load import load_generators
@@ -68,14 +68,6 @@ def _run(config, devices, steps):
     return jax.device_get(state), history
 
 
-def _assert_trees_close(a, b, atol, rtol=0.0):
-    flat_a, flat_b = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
-    assert len(flat_a) == len(flat_b)
-    for (path, x), y in zip(flat_a, flat_b):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol,
-                                   err_msg=jax.tree_util.keystr(path))
-
-
 def test_fproi_gan_step_is_unchanged_by_the_method_registry():
     """Parameters and pools after 3 steps equal those of the step before the registry
     (tests/data/fproi_gan_3_steps.npz, written by the pre-registry code, commit def351c,
@@ -97,8 +89,8 @@ def test_four_devices_give_the_same_update_as_one(name):
     one, one_metrics = _run(_config(name), jax.devices()[:1], 2)
     four, four_metrics = _run(_config(name), jax.devices()[:4], 2)
     assert all(np.isfinite(v) for m in one_metrics for v in m.values())
-    _assert_trees_close(one.params, four.params, atol=1e-5, rtol=1e-4)
-    _assert_trees_close(one.batch_stats, four.batch_stats, atol=1e-5, rtol=1e-4)
+    assert_trees_close(one.params, four.params, atol=1e-5, rtol=1e-4)
+    assert_trees_close(one.batch_stats, four.batch_stats, atol=1e-5, rtol=1e-4)
     for key in one_metrics[-1]:
         np.testing.assert_allclose(one_metrics[-1][key], four_metrics[-1][key], rtol=1e-4,
                                    err_msg=key)
@@ -241,7 +233,7 @@ def test_resume_export_and_evaluate_on_one_device(name, tiny_brats, tmp_path):
     loop.train(config, resumed)
     a, _ = checkpoint.restore_train_state(config, straight)
     b, _ = checkpoint.restore_train_state(config, resumed)
-    _assert_trees_close(a, b, atol=0)
+    assert_trees_close(a, b, atol=0)
 
     method = get_method(config)
     export = straight / "export"
@@ -249,7 +241,7 @@ def test_resume_export_and_evaluate_on_one_device(name, tiny_brats, tmp_path):
                                 config)
     _, loaded_method, variables = load_generators(export)
     assert loaded_method.label == LABELS[name]
-    _assert_trees_close(variables, method.export_variables(a.params, a.batch_stats), atol=0)
+    assert_trees_close(variables, method.export_variables(a.params, a.batch_stats), atol=0)
 
     # The self-contained programs: the same syntheses, loaded by a process with jax alone.
     x = np.random.default_rng(0).random((3, 32, 32, 1), np.float32)

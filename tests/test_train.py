@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_config
+from conftest import REPO, assert_trees_close, tiny_config
 from fproi_jax.data import pipeline
 from fproi_jax.mesh import data_mesh
 from fproi_jax.methods import get_method
@@ -43,14 +43,6 @@ def _run_steps(config, devices, batch, steps):
     return jax.device_get(state), history
 
 
-def _assert_trees_close(a, b, atol, rtol=0.0):
-    flat_a, flat_b = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
-    assert len(flat_a) == len(flat_b)
-    for (path, x), y in zip(flat_a, flat_b):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol,
-                                   err_msg=jax.tree_util.keystr(path))
-
-
 def test_steps_on_a_fixed_batch_lower_the_cycle_loss(tiny_brats):
     config = tiny_config(tiny_brats)
     config.train.learning_rate = 2e-3
@@ -72,7 +64,7 @@ def test_four_devices_give_the_same_update_as_one(tiny_brats):
     one, one_metrics = _run_steps(config, jax.devices()[:1], batch, 3)
     four, four_metrics = _run_steps(config, jax.devices()[:4], batch, 3)
     assert jax.device_count() == 4
-    _assert_trees_close(one, four, atol=1e-6, rtol=1e-5)
+    assert_trees_close(one, four, atol=1e-6, rtol=1e-5)
     for m1, m4 in zip(one_metrics, four_metrics):
         for key in m1:
             np.testing.assert_allclose(m1[key], m4[key], rtol=1e-5, err_msg=key)
@@ -183,7 +175,7 @@ def test_killed_run_resumes_to_the_same_parameters(tiny_brats, tmp_path):
     a, step_a = checkpoint.restore_train_state(config, straight)
     b, step_b = checkpoint.restore_train_state(config, resumed)
     assert step_a == step_b == 12
-    _assert_trees_close(a, b, atol=0)
+    assert_trees_close(a, b, atol=0)
     assert sorted(p.name for p in (straight / "samples").iterdir()) == [
         "step_0000003.png", "step_0000006.png", "step_0000009.png", "step_0000012.png"]
     assert list((straight / "tensorboard").glob("events.out.tfevents.*"))
@@ -244,6 +236,6 @@ def test_two_processes_train_like_one(tiny_brats, tmp_path):
                                  data_mesh(jax.devices()[:1]))
     change = _max_update(initial.params, a.params)
     assert change > 1e-3
-    _assert_trees_close(a.params, b.params, atol=0.005 * change)
-    _assert_trees_close(a.pools, b.pools, atol=0.01)
+    assert_trees_close(a.params, b.params, atol=0.005 * change)
+    assert_trees_close(a.pools, b.pools, atol=0.01)
     assert int(a.step) == int(b.step) == 4
