@@ -24,8 +24,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fproi_jax.data import pipeline
 from fproi_jax import atomic
+from fproi_jax.data import pipeline
 from fproi_jax.evaluation import classify, evaluate as evaluate_lib
 from fproi_jax.evaluation import experiment_report, figures, report
 from fproi_jax.evaluation.load import example_id
