@@ -22,10 +22,11 @@ import jax
 import ml_collections
 import numpy as np
 
+from fproi_jax import atomic
 from fproi_jax.classify import report as classify_report
 from fproi_jax.classify import svm
 from fproi_jax.data import deform, pipeline
-from fproi_jax.evaluation.load import load_generators, map_batches, with_run_image_size
+from fproi_jax.evaluation.load import load_generators, map_batches
 
 REAL = "Real only"
 PROTOCOL = (
@@ -84,7 +85,7 @@ def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict
                 with_new_rois: bool) -> tuple[str, dict]:
     """(the run's label, {'images': F(G(x)) of each real slice, 'new': F(y') or absent})."""
     run_config, method, variables = load_generators(run)
-    size = with_run_image_size(config, run_config).data.image_size
+    size = run_config.data.image_size
     if size != config.data.image_size:
         raise ValueError(f"{run}: trained at {size} px, the classifier's data is at "
                          f"{config.data.image_size} px; pass --config.data.image_size={size}")
@@ -132,7 +133,7 @@ def classify(config: ml_collections.ConfigDict, runs: dict, out_dir: pathlib.Pat
     summary["protocol"] = PROTOCOL.format(data=config.data, runs=", ".join(
         f"{name}={path}" for name, path in runs.items()))
     table = pathlib.Path(out_dir) / "table5.md"
-    table.write_text(table.read_text() + "\n" + summary["protocol"] + "\n")
-    (pathlib.Path(out_dir) / "table5.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic.write_text(table, table.read_text() + "\n" + summary["protocol"] + "\n")
+    atomic.write_text(pathlib.Path(out_dir) / "table5.json", json.dumps(summary, indent=2) + "\n")
     print(table.read_text())
     return summary

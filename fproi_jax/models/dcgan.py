@@ -13,7 +13,7 @@ from typing import Sequence
 import flax.linen as nn
 
 from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, SubpixelConvTranspose, batch_norm,
-                                     conv4x4, normal_init)
+                                     check_divisible, conv4x4, normal_init)
 
 
 def _down(x, features: Sequence[int], train: bool):
@@ -34,10 +34,7 @@ class EncoderDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        scale = 2 ** len(self.features)
-        if x.shape[1] % scale or x.shape[2] % scale:
-            raise ValueError(f"EncoderDecoder input height and width must be divisible by "
-                             f"{scale}, got {x.shape}")
+        check_divisible(x, 2 ** len(self.features), "EncoderDecoder")
         h = _down(x, self.features, train)
         for f in reversed(self.features[:-1]):
             h = SubpixelConvTranspose(f, 4, 2, use_bias=False, kernel_init=normal_init())(h)

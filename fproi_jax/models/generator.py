@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, ConvBlock, SpaceToDepthConv, UpBlock,
-                                     reflect_pad)
+                                     check_divisible, reflect_pad)
 
 
 class Generator(nn.Module):
@@ -30,8 +30,7 @@ class Generator(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        if x.shape[1] % 4 or x.shape[2] % 4:
-            raise ValueError(f"Generator input height and width must be divisible by 4, got {x.shape}")
+        check_divisible(x, 4, "Generator")
         w = self.width
         e1 = ConvBlock(w, 7, reflect=3)(x)
         e2 = ConvBlock(2 * w, 3, strides=2, reflect=1)(e1)

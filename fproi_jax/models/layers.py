@@ -18,6 +18,13 @@ from fproi_jax.mesh import DATA_AXIS
 OUTPUT_ACTIVATIONS = {"sigmoid": nn.sigmoid, "tanh": jnp.tanh, "linear": lambda x: x}
 
 
+def check_divisible(x: jax.Array, factor: int, network: str):
+    """ValueError naming the network unless x's height and width are multiples of `factor`."""
+    if x.shape[1] % factor or x.shape[2] % factor:
+        raise ValueError(f"{network} input height and width must be divisible by {factor}, "
+                         f"got {x.shape}")
+
+
 def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
     """Mirror-pads the two spatial axes of an NHWC tensor (PyTorch ReflectionPad2d)."""
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")

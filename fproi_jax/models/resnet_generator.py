@@ -17,7 +17,7 @@ space-to-depth form (layers.py), which XLA runs faster on CPU.
 import flax.linen as nn
 
 from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, SpaceToDepthConv, SubpixelConvTranspose,
-                                     instance_norm, normal_init, reflect_pad)
+                                     check_divisible, instance_norm, normal_init, reflect_pad)
 
 
 def _conv(features: int, kernel_size: int, strides: int = 1, padding="VALID") -> nn.Module:
@@ -46,9 +46,7 @@ class ResnetGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        if x.shape[1] % 4 or x.shape[2] % 4:
-            raise ValueError(f"ResnetGenerator input height and width must be divisible by 4, "
-                             f"got {x.shape}")
+        check_divisible(x, 4, "ResnetGenerator")
         w = self.width
         h = nn.relu(instance_norm()(_conv(w, 7)(reflect_pad(x, 3))))
         for features in (2 * w, 4 * w):
