@@ -1,4 +1,6 @@
 """Module output shapes, the exact sub-pixel transposed conv, the parameter table."""
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -11,7 +13,7 @@ from fproi_jax.methods import CYCLE_NAMES, get_method
 from fproi_jax.methods.base import Networks
 from fproi_jax.models.discriminator import Discriminator
 from fproi_jax.models.generator import Generator
-from fproi_jax.models.layers import SpaceToDepthConv, SubpixelConvTranspose
+from fproi_jax.models.layers import SpaceToDepthConv, SubpixelConvTranspose, conv_general_dilated
 from fproi_jax.models.rfb import RegionalFeatureBlock
 from fproi_jax.models.summary import parameter_table
 
@@ -41,6 +43,37 @@ def test_space_to_depth_conv_equals_valid_conv(shape, features, kernel_size, blo
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="not divisible by block 3"):
         SpaceToDepthConv(features, kernel_size, 3).init(jax.random.key(0), x[:, :-1])
+
+
+@pytest.mark.parametrize("padding,strides", [("VALID", (1, 1)), ([(0, 0), (0, 0)], (2, 2)),
+                                             ("VALID", (2, 1)), ([(1, 1), (1, 1)], (1, 1))])
+def test_conv_general_dilated_equals_lax_in_value_and_gradients(padding, strides):
+    x = jax.random.normal(jax.random.key(0), (2, 17, 14, 3))
+    kernel = jax.random.normal(jax.random.key(1), (5, 4, 3, 6))
+    numbers = ("NHWC", "HWIO", "NHWC")
+
+    def loss(conv, x, kernel):  # a non-linear readout, so the gradients depend on the output
+        return jnp.sum(jnp.sin(conv(x, kernel, strides, padding, dimension_numbers=numbers)))
+
+    ours = jax.jit(jax.value_and_grad(functools.partial(loss, conv_general_dilated), (0, 1)))
+    plain = jax.jit(jax.value_and_grad(functools.partial(loss, jax.lax.conv_general_dilated),
+                                       (0, 1)))
+    (got, got_grads), (want, want_grads) = ours(x, kernel), plain(x, kernel)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    for g, w in zip(got_grads, want_grads):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_unpadded_convs_run_padded_and_cropped_on_cpu_only():
+    x, kernel = jnp.zeros((1, 16, 16, 3)), jnp.zeros((7, 7, 3, 4))
+    conv = functools.partial(conv_general_dilated, window_strides=(1, 1), padding="VALID",
+                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    lowered = {platform: jax.jit(conv).trace(x, kernel).lower(lowering_platforms=(platform,))
+               for platform in ("cpu", "cuda")}
+    cpu, cuda = (lowered[p].as_text() for p in ("cpu", "cuda"))
+    assert "pad = [[0, 1], [0, 1]]" in cpu and "tensor<1x11x11x4xf32>" in cpu
+    assert "pad = [[0, 1], [0, 1]]" not in cuda and "tensor<1x10x10x4xf32>" in cuda
+    assert jax.jit(conv)(x, kernel).shape == (1, 10, 10, 4)
 
 
 def _output_shape(module, *inputs):

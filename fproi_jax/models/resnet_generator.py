@@ -16,12 +16,13 @@ space-to-depth form (layers.py), which XLA runs faster on CPU.
 """
 import flax.linen as nn
 
-from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, SpaceToDepthConv, SubpixelConvTranspose,
-                                     check_divisible, instance_norm, normal_init, reflect_pad)
+from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, Conv, SpaceToDepthConv,
+                                     SubpixelConvTranspose, check_divisible, instance_norm,
+                                     normal_init, reflect_pad)
 
 
 def _conv(features: int, kernel_size: int, strides: int = 1, padding="VALID") -> nn.Module:
-    return nn.Conv(features, (kernel_size,) * 2, strides=strides, padding=padding,
+    return Conv(features, (kernel_size,) * 2, strides=strides, padding=padding,
                    kernel_init=normal_init())
 
 
