@@ -71,7 +71,12 @@ def _run(config, devices, steps):
 def test_fproi_gan_step_is_unchanged_by_the_method_registry():
     """Parameters and pools after 3 steps equal those of the step before the registry
     (tests/data/fproi_gan_3_steps.npz, written by the pre-registry code, commit def351c,
-    from this config and batch on one CPU device)."""
+    from this config and batch on one CPU device).
+
+    Bit-identical through the registry refactor; since the CPU convolution rewrites
+    (models/layers.py: the same products, summed in another order) equal to float noise:
+    each leaf within 1e-3 of its largest magnitude. Measured: at most 2.1e-4; a 10% change
+    of the cycle weight moves 17 of the 41 leaves beyond 1e-3."""
     state, _ = _run(_config("fproi_gan"), jax.devices()[:1], 3)
     reference = np.load(REPO / "tests/data/fproi_gan_3_steps.npz")
     got = {jax.tree_util.keystr(path): leaf
@@ -81,7 +86,8 @@ def test_fproi_gan_step_is_unchanged_by_the_method_registry():
     want = {key.replace("['params']", ""): reference[key] for key in reference.files}
     assert sorted(got) == sorted(want)
     for key, value in want.items():
-        np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
+        np.testing.assert_allclose(got[key], value, rtol=0, atol=1e-3 * np.max(np.abs(value)),
+                                   err_msg=key)
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -76,6 +76,15 @@ def test_unpadded_convs_run_padded_and_cropped_on_cpu_only():
     assert jax.jit(conv)(x, kernel).shape == (1, 10, 10, 4)
 
 
+def test_transposed_convs_run_by_phases_on_cpu_and_as_conv_transpose_elsewhere():
+    layer, x = SubpixelConvTranspose(4, 3, 2), jnp.zeros((1, 8, 8, 3))
+    params = layer.init(jax.random.key(0), x)
+    cpu, cuda = (jax.jit(layer.apply).trace(params, x).lower(lowering_platforms=(p,)).as_text()
+                 for p in ("cpu", "cuda"))
+    assert cpu.count("stablehlo.convolution") == 4 and "lhs_dilate = [2, 2]" not in cpu
+    assert cuda.count("stablehlo.convolution") == 1 and "lhs_dilate = [2, 2]" in cuda
+
+
 def _output_shape(module, *inputs):
     params = jax.eval_shape(module.init, jax.random.key(0), *inputs)
     return jax.eval_shape(module.apply, params, *inputs).shape

@@ -146,14 +146,37 @@ def _phase_taps(kernel_size: int, strides: int):
              if (r + t - lo) % strides == 0] for r in range(strides)]
 
 
-class SubpixelConvTranspose(nn.Module):
-    """Strided transposed convolution computed as a sub-pixel convolution.
+def _phase_correlation(x, kernel, taps_h, taps_w):
+    """One output phase of a transposed convolution: a stride-1 correlation of x with the
+    kernel taps (tap, input offset) that land on it, offsets consecutive."""
+    if not taps_h or not taps_w:  # a phase no tap reaches (kernel smaller than the stride)
+        return jnp.zeros((*x.shape[:3], kernel.shape[-1]), x.dtype)
+    rows, cols = (np.array([t for t, _ in taps]) for taps in (taps_h, taps_w))
+    padding = [(-taps[0][1], taps[-1][1]) for taps in (taps_h, taps_w)]
+    return conv_general_dilated(x, kernel[rows][:, cols].astype(x.dtype), (1, 1), padding,
+                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    Holds the same (k, k, C_in, C_out) kernel as `nn.ConvTranspose(padding='SAME')`
-    and returns exactly its output, but evaluates it as one stride-1 convolution that
-    produces all s*s output phases followed by depth-to-space. On CPU XLA the weight
-    gradient of a dilated (transposed) convolution is ~25x slower than this form
-    (docs/measured_facts.md); the arithmetic is identical.
+
+def _transposed_conv_by_phases(x, kernel, strides: int):
+    """`lax.conv_transpose(padding='SAME')` as s*s stride-1 correlations, one per output phase
+    (each with only its own taps: the same multiply-adds as the transposed convolution),
+    interleaved by depth-to-space."""
+    taps = _phase_taps(kernel.shape[0], strides)
+    phases = jnp.stack([jnp.stack([_phase_correlation(x, kernel, taps_h, taps_w)
+                                   for taps_w in taps], axis=3) for taps_h in taps], axis=2)
+    n, h, _, w, _, c = phases.shape                      # (n, h, r_h, w, r_w, c)
+    return phases.reshape(n, h * strides, w * strides, c)
+
+
+class SubpixelConvTranspose(nn.Module):
+    """Strided transposed convolution (`nn.ConvTranspose(padding='SAME')`'s kernel and output).
+
+    On CPU it is computed as one stride-1 correlation per output phase followed by
+    depth-to-space (the sub-pixel form), with each phase's own taps only; elsewhere it is
+    `lax.conv_transpose`. XLA:CPU runs the weight gradient of the dilated (transposed)
+    form ~25x slower than this, and the sub-pixel form with one shared phase kernel (zeros
+    where a phase has no tap: 16 taps for 9 at k=3, s=2) ~1.5-2x slower than the phase-wise
+    one (docs/measured_facts.md); the arithmetic is the same.
     """
 
     features: int
@@ -165,28 +188,11 @@ class SubpixelConvTranspose(nn.Module):
     @nn.compact
     def __call__(self, x):
         k, s = self.kernel_size, self.strides
-        kernel = self.param("kernel", self.kernel_init,
-                            (k, k, x.shape[-1], self.features))
-        taps = _phase_taps(k, s)
-        offsets = [d for phase in taps for _, d in phase]
-        d_min, d_max = min(offsets), max(offsets)
-        span = d_max - d_min + 1
-        # Scatter the kernel taps into a (span, span, C_in, s*s*C_out) phase kernel.
-        phase_kernel = jnp.zeros((span, span, x.shape[-1], s, s, self.features), x.dtype)
-        for r_h, taps_h in enumerate(taps):
-            for r_w, taps_w in enumerate(taps):
-                for t_h, d_h in taps_h:
-                    for t_w, d_w in taps_w:
-                        phase_kernel = phase_kernel.at[d_h - d_min, d_w - d_min, :, r_h, r_w].set(
-                            kernel[t_h, t_w].astype(x.dtype))
-        phase_kernel = phase_kernel.reshape(span, span, x.shape[-1], s * s * self.features)
-        y = jax.lax.conv_general_dilated(
-            x, phase_kernel, window_strides=(1, 1),
-            padding=[(-d_min, d_max)] * 2,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        n, h, w, _ = y.shape
-        y = y.reshape(n, h, w, s, s, self.features).transpose(0, 1, 3, 2, 4, 5)
-        y = y.reshape(n, h * s, w * s, self.features)
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        plain = lambda x, kernel: jax.lax.conv_transpose(  # noqa: E731
+            x, kernel.astype(x.dtype), (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        cpu = functools.partial(_transposed_conv_by_phases, strides=s)
+        y = jax.lax.platform_dependent(x, kernel, cpu=cpu, default=plain)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return y
