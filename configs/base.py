@@ -35,6 +35,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.adam_b2 = 0.999
     config.train.adam_eps = 1e-8
     config.train.lr_schedule = "constant"  # or "linear_decay": to zero over the second half
+    # "float32" or "bfloat16": the dtype the training step's convolutions and activations
+    # run in. Parameters, optimizer states, BatchNorm statistics and losses stay float32
+    # (fproi_jax/methods/base.py, Networks); evaluation, export and synthesis run in float32.
+    config.train.compute_dtype = "float32"
     config.train.log_every = 50
     config.train.checkpoint_every = 1000
     config.train.keep_checkpoints = 3

@@ -10,7 +10,7 @@ import functools
 import ml_collections
 
 from fproi_jax.methods import cycle_gan, dcgan, fproi_gan, pix2pix
-from fproi_jax.methods.base import CYCLE_NAMES, Method  # noqa: F401  (the interface)
+from fproi_jax.methods.base import COMPUTE_DTYPES, CYCLE_NAMES, Method  # noqa: F401
 
 # name -> (key of its settings under config.model, factory(settings, image_size) -> Method)
 REGISTRY = {
@@ -38,10 +38,18 @@ def model_config(name: str = "fproi_gan") -> ml_collections.ConfigDict:
 
 
 def get_method(config: ml_collections.ConfigDict) -> Method:
-    """The method of a run config (config.model.name), built for config.data.image_size."""
+    """The method of a run config (config.model.name), built for config.data.image_size,
+    training its networks in config.train.compute_dtype (float32 for configs saved before
+    the option existed)."""
     name = config.model.name
     if name not in REGISTRY:
         raise ValueError(f"config.model.name={name!r} is not a method; choose one of "
                          f"{', '.join(REGISTRY)}")
+    dtype = config.train.get("compute_dtype", "float32") if "train" in config else "float32"
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"config.train.compute_dtype={dtype!r} is not supported; choose one "
+                         f"of {', '.join(COMPUTE_DTYPES)}")
     key, factory = REGISTRY[name]
-    return factory(config.model[key], config.data.image_size)
+    method = factory(config.model[key], config.data.image_size)
+    method.compute_dtype = COMPUTE_DTYPES[dtype]
+    return method

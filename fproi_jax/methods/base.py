@@ -17,11 +17,18 @@ samples, through the image pools when `pool_size` > 0). A method declares:
   evaluation, synthesis and the sample grids, on `variables` = {'params', 'batch_stats'}
   holding at least the generators;
 - `label` (its name in tables), `pool_size`, `export_networks` (what an export keeps).
+
+`compute_dtype` (set by `get_method` from `config.train.compute_dtype`) is the dtype the
+training objectives run their networks in; see `Networks`.
 """
 import abc
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+
+# config.train.compute_dtype -> the dtype the training networks compute in.
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 GENERATORS = ("G", "F")
 DISCRIMINATORS = ("Dx", "Dy")
@@ -44,16 +51,37 @@ class Networks:
     in training mode it normalises with batch statistics and its running averages are
     updated in call order (as every PyTorch forward pass does), and dropout draws a fresh
     key per call from `rng`; in evaluation mode it uses the running averages and no dropout.
+
+    Mixed precision: with `compute_dtype` (e.g. bfloat16; the training objectives pass the
+    method's, evaluation passes none) each call casts the module's floating-point
+    parameters and inputs to it and its floating-point outputs back to float32. So the
+    convolutions and activations inside run in `compute_dtype`, while the parameters, their
+    gradients (the cast's transpose casts back) and the optimizer states stay float32, and
+    the losses, computed on the float32 outputs, are float32. BatchNorm statistics are
+    passed and kept uncast: flax's BatchNorm and InstanceNorm (flax 0.12,
+    `force_float32_reductions=True` by default) compute means and variances in float32 for
+    bfloat16 inputs, normalise in float32, and update float32 running averages.
     """
 
     def __init__(self, modules: dict, params: dict, batch_stats: dict, train: bool,
-                 rng: jax.Array | None = None):
+                 rng: jax.Array | None = None, compute_dtype=None):
         self.modules, self.params, self.batch_stats = modules, params, batch_stats
-        self.train, self.rng = train, rng
+        self.train, self.rng, self.compute_dtype = train, rng, compute_dtype
+
+    def _cast(self, tree, dtype):
+        floating = lambda x: jnp.issubdtype(jnp.result_type(x), jnp.floating)  # noqa: E731
+        return jax.tree.map(lambda x: x.astype(dtype) if floating(x) else x, tree)
 
     def __call__(self, path: str, *inputs):
+        if self.compute_dtype is None or jnp.dtype(self.compute_dtype) == jnp.float32:
+            return self._apply(path, _lookup(self.params, path), inputs)
+        params = self._cast(_lookup(self.params, path), self.compute_dtype)
+        out = self._apply(path, params, self._cast(inputs, self.compute_dtype))
+        return self._cast(out, jnp.float32)
+
+    def _apply(self, path: str, params, inputs):
         module = self.modules[path]
-        variables = {"params": _lookup(self.params, path)}
+        variables = {"params": params}
         if path not in self.batch_stats:
             return module.apply(variables, *inputs)
         variables["batch_stats"] = self.batch_stats[path]
@@ -91,6 +119,7 @@ class Method(abc.ABC):
     label: str = ""
     pool_size: int = 0
     export_networks: tuple = GENERATORS
+    compute_dtype = jnp.float32  # of the training networks (Networks); get_method sets it
 
     @abc.abstractmethod
     def init(self, rng: jax.Array, image_shape) -> tuple[dict, dict]:

@@ -60,7 +60,8 @@ class Pix2Pix(Method):
         return init_networks(self.modules, rng, {"G": one, "F": one, "Dx": pair, "Dy": pair})
 
     def generator_objective(self, gen_params, params, batch_stats, batch, rng):
-        nets = Networks(self.modules, {**params, **gen_params}, batch_stats, True, rng)
+        nets = Networks(self.modules, {**params, **gen_params}, batch_stats, True, rng,
+                        self.compute_dtype)
         x, y = batch["image"], batch["roi"]
         g_x, f_y = nets("G", x), nets("F", y)
         fake_y_logits = nets("Dy", jnp.concatenate([x, g_x], axis=-1))
@@ -76,7 +77,8 @@ class Pix2Pix(Method):
         return total, (terms, {"images": f_y, "rois": g_x}, nets.batch_stats)
 
     def discriminator_objective(self, disc_params, params, batch_stats, batch, fakes, rng):
-        nets = Networks(self.modules, {**params, **disc_params}, batch_stats, True, rng)
+        nets = Networks(self.modules, {**params, **disc_params}, batch_stats, True, rng,
+                        self.compute_dtype)
         x, y = batch["image"], batch["roi"]
         pair = lambda a, b: jnp.concatenate([a, b], axis=-1)  # noqa: E731
         terms = {

@@ -46,7 +46,8 @@ class TwoCycleMethod(Method):
         return nets("F", y)
 
     def generator_objective(self, gen_params, params, batch_stats, batch, rng):
-        nets = Networks(self.modules, {**params, **gen_params}, batch_stats, True, rng)
+        nets = Networks(self.modules, {**params, **gen_params}, batch_stats, True, rng,
+                        self.compute_dtype)
         x, y = batch["image"], batch["roi"]
         g_x = self.to_roi(nets, x, y)
         f_g_x = self.to_image(nets, g_x)
@@ -69,7 +70,8 @@ class TwoCycleMethod(Method):
         return total, (terms, {"images": f_y, "rois": g_x}, nets.batch_stats)
 
     def discriminator_objective(self, disc_params, params, batch_stats, batch, fakes, rng):
-        nets = Networks(self.modules, {**params, **disc_params}, batch_stats, True, rng)
+        nets = Networks(self.modules, {**params, **disc_params}, batch_stats, True, rng,
+                        self.compute_dtype)
         real_x_logits, real_y_logits = nets("Dx", batch["image"]), nets("Dy", batch["roi"])
         fake_x_logits, fake_y_logits = nets("Dx", fakes["images"]), nets("Dy", fakes["rois"])
         terms = {"dx": losses.discriminator_loss(real_x_logits, fake_x_logits, self.gan_mode),
