@@ -225,7 +225,8 @@ def main():
     first_s, times = torch_common.time_steps(step, args.steps, args.device)
     layout = "NHWC" if args.channels_last else "NCHW"
     amp = ", autocast bfloat16" if args.amp else ""
-    print(f"{args.size}x{args.size}, global batch {args.batch}, 1 x {torch_common.device_name(args)} "
+    device = torch_common.device_name(args)
+    print(f"{args.size}x{args.size}, global batch {args.batch}, 1 x {device} "
           f"(torch {torch.__version__}, {torch.get_num_threads()} threads, {layout}{amp}): first "
           f"step {first_s:.1f} s, then median {statistics.median(times):.3f} s/step "
           f"(min {min(times):.3f}, {args.steps} steps)")
