@@ -42,6 +42,7 @@ import time
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's fproi_jax and configs (see base_env)
 JSON_PREFIX = "BENCH_JSON "
 # Our method name -> (table label, the PyTorch script and its arguments).
 METHODS = {
@@ -65,6 +66,8 @@ flags.DEFINE_list("jax_dtypes", ["float32"],
                   "--config.train.compute_dtype=DTYPE to train_step.py.")
 flags.DEFINE_bool("torch_amp", False, "PyTorch steps under torch.autocast(bfloat16) (CUDA).")
 flags.DEFINE_string("device", "cpu", "PyTorch device: cpu or cuda.")
+flags.DEFINE_integer("torch_threads", 0,
+                     "PyTorch intra-op threads (the scripts' --threads); 0: torch's default.")
 flags.DEFINE_bool("scaling", True, "Also the batch-size scaling table (slow on CPU).")
 flags.DEFINE_list("scaling_batches", ["1", "4", "16"], "Global batch sizes of the scaling table.")
 flags.DEFINE_integer("scaling_devices", 4, "Fake CPU devices of the scaling table's second half.")
@@ -91,8 +94,11 @@ def parse_json_line(stdout: str) -> dict:
 
 def base_env(fake_devices: int = 0) -> dict:
     """This environment without a persistent compilation cache (compile times are measured)
-    and with `fake_devices` forced CPU devices (0: the platform's own devices)."""
+    and with `fake_devices` forced CPU devices (0: the platform's own devices). The
+    repository comes first on PYTHONPATH, so that a script in benchmarks/ times this
+    checkout's code even where the environment's editable install points at another one."""
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     xla = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(FAKE_DEVICES_FLAG)]
     if fake_devices:
@@ -132,6 +138,8 @@ def jax_step_cmd(method: str, size: int, batch: int, steps: int, dtype: str = "f
 def torch_step_cmd(method: str, size: int, batch: int, steps: int):
     cmd = [FLAGS.torch, *METHODS[method][1], f"--size={size}", f"--batch={batch}",
            f"--steps={steps}", f"--device={FLAGS.device}", "--json"]
+    if FLAGS.torch_threads:
+        cmd.append(f"--threads={FLAGS.torch_threads}")
     return cmd + ["--amp"] if FLAGS.torch_amp else cmd
 
 
@@ -146,6 +154,18 @@ def run_jax_step(method, size, batch, steps, dtype="float32", fake_devices=0) ->
             raise RuntimeError(f"--jax_dtypes={dtype} needs config.train.compute_dtype, which "
                                f"this version of the configs does not have:\n{error}") from None
         raise
+
+
+def check_dtypes(dtypes):
+    """Stops before any timing when a dtype other than float32 is asked of configs that
+    have no config.train.compute_dtype."""
+    from configs import base
+
+    others = [d for d in dtypes if d != "float32"]
+    if others and "compute_dtype" not in base.get_config().train:
+        raise app.UsageError(f"--jax_dtypes={','.join(dtypes)}: {', '.join(others)} needs "
+                             "config.train.compute_dtype, which configs/base.py does not "
+                             "have yet; use --jax_dtypes=float32")
 
 
 def run_part(part: str, **flag_values) -> dict:
@@ -434,6 +454,7 @@ def main(argv):
     unknown = set(FLAGS.methods) - set(METHODS)
     if unknown:
         raise app.UsageError(f"--methods: {', '.join(sorted(unknown))} not of {', '.join(METHODS)}")
+    check_dtypes(FLAGS.jax_dtypes)
     with_torch = bool(FLAGS.torch)
     if with_torch and not pathlib.Path(FLAGS.torch).exists():
         raise app.UsageError(f"--torch={FLAGS.torch} does not exist (make bench creates it; "
@@ -455,7 +476,7 @@ def main(argv):
                                  results.get("torch"), peak))
     sections = {
         f"Train step, {FLAGS.size}x{FLAGS.size}, global batch {FLAGS.batch}":
-            markdown_table(STEP_HEADERS, rows) + "\n\n" + step_notes(matmul),
+            markdown_table(STEP_HEADERS, rows) + "\n\n" + step_notes(matmul, records),
     }
     ours = [r for r in records if r.get("framework") == "jax"]
     consumer = next((r for r in ours if r["method"] == "fproi_gan"), ours[0] if ours else None)
@@ -479,7 +500,8 @@ def main(argv):
         print(f"[bench] wrote {FLAGS.output}")
 
 
-def step_notes(matmul: dict) -> str:
+def step_notes(matmul: dict, records) -> str:
+    threads = sorted({r["threads"] for r in records if r.get("framework") == "torch"})
     return (f"Medians pool every timed step of {FLAGS.rounds} round(s) of {FLAGS.steps} "
             f"(ours and PyTorch alternating, each run a fresh process; the compile column is "
             f"the median first step, which compiles). Peak memory: the device's peak bytes "
@@ -487,8 +509,9 @@ def step_notes(matmul: dict) -> str:
             f"compiled step (the program of one device); achieved = FLOPs / our median; the "
             f"peak is a jitted {matmul['n']}x{matmul['n']} f32 matmul (precision HIGHEST), "
             f"best of 5: {matmul['flops_per_s'] / 1e9:.1f} GFLOP/s on "
-            f"{matmul['platform']} ({matmul['device']}). PyTorch: device {FLAGS.device}"
-            + (", autocast bfloat16." if FLAGS.torch_amp else ", float32."))
+            f"{matmul['platform']} ({matmul['device']}). PyTorch: device {FLAGS.device}, "
+            + (f"{'/'.join(map(str, threads))} intra-op thread(s), " if threads else "")
+            + ("autocast bfloat16." if FLAGS.torch_amp else "float32."))
 
 
 def pipeline_section(pipe: dict, ours: dict | None) -> str:

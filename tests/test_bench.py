@@ -81,7 +81,8 @@ def test_report_written_atomically(bench, tmp_path):
 
 def test_train_step_json_line_has_positive_flops(bench):
     """The smallest DCGAN: the line parses, the human one-line summary is unchanged."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+               PYTHONPATH=str(REPO))
     out = subprocess.run(
         [sys.executable, "benchmarks/train_step.py", "--config=configs/demo.py",
          "--config.model.name=dcgan", "--config.data.image_size=32",
