@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo paper-demo clean
+.PHONY: install test demo paper-demo bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,20 @@ demo: install
 # Every method of the paper's comparison on phantom data, one report (runs/paper_demo/report/).
 paper-demo: install
 	bash scripts/paper_demo.sh
+
+# Our train steps against the same steps in PyTorch, plus input pipeline, evaluation and
+# batch-size scaling (benchmarks/bench.py; writes benchmarks/results.md). torch goes in its
+# own environment under .bench/, never in the project's. Flags: make bench BENCH_ARGS="..."
+BENCH_TORCH := .bench/torch
+BENCH_ARGS ?=
+
+$(BENCH_TORCH)/.installed:
+	$(PYTHON) -m venv $(BENCH_TORCH)
+	$(BENCH_TORCH)/bin/pip install --quiet torch==2.13.0 numpy
+	touch $@
+
+bench: install $(BENCH_TORCH)/.installed
+	$(PY) benchmarks/bench.py --torch=$(BENCH_TORCH)/bin/python $(BENCH_ARGS)
 
 clean:
 	rm -rf runs/demo runs/paper_demo

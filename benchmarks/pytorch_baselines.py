@@ -1,11 +1,13 @@
 """The CycleGAN and pix2pix train steps as the canonical PyTorch implementation sets them up,
-to time against benchmarks/train_step.py --config.model.name=cycle_gan | pix2pix.
+and our conditional DCGAN's, to time against benchmarks/train_step.py
+--config.model.name=cycle_gan | pix2pix | dcgan.
 
 For benchmarking only: nothing imports this file and torch is not a project dependency.
 Run it from a separate virtual environment (see benchmarks/pytorch_step.py):
 
     /tmp/torch/bin/python benchmarks/pytorch_baselines.py --method=cycle_gan --steps=3
     /tmp/torch/bin/python benchmarks/pytorch_baselines.py --method=pix2pix --steps=3
+    /tmp/torch/bin/python benchmarks/pytorch_baselines.py --method=dcgan --steps=3
 
 Networks for one-channel images, written from the reference's layer lists (the parameter
 counts printed equal fproi_jax's, tests/test_methods.py):
@@ -16,15 +18,24 @@ counts printed equal fproi_jax's, tests/test_methods.py):
   pix2pix: unet_256 (BatchNorm, dropout 0.5 in three decoder levels), 70x70 PatchGAN with
     BatchNorm on the 2-channel pair; both directions (image -> ROI and ROI -> image), each
     vanilla GAN + 100 L1; generators' step, then discriminators' step.
-Adam(2e-4, b1 0.5). Reports the first step and the median wall time per step after it.
+  dcgan: written from fproi_jax/models/dcgan.py and methods/dcgan.py: G and F encoder-decoders
+    without skips (4x4 s2 convs 64-128-256-512, BatchNorm but on the first, LeakyReLU 0.2;
+    4x4 s2 transposed convs 256-128-64 without bias + BatchNorm + ReLU; a 4x4 s2
+    transposed conv with bias to one channel, sigmoid), Dx and Dy the same down path,
+    flattened, a linear layer to one logit; log (BCE) GAN loss, cycle 10, no identity term,
+    no pool; G/F step, then Dx/Dy step on the detached fakes of the same pass.
+Adam(2e-4, b1 0.5; dcgan: b1 0.9, the Adam defaults of configs/brats.py). Reports the first
+step and the median wall time per step after it; --json, --device=cuda and --amp as in
+pytorch_step.py.
 """
 import argparse
 import statistics
-import time
 
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+import torch_common
 
 
 def resnet_generator(ngf=64, blocks=9):
@@ -101,34 +112,75 @@ class Unet(nn.Module):
         return x
 
 
+def dcgan_down(c_in, features):
+    """4x4 s2 convs (bias on the first only), BatchNorm but on the first, LeakyReLU 0.2."""
+    layers = []
+    for i, f in enumerate(features):
+        layers.append(nn.Conv2d(c_in, f, 4, 2, 1, bias=i == 0))
+        if i > 0:
+            layers.append(nn.BatchNorm2d(f))
+        layers.append(nn.LeakyReLU(0.2, True))
+        c_in = f
+    return layers
+
+
+def dcgan_encoder_decoder(features=(64, 128, 256, 512)):
+    layers, c_in = dcgan_down(1, features), features[-1]
+    for f in reversed(features[:-1]):
+        layers += [nn.ConvTranspose2d(c_in, f, 4, 2, 1, bias=False), nn.BatchNorm2d(f),
+                   nn.ReLU(True)]
+        c_in = f
+    layers += [nn.ConvTranspose2d(c_in, 1, 4, 2, 1), nn.Sigmoid()]
+    return nn.Sequential(*layers)
+
+
+def dcgan_discriminator(image_size, features=(64, 128, 256, 512)):
+    side = image_size // 2 ** len(features)
+
+    class Flatten(nn.Module):  # in NHWC order like ours (same count, same cost)
+        def forward(self, h):
+            return h.permute(0, 2, 3, 1).reshape(h.shape[0], -1)
+
+    return nn.Sequential(*dcgan_down(1, features), Flatten(),
+                         nn.Linear(features[-1] * side * side, 1))
+
+
 def count(module):
     return sum(p.numel() for p in module.parameters())
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--method", choices=("cycle_gan", "pix2pix"), required=True)
+    parser.add_argument("--method", choices=("cycle_gan", "pix2pix", "dcgan"), required=True)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
+    torch_common.add_common_args(parser)
     args = parser.parse_args()
+    torch_common.check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.method == "cycle_gan":
         nets = {"G": resnet_generator(), "F": resnet_generator(),
                 "Dx": patch_gan(1, nn.InstanceNorm2d), "Dy": patch_gan(1, nn.InstanceNorm2d)}
-    else:
+    elif args.method == "pix2pix":
         levels = args.size.bit_length() - 1
         nets = {"G": Unet(levels), "F": Unet(levels),
                 "Dx": patch_gan(2, nn.BatchNorm2d), "Dy": patch_gan(2, nn.BatchNorm2d)}
+    else:
+        nets = {"G": dcgan_encoder_decoder(), "F": dcgan_encoder_decoder(),
+                "Dx": dcgan_discriminator(args.size), "Dy": dcgan_discriminator(args.size)}
     print("parameters: " + ", ".join(f"{k} {count(m):,}" for k, m in nets.items()))
+    for m in nets.values():
+        m.to(args.device)
+    b1 = 0.9 if args.method == "dcgan" else 0.5
     gen = torch.optim.Adam([*nets["G"].parameters(), *nets["F"].parameters()], 2e-4,
-                           betas=(0.5, 0.999))
+                           betas=(b1, 0.999))
     disc = torch.optim.Adam([*nets["Dx"].parameters(), *nets["Dy"].parameters()], 2e-4,
-                            betas=(0.5, 0.999))
-    x = torch.rand(args.batch, 1, args.size, args.size)
+                            betas=(b1, 0.999))
+    x = torch.rand(args.batch, 1, args.size, args.size, device=args.device)
     y = (x > 0.8).float()
 
     def gan(logits, real, lsgan):
@@ -141,43 +193,49 @@ def main():
         for d in ("Dx", "Dy"):
             nets[d].requires_grad_(False)
         gen.zero_grad()
-        if args.method == "cycle_gan":
-            g_x, f_y = nets["G"](x), nets["F"](y)
-            loss = (gan(nets["Dy"](g_x), True, True) + gan(nets["Dx"](f_y), True, True)
-                    + 10 * ((nets["F"](g_x) - x).abs().mean() + (nets["G"](f_y) - y).abs().mean())
-                    + 5 * ((nets["G"](y) - y).abs().mean() + (nets["F"](x) - x).abs().mean()))
-            pairs = {"Dy": (y, g_x), "Dx": (x, f_y)}
-        else:
-            g_x, f_y = nets["G"](x), nets["F"](y)
-            loss = (gan(nets["Dy"](torch.cat([x, g_x], 1)), True, False)
-                    + gan(nets["Dx"](torch.cat([y, f_y], 1)), True, False)
-                    + 100 * ((g_x - y).abs().mean() + (f_y - x).abs().mean()))
-            pairs = {"Dy": (torch.cat([x, y], 1), torch.cat([x, g_x], 1)),
-                     "Dx": (torch.cat([y, x], 1), torch.cat([y, f_y], 1))}
+        with torch_common.autocast(args):
+            if args.method == "cycle_gan":
+                g_x, f_y = nets["G"](x), nets["F"](y)
+                loss = (gan(nets["Dy"](g_x), True, True) + gan(nets["Dx"](f_y), True, True)
+                        + 10 * ((nets["F"](g_x) - x).abs().mean()
+                                + (nets["G"](f_y) - y).abs().mean())
+                        + 5 * ((nets["G"](y) - y).abs().mean() + (nets["F"](x) - x).abs().mean()))
+                pairs = {"Dy": (y, g_x), "Dx": (x, f_y)}
+            elif args.method == "dcgan":
+                g_x, f_y = nets["G"](x), nets["F"](y)
+                loss = (gan(nets["Dy"](g_x), True, False) + gan(nets["Dx"](f_y), True, False)
+                        + 10 * ((nets["F"](g_x) - x).abs().mean()
+                                + (nets["G"](f_y) - y).abs().mean()))
+                pairs = {"Dy": (y, g_x), "Dx": (x, f_y)}
+            else:
+                g_x, f_y = nets["G"](x), nets["F"](y)
+                loss = (gan(nets["Dy"](torch.cat([x, g_x], 1)), True, False)
+                        + gan(nets["Dx"](torch.cat([y, f_y], 1)), True, False)
+                        + 100 * ((g_x - y).abs().mean() + (f_y - x).abs().mean()))
+                pairs = {"Dy": (torch.cat([x, y], 1), torch.cat([x, g_x], 1)),
+                         "Dx": (torch.cat([y, x], 1), torch.cat([y, f_y], 1))}
         loss.backward()
         gen.step()
         for d in ("Dx", "Dy"):
             nets[d].requires_grad_(True)
         disc.zero_grad()
         lsgan = args.method == "cycle_gan"
-        d_loss = sum(0.5 * (gan(nets[d](real), True, lsgan)
-                            + gan(nets[d](fake.detach()), False, lsgan))
-                     for d, (real, fake) in pairs.items())
+        with torch_common.autocast(args):
+            d_loss = sum(0.5 * (gan(nets[d](real), True, lsgan)
+                                + gan(nets[d](fake.detach()), False, lsgan))
+                         for d, (real, fake) in pairs.items())
         d_loss.backward()
         disc.step()
 
-    start = time.perf_counter()
-    step()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    print(f"{args.method}, {args.size}x{args.size}, global batch {args.batch}, 1 x cpu (torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads): first step {first:.1f} s, "
+    first, times = torch_common.time_steps(step, args.steps, args.device)
+    amp_note = ", autocast bfloat16" if args.amp else ""
+    print(f"{args.method}, {args.size}x{args.size}, global batch {args.batch}, 1 x "
+          f"{torch_common.device_name(args)} (torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads{amp_note}): first step {first:.1f} s, "
           f"then median {statistics.median(times):.3f} s/step (min {min(times):.3f}, "
           f"{args.steps} steps)")
+    torch_common.emit_json(args, first, times, sum(count(m) for m in nets.values()),
+                           method=args.method)
 
 
 if __name__ == "__main__":

@@ -29,16 +29,19 @@ one pixel apart: of the full (2n+1)-long transposed-conv output, ours keeps the 
 samples ('SAME' in lax), torch's padding=1/output_padding=1 the last 2n. With our weights
 ported (conv kernels HWIO -> OIHW; transposed kernels (k,k,I,O) -> (I,O,k,k) flipped) and
 that crop swapped in, RFB, G, F and D outputs agree with ours to ~1e-6.
-Reports the first step and the median wall time per step after it, as train_step.py does.
+Reports the first step and the median wall time per step after it, as train_step.py does;
+--json adds a machine-readable line (benchmarks/bench.py), --device=cuda and --amp
+(torch.autocast to bfloat16) run it on a GPU.
 """
 import argparse
 import statistics
-import time
 
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+import torch_common
 
 
 def instance_norm(channels):
@@ -158,7 +161,9 @@ def main():
     parser.add_argument("--b2", type=float, default=0.999)
     parser.add_argument("--channels-last", action="store_true",
                         help="NHWC memory format for models and inputs")
+    torch_common.add_common_args(parser)
     args = parser.parse_args()
+    torch_common.check_args(args)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -170,6 +175,8 @@ def main():
     dx = Discriminator(args.size, disc)
     dy = Discriminator(args.size, disc)
     nets = {"G (with RFB)": g, "F": f, "Dx": dx, "Dy": dy}
+    for m in nets.values():
+        m.to(args.device)
     print("parameters: " + ", ".join(f"{k} {count(m):,}" for k, m in nets.items())
           + f" (RFB {count(g.rfb):,}, G net {count(g.net):,}); "
           f"total {sum(count(m) for m in nets.values()):,}")
@@ -178,8 +185,8 @@ def main():
 
     rng = np.random.default_rng(0)
     image = rng.random((args.batch, 1, args.size, args.size), dtype=np.float32)
-    x = torch.from_numpy(image)
-    y = torch.from_numpy((image > 0.8).astype(np.float32))
+    x = torch.from_numpy(image).to(args.device)
+    y = torch.from_numpy((image > 0.8).astype(np.float32)).to(args.device)
     if args.channels_last:
         for m in nets.values():
             m.to(memory_format=torch.channels_last)
@@ -191,12 +198,14 @@ def main():
         set_requires_grad((dx, dy), False)
         opt["G (with RFB)"].zero_grad(set_to_none=True)
         opt["F"].zero_grad(set_to_none=True)
-        g_x = g(x, y)              # G(x~)
-        f_g_x = f(g_x)             # F(G(x~))
-        f_y = f(y)                 # F(y)
-        g_f_y = g(f_y, y)          # G(concat(F(y), RFB(F(y) * y)))
-        gen_loss = (bce_logits(dy(g_x), 1.0) + bce_logits(dx(f_y), 1.0)
-                    + args.cycle_weight * ((f_g_x - x).abs().mean() + (g_f_y - y).abs().mean()))
+        with torch_common.autocast(args):
+            g_x = g(x, y)              # G(x~)
+            f_g_x = f(g_x)             # F(G(x~))
+            f_y = f(y)                 # F(y)
+            g_f_y = g(f_y, y)          # G(concat(F(y), RFB(F(y) * y)))
+            gen_loss = (bce_logits(dy(g_x), 1.0) + bce_logits(dx(f_y), 1.0)
+                        + args.cycle_weight * ((f_g_x - x).abs().mean()
+                                               + (g_f_y - y).abs().mean()))
         gen_loss.backward()
         opt["G (with RFB)"].step()
         opt["F"].step()
@@ -205,25 +214,24 @@ def main():
         opt["Dx"].zero_grad(set_to_none=True)
         opt["Dy"].zero_grad(set_to_none=True)
         fake_x, fake_y = f_y.detach(), g_x.detach()
-        d_loss = (0.5 * (bce_logits(dx(x), 1.0) + bce_logits(dx(fake_x), 0.0))
-                  + 0.5 * (bce_logits(dy(y), 1.0) + bce_logits(dy(fake_y), 0.0)))
+        with torch_common.autocast(args):
+            d_loss = (0.5 * (bce_logits(dx(x), 1.0) + bce_logits(dx(fake_x), 0.0))
+                      + 0.5 * (bce_logits(dy(y), 1.0) + bce_logits(dy(fake_y), 0.0)))
         d_loss.backward()
         opt["Dx"].step()
         opt["Dy"].step()
         return gen_loss.item(), d_loss.item()
 
-    start = time.perf_counter()
-    step()
-    first_s = time.perf_counter() - start
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    first_s, times = torch_common.time_steps(step, args.steps, args.device)
     layout = "NHWC" if args.channels_last else "NCHW"
-    print(f"{args.size}x{args.size}, global batch {args.batch}, 1 x cpu (torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {layout}): first step {first_s:.1f} s, then median "
-          f"{statistics.median(times):.3f} s/step (min {min(times):.3f}, {args.steps} steps)")
+    amp = ", autocast bfloat16" if args.amp else ""
+    device = torch_common.device_name(args)
+    print(f"{args.size}x{args.size}, global batch {args.batch}, 1 x {device} "
+          f"(torch {torch.__version__}, {torch.get_num_threads()} threads, {layout}{amp}): first "
+          f"step {first_s:.1f} s, then median {statistics.median(times):.3f} s/step "
+          f"(min {min(times):.3f}, {args.steps} steps)")
+    torch_common.emit_json(args, first_s, times, sum(count(m) for m in nets.values()),
+                           method="fproi_gan", layout=layout)
 
 
 if __name__ == "__main__":

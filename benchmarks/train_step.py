@@ -5,8 +5,14 @@
     .venv/bin/python benchmarks/train_step.py --config=configs/brats.py --config.model.name=cycle_gan
 
 Random data of the configured image size and global batch size; reports the compile time
-and the median wall time per step after it (state donated, results blocked on).
+and the median wall time per step after it (state donated, results blocked on). With --json
+it also prints one machine-readable line, "BENCH_JSON {...}" (benchmarks/bench.py reads it),
+that adds the step's FLOPs from XLA's cost analysis of the compiled program (per device:
+the program each device runs) and the peak memory: the device's peak bytes in use where
+the backend reports them (GPU), and the process's peak RSS.
 """
+import json
+import resource
 import time
 
 import jax
@@ -23,7 +29,27 @@ from fproi_jax.train.step import make_train_step
 
 config_flags.DEFINE_config_file("config", "configs/brats.py", "Experiment config.")
 flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one.")
+flags.DEFINE_bool("json", False, "Also print one machine-readable line: " + "BENCH_JSON {...}.")
 FLAGS = flags.FLAGS
+JSON_PREFIX = "BENCH_JSON "
+
+
+def compiled_flops(compiled) -> float | None:
+    """FLOPs of one call of a compiled function from XLA's cost analysis of its program (a
+    dict, or a list of one dict per program on older jax); None if not reported."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else None
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops is not None and flops >= 0 else None
+
+
+def peak_memory(device) -> dict:
+    """The device's peak bytes in use (None where the backend keeps no statistics, as on
+    CPU) and this process's peak resident set size (ru_maxrss is in KiB on Linux)."""
+    stats = device.memory_stats() or {}
+    return {"device_peak_bytes": stats.get("peak_bytes_in_use"),
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
 def main(argv):
@@ -41,6 +67,9 @@ def main(argv):
     batch = pipeline.to_global_batch({"image": image, "roi": (image > 0.8).astype(np.float32)},
                                      mesh)
     start = time.perf_counter()
+    # Compiled explicitly (the same program and donation as calling `step`), so that its
+    # cost analysis comes without a second compilation.
+    step = step.lower(state, batch).compile()
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - start
@@ -55,6 +84,17 @@ def main(argv):
           f"{mesh.size} x {device.platform} ({device.device_kind}): first step (compile) "
           f"{compile_s:.1f} s, then median {np.median(times):.3f} s/step "
           f"(min {min(times):.3f}, {FLAGS.steps} steps)")
+    if FLAGS.json:
+        record = {
+            "framework": "jax", "method": config.model.name, "label": method.label,
+            "size": size, "batch": batch_size, "devices": mesh.size,
+            "platform": device.platform, "device": device.device_kind,
+            "compute_dtype": str(config.train.get("compute_dtype", "float32")),
+            "first_s": compile_s, "times": times, "median_s": float(np.median(times)),
+            "min_s": min(times), **peak_memory(device),
+            "flops": compiled_flops(step),
+        }
+        print(JSON_PREFIX + json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,561 @@
+"""`make bench`: our train steps against the same steps in PyTorch, and what surrounds them.
+
+    .venv/bin/python benchmarks/bench.py --torch=.bench/torch/bin/python
+    .venv/bin/python benchmarks/bench.py --torch=/tmp/torch/bin/python --size=64 --rounds=1 \\
+        --steps=1 --scaling=false                                    # a quick check
+    make bench BENCH_ARGS="--methods=fproi_gan --jax_dtypes=float32,bfloat16"
+
+For each method (--methods: fproi_gan, cycle_gan, pix2pix, dcgan), our jitted train step
+(benchmarks/train_step.py with --config, paper widths) and the PyTorch step of the same
+networks and update (benchmarks/pytorch_step.py, pytorch_baselines.py, run with --torch)
+are timed, each in its own subprocess, alternating ours / torch for --rounds rounds of
+--steps timed steps each. The medians pool every round's steps. Each subprocess prints its
+usual one-line summary and, with --json, one "BENCH_JSON {...}" line read here.
+
+Also measured (each in its own subprocess of this script, --part=...):
+  matmul:   the machine's f32 matmul peak (jitted n x n matmul, best of several, 2 n^3 / t;
+            precision HIGHEST, so no TF32 on GPUs), the reference for achieved FLOP/s;
+  pipeline: the input pipeline's examples/s (fproi_jax.data.pipeline on a small phantom
+            BRATS dataset built into a temporary folder) against the step's images/s;
+  eval:     evaluation throughput, every metric of fproi_jax.evaluation.evaluate (PSNR, SSIM,
+            MS-SSIM from 176 px, Dice, Hausdorff, HD95 and their boundary forms) on
+            --eval_pairs random image/ROI pairs, in jitted batches of config.eval.batch_size;
+  scaling:  our Fproi-GAN step at global batch 1, 4, 16 on 1 device and on 4 fake CPU
+            devices (--scaling=false skips it: slow on CPU).
+Prints markdown tables and writes them to --output (benchmarks/results.md) with the date,
+machine, versions and the command.
+"""
+import datetime
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's fproi_jax and configs (see base_env)
+JSON_PREFIX = "BENCH_JSON "
+# Our method name -> (table label, the PyTorch script and its arguments).
+METHODS = {
+    "fproi_gan": ("Fproi-GAN", ["benchmarks/pytorch_step.py"]),
+    "cycle_gan": ("CycleGAN", ["benchmarks/pytorch_baselines.py", "--method=cycle_gan"]),
+    "pix2pix": ("Pix2Pix", ["benchmarks/pytorch_baselines.py", "--method=pix2pix"]),
+    "dcgan": ("DCGAN", ["benchmarks/pytorch_baselines.py", "--method=dcgan"]),
+}
+FAKE_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+
+flags.DEFINE_list("methods", list(METHODS), f"Methods to time, of {', '.join(METHODS)}.")
+flags.DEFINE_integer("rounds", 2, "Alternating rounds (ours, then PyTorch) per method.")
+flags.DEFINE_integer("steps", 3, "Timed steps per round, after the first (compiling) one.")
+flags.DEFINE_integer("size", 256, "Image height and width.")
+flags.DEFINE_integer("batch", 1, "Global batch size.")
+flags.DEFINE_string("config", "configs/brats.py", "Our experiment config (paper widths).")
+flags.DEFINE_string("torch", ".bench/torch/bin/python",
+                    "Python of a virtual environment with torch; empty: no PyTorch runs.")
+flags.DEFINE_list("jax_dtypes", ["float32"],
+                  "Our compute dtypes; other than float32 passes "
+                  "--config.train.compute_dtype=DTYPE to train_step.py.")
+flags.DEFINE_bool("torch_amp", False, "PyTorch steps under torch.autocast(bfloat16) (CUDA).")
+flags.DEFINE_string("device", "cpu", "PyTorch device: cpu or cuda.")
+flags.DEFINE_integer("torch_threads", 0,
+                     "PyTorch intra-op threads (the scripts' --threads); 0: torch's default.")
+flags.DEFINE_bool("scaling", True, "Also the batch-size scaling table (slow on CPU).")
+flags.DEFINE_list("scaling_batches", ["1", "4", "16"], "Global batch sizes of the scaling table.")
+flags.DEFINE_integer("scaling_devices", 4, "Fake CPU devices of the scaling table's second half.")
+flags.DEFINE_bool("pipeline", True, "Also the input pipeline's throughput.")
+flags.DEFINE_integer("pipeline_batches", 50, "Batches read to time the input pipeline.")
+flags.DEFINE_bool("eval", True, "Also the evaluation metrics' throughput.")
+flags.DEFINE_integer("eval_pairs", 1000, "Image/ROI pairs of the evaluation throughput.")
+flags.DEFINE_integer("timeout", 3600, "Seconds allowed to each subprocess.")
+flags.DEFINE_string("output", "benchmarks/results.md", "Markdown report ('' : none).")
+flags.DEFINE_enum("part", "", ["", "matmul", "eval", "pipeline"],
+                  "Internal: measure one piece in this process and print its JSON line.")
+FLAGS = flags.FLAGS
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+def parse_json_line(stdout: str) -> dict:
+    """The record of the last "BENCH_JSON {...}" line of a benchmark's output."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(JSON_PREFIX):
+            return json.loads(line[len(JSON_PREFIX):])
+    raise ValueError("no " + JSON_PREFIX.strip() + " line in the output")
+
+
+def base_env(fake_devices: int = 0) -> dict:
+    """This environment without a persistent compilation cache (compile times are measured)
+    and with `fake_devices` forced CPU devices (0: the platform's own devices). The
+    repository comes first on PYTHONPATH, so that a script in benchmarks/ times this
+    checkout's code even where the environment's editable install points at another one."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    xla = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(FAKE_DEVICES_FLAG)]
+    if fake_devices:
+        xla.append(f"{FAKE_DEVICES_FLAG}={fake_devices}")
+        env["JAX_PLATFORMS"] = "cpu"
+    env["XLA_FLAGS"] = " ".join(xla)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def run_json(cmd, label: str, env=None) -> dict:
+    """Runs one benchmark subprocess in the repository root; prints its summary line as
+    progress and returns its JSON record (RuntimeError with its stderr's tail on failure)."""
+    print(f"[bench] {label}: {shlex.join(cmd)}", flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env or base_env(), capture_output=True, text=True,
+                          timeout=FLAGS.timeout)
+    if proc.returncode:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise RuntimeError(f"{label} failed (exit {proc.returncode}):\n{tail}")
+    for line in proc.stdout.splitlines():
+        if not line.startswith(JSON_PREFIX):
+            print(f"    {line}", flush=True)
+    print(f"    ({time.perf_counter() - start:.0f} s)", flush=True)
+    return parse_json_line(proc.stdout)
+
+
+def jax_step_cmd(method: str, size: int, batch: int, steps: int, dtype: str = "float32"):
+    cmd = [sys.executable, "benchmarks/train_step.py", f"--config={FLAGS.config}",
+           f"--config.model.name={method}", f"--config.data.image_size={size}",
+           f"--config.train.batch_size={batch}", f"--steps={steps}", "--json"]
+    if dtype != "float32":
+        cmd.append(f"--config.train.compute_dtype={dtype}")
+    return cmd
+
+
+def torch_step_cmd(method: str, size: int, batch: int, steps: int):
+    cmd = [FLAGS.torch, *METHODS[method][1], f"--size={size}", f"--batch={batch}",
+           f"--steps={steps}", f"--device={FLAGS.device}", "--json"]
+    if FLAGS.torch_threads:
+        cmd.append(f"--threads={FLAGS.torch_threads}")
+    return cmd + ["--amp"] if FLAGS.torch_amp else cmd
+
+
+def run_jax_step(method, size, batch, steps, dtype="float32", fake_devices=0) -> dict:
+    label = f"ours {method} {dtype} {size}px batch {batch}" + (
+        f" on {fake_devices} fake CPU devices" if fake_devices else "")
+    try:
+        return run_json(jax_step_cmd(method, size, batch, steps, dtype), label,
+                        base_env(fake_devices))
+    except RuntimeError as error:
+        if dtype != "float32" and "compute_dtype" in str(error):
+            raise RuntimeError(f"--jax_dtypes={dtype} needs config.train.compute_dtype, which "
+                               f"this version of the configs does not have:\n{error}") from None
+        raise
+
+
+def check_dtypes(dtypes):
+    """Stops before any timing when a dtype other than float32 is asked of configs that
+    have no config.train.compute_dtype."""
+    from configs import base
+
+    others = [d for d in dtypes if d != "float32"]
+    if others and "compute_dtype" not in base.get_config().train:
+        raise app.UsageError(f"--jax_dtypes={','.join(dtypes)}: {', '.join(others)} needs "
+                             "config.train.compute_dtype, which configs/base.py does not "
+                             "have yet; use --jax_dtypes=float32")
+
+
+def run_part(part: str, **flag_values) -> dict:
+    """One --part of this script in its own process (its memory, and a GPU's, freed after)."""
+    cmd = [sys.executable, __file__, f"--part={part}",
+           *(f"--{k}={v}" for k, v in flag_values.items())]
+    return run_json(cmd, part)
+
+
+# --------------------------------------------------------------------------- statistics
+
+def summarize(records) -> dict:
+    """Pools the rounds of one benchmark: median and min of all their timed steps, the
+    median first step, the largest peak memory; the rest from the first record."""
+    times = [t for r in records for t in r["times"]]
+    summary = dict(records[0])
+    summary.update(times=times, median_s=statistics.median(times), min_s=min(times),
+                   first_s=statistics.median(r["first_s"] for r in records), rounds=len(records))
+    for key in ("peak_rss_bytes", "device_peak_bytes"):
+        values = [r[key] for r in records if r.get(key) is not None]
+        summary[key] = max(values) if values else None
+    return summary
+
+
+def peak_memory(record) -> int | None:
+    """The device's peak bytes where reported (GPU), else the process's peak RSS."""
+    if not record:
+        return None
+    return record.get("device_peak_bytes") or record.get("peak_rss_bytes")
+
+
+def timed_rounds(method: str, dtypes, size: int, batch: int, steps: int, rounds: int,
+                 with_torch: bool) -> dict:
+    """{('ours', dtype): summary, 'torch': summary}: ours, then torch, `rounds` times."""
+    records = {}
+    for r in range(rounds):
+        print(f"[bench] {METHODS[method][0]}, round {r + 1}/{rounds}", flush=True)
+        for dtype in dtypes:
+            records.setdefault(("ours", dtype), []).append(
+                run_jax_step(method, size, batch, steps, dtype))
+        if with_torch:
+            records.setdefault("torch", []).append(
+                run_json(torch_step_cmd(method, size, batch, steps), f"PyTorch {method}"))
+    return {key: summarize(value) for key, value in records.items()}
+
+
+# --------------------------------------------------------------------------- in-process parts
+
+def best_time(fn, repeats: int) -> float:
+    """Best wall time of `repeats` calls of fn() (which waits for its own results)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure_matmul_peak(repeats: int = 5) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    n = 2048 if jax.default_backend() == "cpu" else 8192
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    matmul = jax.jit(lambda x, y: jnp.matmul(x, y, precision=jax.lax.Precision.HIGHEST))
+    matmul(a, a).block_until_ready()
+    seconds = best_time(lambda: matmul(a, a).block_until_ready(), repeats)
+    device = jax.devices()[0]
+    return {"n": n, "seconds": seconds, "flops_per_s": 2 * n ** 3 / seconds,
+            "platform": device.platform, "device": device.device_kind}
+
+
+class _PairsOnly:
+    """Stands in for a method in evaluate.make_eval_step: its 'syntheses' are the batch's
+    other random examples (reversed order), so only the metrics are timed."""
+
+    def image_synthesis(self, variables, x, y):
+        return None, x[::-1]
+
+    def roi_synthesis(self, variables, y):
+        return None, y[::-1]
+
+
+def random_pairs(rng, n: int, size: int):
+    """n random images in [0, 1) and n disc-shaped ROIs of random centre and radius."""
+    import numpy as np
+
+    images = rng.random((n, size, size, 1), dtype=np.float32)
+    yy, xx = np.mgrid[:size, :size]
+    centres = rng.uniform(0.25, 0.75, (n, 2)) * size
+    radii = rng.uniform(0.05, 0.2, n) * size
+    rois = ((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2
+            <= radii[:, None, None] ** 2)
+    return images, rois[..., None].astype(np.float32)
+
+
+def measure_eval(size: int, pairs: int) -> dict:
+    import jax
+    import numpy as np
+
+    from configs import base
+    from fproi_jax.evaluation import evaluate
+
+    batch_size = base.get_config().eval.batch_size
+    step = evaluate.make_eval_step(_PairsOnly(), {}, size)
+    images, rois = random_pairs(np.random.default_rng(0), 4 * batch_size, size)
+    batches = [{"image": images[i:i + batch_size], "roi": rois[i:i + batch_size]}
+               for i in range(0, len(images), batch_size)]
+    start = time.perf_counter()
+    jax.block_until_ready(step(batches[0]))
+    compile_s = time.perf_counter() - start
+    n_batches = -(-pairs // batch_size)   # the last one padded, as evaluate pads it
+
+    def all_batches():
+        for i in range(n_batches):
+            jax.block_until_ready(step(batches[i % len(batches)]))
+
+    seconds = best_time(all_batches, 1)
+    return {"pairs": pairs, "batch": batch_size, "size": size, "seconds": seconds,
+            "pairs_per_s": pairs / seconds, "compile_s": compile_s,
+            "ms_ssim": size >= evaluate.MS_SSIM_MIN_SIZE}
+
+
+def build_phantom_dataset(root: pathlib.Path, size: int, cases: int = 6, depth: int = 40):
+    """A small phantom BRATS dataset (the tests' recipe, in-plane size * 15/16, padded to
+    `size` like BRATS's 240 -> 256); returns its config.data."""
+    from configs import base
+    from data_builders import phantom
+    from data_builders.brats2017 import Brats2017, Brats2017Config
+    import tensorflow_datasets as tfds
+
+    shape = (size * 15 // 16, size * 15 // 16, depth)
+    phantom.write_brats(root / "raw", cases=cases, shape=shape, seed=0)
+    name = f"bench{size}"
+    config = Brats2017Config(name=name, image_size=size,
+                             hgg_slices=phantom.scale_slices((90, 100), depth),
+                             lgg_slices=phantom.scale_slices((90, 95, 100, 105), depth))
+    Brats2017(data_dir=str(root / "tfds"), config=config).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(root / "raw")))
+    data = base.get_config().data
+    data.update(builder_config=name, data_dir=str(root / "tfds"), image_size=size)
+    return data
+
+
+def measure_pipeline(size: int, batch: int, batches: int) -> dict:
+    from fproi_jax.data import pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        data = build_phantom_dataset(pathlib.Path(tmp), size)
+        build_s = time.perf_counter() - start
+        source = pipeline.load_split(data, data.train_split)
+        stream = iter(pipeline.train_dataset(source, data, batch))
+        next(stream)
+        seconds = best_time(lambda: [next(stream) for _ in range(batches)], 1)
+        return {"examples": batches * batch, "batch": batch, "size": size,
+                "dataset_examples": len(source), "build_s": build_s, "seconds": seconds,
+                "examples_per_s": batches * batch / seconds}
+
+
+def run_in_process_part(part: str):
+    if part == "matmul":
+        record = measure_matmul_peak()
+    elif part == "eval":
+        record = measure_eval(FLAGS.size, FLAGS.eval_pairs)
+    else:
+        record = measure_pipeline(FLAGS.size, FLAGS.batch, FLAGS.pipeline_batches)
+    print(f"{part}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                  for k, v in record.items()))
+    print(JSON_PREFIX + json.dumps(record), flush=True)
+
+
+# --------------------------------------------------------------------------- tables
+
+def fmt(value, digits: int = 3) -> str:
+    """A number with `digits` significant digits; '—' for None."""
+    if value is None:
+        return "—"
+    return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
+
+
+def fmt_bytes(value) -> str:
+    return "—" if value is None else f"{value / 2 ** 20:,.0f} MiB"
+
+
+def markdown_table(headers, rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+STEP_HEADERS = ("method", "ours dtype", "ours median s/step", "PyTorch median s/step",
+                "ours / PyTorch", "images/s ours", "images/s PyTorch",
+                "compile s (ours, 1st step)", "peak mem ours", "peak mem PyTorch",
+                "GFLOP/step (XLA)", "achieved GFLOP/s", "of f32 matmul peak")
+
+
+def step_row(label: str, dtype: str, ours: dict, torch: dict | None, peak_flops) -> list:
+    ours_s, torch_s = ours["median_s"], torch["median_s"] if torch else None
+    flops = ours.get("flops")
+    achieved = flops / ours_s if flops else None
+    return [label, dtype, fmt(ours_s), fmt(torch_s),
+            fmt(ours_s / torch_s) if torch_s else "—",
+            fmt(ours["batch"] / ours_s), fmt(torch["batch"] / torch_s) if torch_s else "—",
+            fmt(ours["first_s"]), fmt_bytes(peak_memory(ours)), fmt_bytes(peak_memory(torch)),
+            fmt(flops / 1e9 if flops else None), fmt(achieved / 1e9 if achieved else None),
+            f"{achieved / peak_flops:.1%}" if achieved and peak_flops else "—"]
+
+
+def scaling_table(results) -> str:
+    """results: {(devices, batch): summary or None (not run: batch not divisible)}."""
+    rows = []
+    for (devices, batch), r in sorted(results.items()):
+        rows.append([devices, batch, fmt(r["median_s"]) if r else "—",
+                     fmt(batch / r["median_s"]) if r else "—", fmt(r["first_s"]) if r else "—"])
+    return markdown_table(("devices", "global batch", "median s/step", "images/s",
+                           "compile s"), rows)
+
+
+# --------------------------------------------------------------------------- the report
+
+def machine_info(records) -> dict:
+    cpu = "unknown"
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = None
+    try:
+        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    gpus = sorted({r["device"] for r in records if r.get("platform") == "gpu"
+                   or r.get("framework") == "torch" and r.get("device") != "cpu"})
+    if not gpus and shutil.which("nvidia-smi"):
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True)
+        gpus = sorted(set(out.stdout.split("\n")) - {""})
+    return {"cpu": cpu, "cores": os.cpu_count(),
+            "memory": f"{memory / 2 ** 30:.1f} GiB" if memory else "unknown",
+            "gpu": ", ".join(gpus) or "none"}
+
+
+def versions(torch_version: str | None) -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("jax", "jaxlib", "flax"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    out["torch"] = torch_version or "not run"
+    return out
+
+
+def report(sections: dict, machine: dict, versions_: dict, command: str, date: str) -> str:
+    """The markdown of results.md: header, then each titled section."""
+    head = [f"# Benchmarks ({date})", "",
+            f"- machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory']} "
+            f"memory; GPU: {machine['gpu']}",
+            "- versions: " + ", ".join(f"{k} {v}" for k, v in versions_.items()),
+            f"- command: `{command}`", ""]
+    body = []
+    for title, text in sections.items():
+        body += [f"## {title}", "", text, ""]
+    return "\n".join(head + body)
+
+
+def write_report(path, text: str):
+    """Writes atomically: a temporary file beside `path`, then os.replace."""
+    from fproi_jax import atomic
+    atomic.write_text(path, text)
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv):
+    del argv
+    if FLAGS.part:
+        run_in_process_part(FLAGS.part)
+        return
+    unknown = set(FLAGS.methods) - set(METHODS)
+    if unknown:
+        raise app.UsageError(f"--methods: {', '.join(sorted(unknown))} not of {', '.join(METHODS)}")
+    check_dtypes(FLAGS.jax_dtypes)
+    with_torch = bool(FLAGS.torch)
+    if with_torch and not pathlib.Path(FLAGS.torch).exists():
+        raise app.UsageError(f"--torch={FLAGS.torch} does not exist (make bench creates it; "
+                             "--torch= runs ours alone)")
+    command = shlex.join([os.path.relpath(sys.executable, REPO) if sys.executable.startswith(
+        str(REPO)) else sys.executable, *sys.argv])
+    matmul = run_part("matmul")
+    peak = matmul["flops_per_s"]
+    print(f"[bench] f32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({matmul['n']}^2, "
+          f"{matmul['platform']})", flush=True)
+
+    rows, records = [], []
+    for method in FLAGS.methods:
+        results = timed_rounds(method, FLAGS.jax_dtypes, FLAGS.size, FLAGS.batch, FLAGS.steps,
+                               FLAGS.rounds, with_torch)
+        records += results.values()
+        for dtype in FLAGS.jax_dtypes:
+            rows.append(step_row(METHODS[method][0], dtype, results[("ours", dtype)],
+                                 results.get("torch"), peak))
+    sections = {
+        f"Train step, {FLAGS.size}x{FLAGS.size}, global batch {FLAGS.batch}":
+            markdown_table(STEP_HEADERS, rows) + "\n\n" + step_notes(matmul, records),
+    }
+    ours = [r for r in records if r.get("framework") == "jax"]
+    consumer = next((r for r in ours if r["method"] == "fproi_gan"), ours[0] if ours else None)
+    if FLAGS.pipeline:
+        pipe = run_part("pipeline", size=FLAGS.size, batch=FLAGS.batch,
+                        pipeline_batches=FLAGS.pipeline_batches)
+        sections["Input pipeline"] = pipeline_section(pipe, consumer)
+    if FLAGS.eval:
+        ev = run_part("eval", size=FLAGS.size, eval_pairs=FLAGS.eval_pairs)
+        sections["Evaluation metrics"] = eval_section(ev)
+    if FLAGS.scaling:
+        sections["Batch-size scaling (ours, Fproi-GAN, float32)"] = scaling_section(
+            run_scaling(FLAGS.size, [int(b) for b in FLAGS.scaling_batches],
+                        FLAGS.scaling_devices, FLAGS.steps))
+    torch_version = next((r["torch"] for r in records if r.get("framework") == "torch"), None)
+    text = report(sections, machine_info(records), versions(torch_version), command,
+                  datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    print("\n" + text)
+    if FLAGS.output:
+        write_report(REPO / FLAGS.output, text)
+        print(f"[bench] wrote {FLAGS.output}")
+
+
+def step_notes(matmul: dict, records) -> str:
+    threads = sorted({r["threads"] for r in records if r.get("framework") == "torch"})
+    return (f"Medians pool every timed step of {FLAGS.rounds} round(s) of {FLAGS.steps} "
+            f"(ours and PyTorch alternating, each run a fresh process; the compile column is "
+            f"the median first step, which compiles). Peak memory: the device's peak bytes "
+            f"in use on GPU, else the process's peak RSS. FLOPs: XLA's cost analysis of our "
+            f"compiled step (the program of one device); achieved = FLOPs / our median; the "
+            f"peak is a jitted {matmul['n']}x{matmul['n']} f32 matmul (precision HIGHEST), "
+            f"best of 5: {matmul['flops_per_s'] / 1e9:.1f} GFLOP/s on "
+            f"{matmul['platform']} ({matmul['device']}). PyTorch: device {FLAGS.device}, "
+            + (f"{'/'.join(map(str, threads))} intra-op thread(s), " if threads else "")
+            + ("autocast bfloat16." if FLAGS.torch_amp else "float32."))
+
+
+def pipeline_section(pipe: dict, ours: dict | None) -> str:
+    """The pipeline's examples/s against the images/s that our step `ours` consumes."""
+    consumption = ours["batch"] / ours["median_s"] if ours else None
+    step = f"step images/s (ours, {ours['label']})" if ours else "step images/s (ours)"
+    rows = [[pipe["size"], pipe["batch"], pipe["examples"], fmt(pipe["examples_per_s"]),
+             fmt(consumption), fmt(pipe["examples_per_s"] / consumption) if consumption
+             else "—"]]
+    return (markdown_table(("size", "global batch", "examples read", "pipeline examples/s",
+                            step, "pipeline / step"), rows)
+            + f"\n\nA phantom BRATS dataset of {pipe['dataset_examples']} training slices "
+            f"(6 small phantom cases, built in {pipe['build_s']:.0f} s into a temporary "
+            f"folder), read through pipeline.train_dataset (shuffle, resize, augment).")
+
+
+def eval_section(ev: dict) -> str:
+    rows = [[ev["size"], ev["pairs"], ev["batch"], fmt(ev["seconds"]), fmt(ev["pairs_per_s"]),
+             fmt(ev["compile_s"])]]
+    return (markdown_table(("size", "pairs", "batch", "seconds", "pairs/s", "compile s"), rows)
+            + "\n\nEvery metric of evaluate.make_eval_step: PSNR, SSIM"
+            + (", MS-SSIM" if ev["ms_ssim"] else " (MS-SSIM not computed under 176 px)")
+            + " over the whole image and the tumour region, Dice, Hausdorff, HD95 and their "
+              "boundary forms, on random images and disc ROIs (jitted once, then timed).")
+
+
+def run_scaling(size: int, batches, fake_devices: int, steps: int) -> dict:
+    results = {}
+    for devices in (1, fake_devices):
+        for batch in batches:
+            if batch % devices:
+                results[(devices, batch)] = None
+                continue
+            results[(devices, batch)] = run_jax_step(
+                "fproi_gan", size, batch, steps, fake_devices=fake_devices if devices > 1 else 0)
+    return results
+
+
+def scaling_section(results: dict) -> str:
+    return (scaling_table(results) + "\n\nOne round each. The multi-device rows run on "
+            "fake CPU devices (XLA_FLAGS=" + FAKE_DEVICES_FLAG + "=N) of this machine's "
+            "cores: they test the data-parallel program, not a speed-up; '—': the batch "
+            "does not split over the devices.")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,98 @@
+"""benchmarks/bench.py's harness without timing anything: the JSON line, pooling rounds,
+the tables and report, and train_step.py --json on a tiny config."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def bench():
+    # Loaded once per process: the module defines absl flags.
+    if "bench" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench", REPO / "benchmarks" / "bench.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["bench"] = module
+    return sys.modules["bench"]
+
+
+def test_parse_json_line_takes_the_last_record(bench):
+    out = ("Fproi-GAN, 64x64, ...: first step (compile) 3.0 s, then median 0.500 s/step\n"
+           'BENCH_JSON {"median_s": 0.5, "flops": 1e9}\n'
+           'BENCH_JSON {"median_s": 0.25}\n'
+           "trailing text\n")
+    assert bench.parse_json_line(out) == {"median_s": 0.25}
+    with pytest.raises(ValueError, match="BENCH_JSON"):
+        bench.parse_json_line("median 0.5 s/step\n")
+
+
+def test_summarize_pools_the_rounds(bench):
+    rounds = [{"times": [1.0, 3.0], "first_s": 10.0, "batch": 1, "peak_rss_bytes": 5,
+               "device_peak_bytes": None, "flops": 7.0},
+              {"times": [2.0], "first_s": 20.0, "batch": 1, "peak_rss_bytes": 9,
+               "device_peak_bytes": None, "flops": 7.0}]
+    s = bench.summarize(rounds)
+    assert s["median_s"] == 2.0 and s["min_s"] == 1.0 and s["first_s"] == 15.0
+    assert s["peak_rss_bytes"] == 9 and s["device_peak_bytes"] is None
+    assert s["rounds"] == 2 and s["flops"] == 7.0
+    assert bench.peak_memory(s) == 9
+    assert bench.peak_memory({"device_peak_bytes": 4, "peak_rss_bytes": 9}) == 4
+
+
+def test_step_row_and_tables(bench):
+    ours = {"median_s": 0.5, "batch": 2, "first_s": 30.0, "flops": 4e9,
+            "peak_rss_bytes": 3 * 2 ** 20, "device_peak_bytes": None}
+    torch = {"median_s": 0.25, "batch": 2, "peak_rss_bytes": 2 ** 30}
+    row = bench.step_row("Fproi-GAN", "float32", ours, torch, peak_flops=16e9)
+    assert row == ["Fproi-GAN", "float32", "0.5", "0.25", "2", "4", "8", "30", "3 MiB",
+                   "1,024 MiB", "4", "8", "50.0%"]
+    alone = bench.step_row("DCGAN", "float32", {**ours, "flops": None}, None, 16e9)
+    assert alone[3:5] == ["—", "—"] and alone[-3:] == ["—", "—", "—"]
+
+    table = bench.markdown_table(bench.STEP_HEADERS, [row, alone]).splitlines()
+    assert len(table) == 4 and table[1] == "|" + "|".join(["---"] * 13) + "|"
+    assert table[2].startswith("| Fproi-GAN | float32 | 0.5 |")
+
+    scaling = bench.scaling_table({(1, 4): {"median_s": 2.0, "first_s": 1.0},
+                                   (4, 1): None}).splitlines()
+    assert scaling[2] == "| 1 | 4 | 2 | 2 | 1 |"
+    assert scaling[3] == "| 4 | 1 | — | — | — |"
+    assert bench.fmt(123456.0) == "123,456" and bench.fmt(0.012345) == "0.0123"
+
+
+def test_report_written_atomically(bench, tmp_path):
+    text = bench.report({"Train step": "| a |\n|---|\n| 1 |"},
+                        {"cpu": "X", "cores": 2, "memory": "8.0 GiB", "gpu": "none"},
+                        bench.versions("2.13.0"), "python benchmarks/bench.py --size=64",
+                        "2026-01-01 00:00 UTC")
+    assert text.startswith("# Benchmarks (2026-01-01 00:00 UTC)")
+    assert "torch 2.13.0" in text and "`python benchmarks/bench.py --size=64`" in text
+    assert "## Train step\n\n| a |" in text
+    bench.write_report(tmp_path / "results.md", text)
+    assert (tmp_path / "results.md").read_text() == text
+    assert [p.name for p in tmp_path.iterdir()] == ["results.md"]
+
+
+def test_train_step_json_line_has_positive_flops(bench):
+    """The smallest DCGAN: the line parses, the human one-line summary is unchanged."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+               PYTHONPATH=str(REPO))
+    out = subprocess.run(
+        [sys.executable, "benchmarks/train_step.py", "--config=configs/demo.py",
+         "--config.model.name=dcgan", "--config.data.image_size=32",
+         "--config.model.dcgan.generator_features=(4,8)",
+         "--config.model.dcgan.discriminator_features=(4,8)",
+         "--config.train.batch_size=1", "--steps=1", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
+    record = bench.parse_json_line(out)
+    assert record["flops"] > 0 and record["median_s"] > 0 and record["peak_rss_bytes"] > 0
+    assert record["method"] == "dcgan" and record["batch"] == 1 and record["devices"] == 1
+    assert json.loads(json.dumps(record)) == record
+    (summary,) = [line for line in out.splitlines() if "s/step" in line]
+    assert summary.startswith("DCGAN, 32x32, global batch 1, 1 x cpu") and "median" in summary
