@@ -31,16 +31,20 @@ def _conv(x, kernel, strides, padding, dimension_numbers, precision=None):
                                         dimension_numbers=dimension_numbers, precision=precision)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _valid_conv_padded_forward(x, kernel, strides, dimension_numbers, precision):
-    """An unpadded convolution evaluated as one with a zero row and column appended, cropped.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _cpu_conv(x, kernel, strides, padding, dimension_numbers, precision):
+    """`lax.conv_general_dilated` in the forms XLA:CPU runs fastest; the same arithmetic.
 
-    The extra row and column only add output samples after the last valid one, so the kept
-    outputs read exactly the same windows. XLA:CPU runs an unpadded ('VALID') convolution's
-    forward pass on a path up to 15x slower than a padded one of the same size (7x7, 33 -> 32
-    channels at 256x256: 270 ms vs 66 ms; docs/measured_facts.md), while its gradients are
-    fastest in the unpadded form: the backward pass is the plain convolution's.
+    Forward: an unpadded ('VALID') convolution is evaluated with a zero row and column
+    appended and the extra outputs cropped (they come after the last valid one, so the kept
+    outputs read exactly the same windows): XLA:CPU's unpadded forward path is up to 15x
+    slower (7x7, 33 -> 32 channels at 256x256: 270 ms vs 66 ms). Backward: the plain
+    convolution's gradients, the kernel's summed over per-example gradients when the batch
+    holds several examples: XLA:CPU's batched weight gradient is up to 4.5x slower (the same
+    7x7 layer, batch 4: 1.5 s vs 0.33 s). Timings in docs/measured_facts.md.
     """
+    if padding != "VALID":
+        return _conv(x, kernel, strides, padding, dimension_numbers, precision)
     spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
     valid_shape = jax.eval_shape(
         lambda x, k: _conv(x, k, strides, "VALID", dimension_numbers), x, kernel).shape
@@ -50,40 +54,43 @@ def _valid_conv_padded_forward(x, kernel, strides, dimension_numbers, precision)
     return y
 
 
-def _valid_conv_forward(x, kernel, strides, dimension_numbers, precision):
-    return _valid_conv_padded_forward(x, kernel, strides, dimension_numbers, precision), (x, kernel)
+def _cpu_conv_forward(x, kernel, strides, padding, dimension_numbers, precision):
+    return _cpu_conv(x, kernel, strides, padding, dimension_numbers, precision), (x, kernel)
 
 
-def _valid_conv_backward(strides, dimension_numbers, precision, residuals, g):
-    _, vjp = jax.vjp(lambda x, k: _conv(x, k, strides, "VALID", dimension_numbers, precision),
-                     *residuals)
-    return vjp(g)
+def _cpu_conv_backward(strides, padding, dimension_numbers, precision, residuals, g):
+    x, kernel = residuals
+    conv = functools.partial(_conv, strides=strides, padding=padding,
+                             dimension_numbers=dimension_numbers, precision=precision)
+    (dx,) = jax.vjp(lambda x: conv(x, kernel), x)[1](g)
+    spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
+    x_batch, g_batch = spec.lhs_spec[0], spec.out_spec[0]
+    example = lambda a, axis, i: jax.lax.slice_in_dim(a, i, i + 1, axis=axis)  # noqa: E731
+    dkernel = sum(jax.vjp(lambda k: conv(example(x, x_batch, i), k), kernel)[1](
+        example(g, g_batch, i))[0] for i in range(x.shape[x_batch]))
+    return dx, dkernel
 
 
-_valid_conv_padded_forward.defvjp(_valid_conv_forward, _valid_conv_backward)
+_cpu_conv.defvjp(_cpu_conv_forward, _cpu_conv_backward)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None):
-    """`lax.conv_general_dilated`, with unpadded convolutions fast on CPU (same arithmetic).
-
-    Unpadded, undilated, ungrouped convolutions take `_valid_conv_padded_forward` when the
-    program is lowered for CPU and the plain form elsewhere (`lax.platform_dependent`);
-    everything else is the plain call.
-    """
+    """`lax.conv_general_dilated`; undilated, ungrouped convolutions take `_cpu_conv` when the
+    program is lowered for CPU and the plain call elsewhere (`lax.platform_dependent`)."""
     plain = functools.partial(
         jax.lax.conv_general_dilated, window_strides=window_strides, padding=padding,
         lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
         dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
         precision=precision)
-    unpadded = padding == "VALID" or (not isinstance(padding, str)
-                                      and all(tuple(p) == (0, 0) for p in padding))
     undilated = all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-    if not (unpadded and undilated and feature_group_count == 1):
+    if not undilated or feature_group_count != 1 or isinstance(padding, str) and padding != "VALID":
         return plain(lhs, rhs)
-    strides = tuple(window_strides)
-    cpu = functools.partial(_valid_conv_padded_forward, strides=strides,
+    if not isinstance(padding, str):  # hashable, and all-zero padding is 'VALID'
+        padding = tuple(tuple(p) for p in padding)
+        padding = "VALID" if all(p == (0, 0) for p in padding) else padding
+    cpu = functools.partial(_cpu_conv, strides=tuple(window_strides), padding=padding,
                             dimension_numbers=dimension_numbers, precision=precision)
     return jax.lax.platform_dependent(lhs, rhs, cpu=cpu, default=plain)
 
