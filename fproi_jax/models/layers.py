@@ -153,14 +153,15 @@ def _phase_taps(kernel_size: int, strides: int):
              if (r + t - lo) % strides == 0] for r in range(strides)]
 
 
-def _phase_correlation(x, kernel, taps_h, taps_w):
+def _phase_correlation(x, kernel, taps_h, taps_w, stride):
     """One output phase of a transposed convolution: a stride-1 correlation of x with the
     kernel taps (tap, input offset) that land on it, offsets consecutive."""
     if not taps_h or not taps_w:  # a phase no tap reaches (kernel smaller than the stride)
         return jnp.zeros((*x.shape[:3], kernel.shape[-1]), x.dtype)
-    rows, cols = (np.array([t for t, _ in taps]) for taps in (taps_h, taps_w))
+    # A phase's taps are every s-th tap: strided slices (a gather would be slower on CPU).
+    rows, cols = (slice(taps[0][0], taps[-1][0] + 1, stride) for taps in (taps_h, taps_w))
     padding = [(-taps[0][1], taps[-1][1]) for taps in (taps_h, taps_w)]
-    return conv_general_dilated(x, kernel[rows][:, cols].astype(x.dtype), (1, 1), padding,
+    return conv_general_dilated(x, kernel[rows, cols].astype(x.dtype), (1, 1), padding,
                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -169,7 +170,7 @@ def _transposed_conv_by_phases(x, kernel, strides: int):
     (each with only its own taps: the same multiply-adds as the transposed convolution),
     interleaved by depth-to-space."""
     taps = _phase_taps(kernel.shape[0], strides)
-    phases = jnp.stack([jnp.stack([_phase_correlation(x, kernel, taps_h, taps_w)
+    phases = jnp.stack([jnp.stack([_phase_correlation(x, kernel, taps_h, taps_w, strides)
                                    for taps_w in taps], axis=3) for taps_h in taps], axis=2)
     n, h, _, w, _, c = phases.shape                      # (n, h, r_h, w, r_w, c)
     return phases.reshape(n, h * strides, w * strides, c)
