@@ -359,7 +359,7 @@ def markdown_table(headers, rows) -> str:
 
 STEP_HEADERS = ("method", "ours dtype", "ours median s/step", "PyTorch median s/step",
                 "ours / PyTorch", "images/s ours", "images/s PyTorch",
-                "compile s (ours, 1st step)", "peak mem ours", "peak mem PyTorch",
+                "first step s (ours: compiles)", "peak mem ours", "peak mem PyTorch",
                 "GFLOP/step (XLA)", "achieved GFLOP/s", "of f32 matmul peak")
 
 
@@ -382,7 +382,7 @@ def scaling_table(results) -> str:
         rows.append([devices, batch, fmt(r["median_s"]) if r else "—",
                      fmt(batch / r["median_s"]) if r else "—", fmt(r["first_s"]) if r else "—"])
     return markdown_table(("devices", "global batch", "median s/step", "images/s",
-                           "compile s"), rows)
+                           "first step s (compiles)"), rows)
 
 
 # --------------------------------------------------------------------------- the report
