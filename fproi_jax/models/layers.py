@@ -85,7 +85,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
         precision=precision)
     undilated = all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-    if not undilated or feature_group_count != 1 or isinstance(padding, str) and padding != "VALID":
+    named_padding = isinstance(padding, str) and padding != "VALID"  # 'SAME': left to lax
+    if not undilated or feature_group_count != 1 or named_padding:
         return plain(lhs, rhs)
     if not isinstance(padding, str):  # hashable, and all-zero padding is 'VALID'
         padding = tuple(tuple(p) for p in padding)
