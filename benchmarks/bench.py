@@ -146,26 +146,8 @@ def torch_step_cmd(method: str, size: int, batch: int, steps: int):
 def run_jax_step(method, size, batch, steps, dtype="float32", fake_devices=0) -> dict:
     label = f"ours {method} {dtype} {size}px batch {batch}" + (
         f" on {fake_devices} fake CPU devices" if fake_devices else "")
-    try:
-        return run_json(jax_step_cmd(method, size, batch, steps, dtype), label,
-                        base_env(fake_devices))
-    except RuntimeError as error:
-        if dtype != "float32" and "compute_dtype" in str(error):
-            raise RuntimeError(f"--jax_dtypes={dtype} needs config.train.compute_dtype, which "
-                               f"this version of the configs does not have:\n{error}") from None
-        raise
-
-
-def check_dtypes(dtypes):
-    """Stops before any timing when a dtype other than float32 is asked of configs that
-    have no config.train.compute_dtype."""
-    from configs import base
-
-    others = [d for d in dtypes if d != "float32"]
-    if others and "compute_dtype" not in base.get_config().train:
-        raise app.UsageError(f"--jax_dtypes={','.join(dtypes)}: {', '.join(others)} needs "
-                             "config.train.compute_dtype, which configs/base.py does not "
-                             "have yet; use --jax_dtypes=float32")
+    return run_json(jax_step_cmd(method, size, batch, steps, dtype), label,
+                    base_env(fake_devices))
 
 
 def run_part(part: str, **flag_values) -> dict:
@@ -454,7 +436,12 @@ def main(argv):
     unknown = set(FLAGS.methods) - set(METHODS)
     if unknown:
         raise app.UsageError(f"--methods: {', '.join(sorted(unknown))} not of {', '.join(METHODS)}")
-    check_dtypes(FLAGS.jax_dtypes)
+    from fproi_jax.methods.base import COMPUTE_DTYPES
+
+    unknown = set(FLAGS.jax_dtypes) - set(COMPUTE_DTYPES)
+    if unknown:
+        raise app.UsageError(f"--jax_dtypes: {', '.join(sorted(unknown))} not of "
+                             f"{', '.join(COMPUTE_DTYPES)}")
     with_torch = bool(FLAGS.torch)
     if with_torch and not pathlib.Path(FLAGS.torch).exists():
         raise app.UsageError(f"--torch={FLAGS.torch} does not exist (make bench creates it; "
