@@ -27,7 +27,6 @@ machine, versions and the command.
 """
 import datetime
 import importlib.metadata
-import json
 import os
 import pathlib
 import platform
@@ -39,11 +38,11 @@ import sys
 import tempfile
 import time
 
+import bench_json
 from absl import app, flags
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's fproi_jax and configs (see base_env)
-JSON_PREFIX = "BENCH_JSON "
 # Our method name -> (table label, the PyTorch script and its arguments).
 METHODS = {
     "fproi_gan": ("Fproi-GAN", ["benchmarks/pytorch_step.py"]),
@@ -84,14 +83,6 @@ FLAGS = flags.FLAGS
 
 # --------------------------------------------------------------------------- subprocesses
 
-def parse_json_line(stdout: str) -> dict:
-    """The record of the last "BENCH_JSON {...}" line of a benchmark's output."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(JSON_PREFIX):
-            return json.loads(line[len(JSON_PREFIX):])
-    raise ValueError("no " + JSON_PREFIX.strip() + " line in the output")
-
-
 def base_env(fake_devices: int = 0) -> dict:
     """This environment without a persistent compilation cache (compile times are measured)
     and with `fake_devices` forced CPU devices (0: the platform's own devices). The
@@ -120,10 +111,10 @@ def run_json(cmd, label: str, env=None) -> dict:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise RuntimeError(f"{label} failed (exit {proc.returncode}):\n{tail}")
     for line in proc.stdout.splitlines():
-        if not line.startswith(JSON_PREFIX):
+        if not line.startswith(bench_json.PREFIX):
             print(f"    {line}", flush=True)
     print(f"    ({time.perf_counter() - start:.0f} s)", flush=True)
-    return parse_json_line(proc.stdout)
+    return bench_json.parse_record(proc.stdout)
 
 
 def jax_step_cmd(method: str, size: int, batch: int, steps: int, dtype: str = "float32"):
@@ -317,7 +308,7 @@ def run_in_process_part(part: str):
         record = measure_pipeline(FLAGS.size, FLAGS.batch, FLAGS.pipeline_batches)
     print(f"{part}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                   for k, v in record.items()))
-    print(JSON_PREFIX + json.dumps(record), flush=True)
+    bench_json.print_record(record)
 
 
 # --------------------------------------------------------------------------- tables

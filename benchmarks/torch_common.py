@@ -4,15 +4,12 @@ device and AMP options, the timing loop, peak memory and the machine-readable li
 Runs in the torch virtual environment only; nothing in fproi_jax imports it.
 """
 import contextlib
-import json
 import resource
 import statistics
 import time
 
+import bench_json
 import torch
-
-# benchmarks/bench.py reads the one stdout line that starts with this.
-JSON_PREFIX = "BENCH_JSON "
 
 
 def add_common_args(parser):
@@ -20,7 +17,7 @@ def add_common_args(parser):
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision: torch.autocast(bfloat16) on CUDA")
     parser.add_argument("--json", action="store_true",
-                        help="also print one machine-readable line: " + JSON_PREFIX + "{...}")
+                        help="also print one machine-readable line: " + bench_json.PREFIX + "{...}")
 
 
 def check_args(args):
@@ -71,4 +68,4 @@ def emit_json(args, first: float, times, parameters: int, **extra):
         "device_peak_bytes": torch.cuda.max_memory_allocated() if cuda else None,
         **extra,
     }
-    print(JSON_PREFIX + json.dumps(record), flush=True)
+    bench_json.print_record(record)

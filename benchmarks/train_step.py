@@ -11,12 +11,12 @@ that adds the step's FLOPs from XLA's cost analysis of the compiled program (per
 the program each device runs) and the peak memory: the device's peak bytes in use where
 the backend reports them (GPU), and the process's peak RSS.
 """
-import json
 import resource
 import time
 
 import jax
 import numpy as np
+import bench_json
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -29,9 +29,9 @@ from fproi_jax.train.step import make_train_step
 
 config_flags.DEFINE_config_file("config", "configs/brats.py", "Experiment config.")
 flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one.")
-flags.DEFINE_bool("json", False, "Also print one machine-readable line: " + "BENCH_JSON {...}.")
+flags.DEFINE_bool("json", False,
+                  "Also print one machine-readable line: " + bench_json.PREFIX + "{...}.")
 FLAGS = flags.FLAGS
-JSON_PREFIX = "BENCH_JSON "
 
 
 def compiled_flops(compiled) -> float | None:
@@ -94,7 +94,7 @@ def main(argv):
             "min_s": min(times), **peak_memory(device),
             "flops": compiled_flops(step),
         }
-        print(JSON_PREFIX + json.dumps(record), flush=True)
+        bench_json.print_record(record)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from conftest import REPO
 def bench():
     # Loaded once per process: the module defines absl flags.
     if "bench" not in sys.modules:
+        sys.path.insert(0, str(REPO / "benchmarks"))  # its sibling modules, as when run
         spec = importlib.util.spec_from_file_location("bench", REPO / "benchmarks" / "bench.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -22,14 +23,14 @@ def bench():
     return sys.modules["bench"]
 
 
-def test_parse_json_line_takes_the_last_record(bench):
+def test_parse_record_takes_the_last_json_line(bench):
     out = ("Fproi-GAN, 64x64, ...: first step (compile) 3.0 s, then median 0.500 s/step\n"
            'BENCH_JSON {"median_s": 0.5, "flops": 1e9}\n'
            'BENCH_JSON {"median_s": 0.25}\n'
            "trailing text\n")
-    assert bench.parse_json_line(out) == {"median_s": 0.25}
+    assert bench.bench_json.parse_record(out) == {"median_s": 0.25}
     with pytest.raises(ValueError, match="BENCH_JSON"):
-        bench.parse_json_line("median 0.5 s/step\n")
+        bench.bench_json.parse_record("median 0.5 s/step\n")
 
 
 def test_summarize_pools_the_rounds(bench):
@@ -90,7 +91,7 @@ def test_train_step_json_line_has_positive_flops(bench):
          "--config.model.dcgan.discriminator_features=(4,8)",
          "--config.train.batch_size=1", "--steps=1", "--json"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
-    record = bench.parse_json_line(out)
+    record = bench.bench_json.parse_record(out)
     assert record["flops"] > 0 and record["median_s"] > 0 and record["peak_rss_bytes"] > 0
     assert record["method"] == "dcgan" and record["batch"] == 1 and record["devices"] == 1
     assert json.loads(json.dumps(record)) == record
