@@ -9,7 +9,11 @@ and the median wall time per step after it (state donated, results blocked on). 
 it also prints one machine-readable line, "BENCH_JSON {...}" (benchmarks/bench.py reads it),
 that adds the step's FLOPs from XLA's cost analysis of the compiled program (per device:
 the program each device runs) and the peak memory: the device's peak bytes in use where
-the backend reports them (GPU), and the process's peak RSS.
+the backend reports them (GPU), and the process's peak RSS. --profile=N traces N more steps
+and prints where their time goes (benchmarks/xla_profile.py):
+
+    .venv/bin/python benchmarks/train_step.py --config=configs/brats.py \
+        --config.model.name=cycle_gan --steps=2 --profile=2
 """
 import resource
 import time
@@ -17,6 +21,7 @@ import time
 import jax
 import numpy as np
 import bench_json
+import xla_profile
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -31,6 +36,9 @@ config_flags.DEFINE_config_file("config", "configs/brats.py", "Experiment config
 flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one.")
 flags.DEFINE_bool("json", False,
                   "Also print one machine-readable line: " + bench_json.PREFIX + "{...}.")
+flags.DEFINE_integer("profile", 0, "Then trace this many more steps and print where their "
+                     "time goes, by kind of XLA instruction and by layer (0: no profile).")
+flags.DEFINE_integer("profile_layers", 15, "Layers listed by --profile.")
 FLAGS = flags.FLAGS
 
 
@@ -84,6 +92,15 @@ def main(argv):
           f"{mesh.size} x {device.platform} ({device.device_kind}): first step (compile) "
           f"{compile_s:.1f} s, then median {np.median(times):.3f} s/step "
           f"(min {min(times):.3f}, {FLAGS.steps} steps)")
+    profile = None
+    if FLAGS.profile:
+        def run():
+            nonlocal state
+            state, metrics = step(state, batch)
+            jax.block_until_ready(metrics)
+        profile = xla_profile.breakdown(xla_profile.op_times(run, FLAGS.profile),
+                                        step.as_text(), FLAGS.profile_layers)
+        print(f"\nProfile of {FLAGS.profile} step(s):\n" + xla_profile.format_breakdown(profile))
     if FLAGS.json:
         record = {
             "framework": "jax", "method": config.model.name, "label": method.label,
@@ -92,7 +109,7 @@ def main(argv):
             "compute_dtype": str(config.train.get("compute_dtype", "float32")),
             "first_s": compile_s, "times": times, "median_s": float(np.median(times)),
             "min_s": min(times), **peak_memory(device),
-            "flops": compiled_flops(step),
+            "flops": compiled_flops(step), "profile": profile,
         }
         bench_json.print_record(record)
 

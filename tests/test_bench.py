@@ -89,11 +89,59 @@ def test_train_step_json_line_has_positive_flops(bench):
          "--config.model.name=dcgan", "--config.data.image_size=32",
          "--config.model.dcgan.generator_features=(4,8)",
          "--config.model.dcgan.discriminator_features=(4,8)",
-         "--config.train.batch_size=1", "--steps=1", "--json"],
+         "--config.train.batch_size=1", "--steps=1", "--json", "--profile=1"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
     record = bench.bench_json.parse_record(out)
     assert record["flops"] > 0 and record["median_s"] > 0 and record["peak_rss_bytes"] > 0
     assert record["method"] == "dcgan" and record["batch"] == 1 and record["devices"] == 1
     assert json.loads(json.dumps(record)) == record
-    (summary,) = [line for line in out.splitlines() if "s/step" in line]
+    (summary,) = [line for line in out.splitlines() if line.startswith("DCGAN, ")]
     assert summary.startswith("DCGAN, 32x32, global batch 1, 1 x cpu") and "median" in summary
+    profile = record["profile"]
+    assert profile["kinds"]["convolution"] > 0
+    assert sum(profile["kinds"].values()) == pytest.approx(profile["total_ms"])
+    networks = {name.split("/")[0] for name in profile["layers"]}
+    assert {"DCGANDiscriminator", "EncoderDecoder"} <= networks
+    assert "| kind of XLA instruction | ms/step | share |" in out
+
+
+@pytest.fixture(scope="module")
+def xla_profile(bench):
+    import xla_profile  # benchmarks/ is on sys.path once `bench` is loaded
+    return xla_profile
+
+
+def test_profile_layer_names_network_modules_and_direction(xla_profile):
+    backward = ("jit(per_device_step)/transpose(jvp(Generator))/UpBlock_1/"
+                "SubpixelConvTranspose_0/cond/branch_0_fun/cond/branch_0_fun/transpose(jvp())/"
+                "conv_general_dilated")
+    assert xla_profile.layer(backward) == "Generator/UpBlock_1/SubpixelConvTranspose_0 (backward)"
+    forward = "jit(per_device_step)/jvp(Discriminator)/Conv_3/conv_general_dilated"
+    assert xla_profile.layer(forward) == "Discriminator/Conv_3 (forward)"
+    assert xla_profile.layer("jit(per_device_step)/jvp(Generator)/concatenate") == (
+        "Generator (forward)")
+    assert xla_profile.layer("jit(per_device_step)/adam/mul") == ""
+
+
+def test_profile_category_prefers_the_primitive_then_the_name(xla_profile):
+    conv = "jit(step)/jvp(Generator)/ConvBlock_0/Conv_0/conv_general_dilated"
+    assert xla_profile.category("ynn_fusion.270", conv) == "convolution"
+    assert xla_profile.category("ynn_fusion", "jit(step)/jvp(M)/Dense_0/dot_general") == "matmul"
+    assert xla_profile.category("convolution-window-dilated.4") == "convolution"
+    assert xla_profile.category("all-reduce.1") == "collectives"
+    assert xla_profile.category("transpose_copy_fusion.3", "jit(step)/x/add_any") == (
+        "layout copies and transposes")
+    assert xla_profile.category("reverse_pad_fusion.2") == "padding, slicing, concatenation"
+    assert xla_profile.category("multiply_add_fusion") == xla_profile.OTHER
+
+
+def test_profile_reads_op_names_from_a_compiled_program(xla_profile):
+    import jax
+    import jax.numpy as jnp
+    conv = jax.jit(lambda x, k: jax.lax.conv_general_dilated(
+        x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + 1)
+    x, k = jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 3))
+    metadata = xla_profile.instruction_metadata(conv.lower(x, k).compile().as_text())
+    shapes = [shape for shape, op_name in metadata.values()
+              if op_name.endswith("/conv_general_dilated")]
+    assert shapes and all(shape.startswith("f32[1,8,8,3]") for shape in shapes)
