@@ -17,7 +17,7 @@ def add_common_args(parser):
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision: torch.autocast(bfloat16) on CUDA")
     parser.add_argument("--json", action="store_true",
-                        help="also print one machine-readable line: " + bench_json.PREFIX + "{...}")
+                        help=f"also print one machine-readable line: {bench_json.PREFIX}{{...}}")
 
 
 def check_args(args):

@@ -81,11 +81,16 @@ def main(argv):
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - start
+
+    def run():
+        nonlocal state
+        state, metrics = step(state, batch)
+        jax.block_until_ready(metrics)
+
     times = []
     for _ in range(FLAGS.steps):
         start = time.perf_counter()
-        state, metrics = step(state, batch)
-        jax.block_until_ready(metrics)
+        run()
         times.append(time.perf_counter() - start)
     device = jax.devices()[0]
     print(f"{method.label}, {config.data.image_size}x{config.data.image_size}, global batch {batch_size}, "
@@ -94,10 +99,6 @@ def main(argv):
           f"(min {min(times):.3f}, {FLAGS.steps} steps)")
     profile = None
     if FLAGS.profile:
-        def run():
-            nonlocal state
-            state, metrics = step(state, batch)
-            jax.block_until_ready(metrics)
         profile = xla_profile.breakdown(xla_profile.op_times(run, FLAGS.profile),
                                         step.as_text(), FLAGS.profile_layers)
         print(f"\nProfile of {FLAGS.profile} step(s):\n" + xla_profile.format_breakdown(profile))
