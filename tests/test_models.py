@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from configs import base
 from conftest import tiny_config
@@ -13,7 +14,9 @@ from fproi_jax.methods import CYCLE_NAMES, get_method
 from fproi_jax.methods.base import Networks
 from fproi_jax.models.discriminator import Discriminator
 from fproi_jax.models.generator import Generator
-from fproi_jax.models.layers import SpaceToDepthConv, SubpixelConvTranspose, conv_general_dilated
+from fproi_jax.mesh import data_mesh
+from fproi_jax.models.layers import (SpaceToDepthConv, SubpixelConvTranspose, batch_norm,
+                                     conv_general_dilated, instance_norm)
 from fproi_jax.models.rfb import RegionalFeatureBlock
 from fproi_jax.models.summary import parameter_table
 
@@ -64,16 +67,21 @@ def test_conv_general_dilated_equals_lax_in_value_and_gradients(padding, strides
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 
-def test_unpadded_convs_run_padded_and_cropped_on_cpu_only():
-    x, kernel = jnp.zeros((1, 16, 16, 3)), jnp.zeros((7, 7, 3, 4))
+def test_unpadded_convs_of_batches_run_padded_and_cropped_on_cpu_only():
+    """Batches of several examples only: a single example takes the plain convolution,
+    whose gradients stay within float32 noise of float64 (layers._cpu_conv)."""
+    kernel = jnp.zeros((7, 7, 3, 4))
     conv = functools.partial(conv_general_dilated, window_strides=(1, 1), padding="VALID",
                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    lowered = {platform: jax.jit(conv).trace(x, kernel).lower(lowering_platforms=(platform,))
-               for platform in ("cpu", "cuda")}
-    cpu, cuda = (lowered[p].as_text() for p in ("cpu", "cuda"))
-    assert "pad = [[0, 1], [0, 1]]" in cpu and "tensor<1x11x11x4xf32>" in cpu
-    assert "pad = [[0, 1], [0, 1]]" not in cuda and "tensor<1x10x10x4xf32>" in cuda
-    assert jax.jit(conv)(x, kernel).shape == (1, 10, 10, 4)
+    for n in (1, 2):
+        x = jnp.zeros((n, 16, 16, 3))
+        lowered = {platform: jax.jit(conv).trace(x, kernel).lower(lowering_platforms=(platform,))
+                   for platform in ("cpu", "cuda")}
+        cpu, cuda = (lowered[p].as_text() for p in ("cpu", "cuda"))
+        assert ("pad = [[0, 1], [0, 1]]" in cpu) == (n > 1)
+        assert (f"tensor<{n}x11x11x4xf32>" in cpu) == (n > 1)
+        assert "pad = [[0, 1], [0, 1]]" not in cuda and f"tensor<{n}x10x10x4xf32>" in cuda
+        assert jax.jit(conv)(x, kernel).shape == (n, 10, 10, 4)
 
 
 def test_transposed_convs_run_by_phases_on_cpu_and_as_conv_transpose_elsewhere():
@@ -83,6 +91,30 @@ def test_transposed_convs_run_by_phases_on_cpu_and_as_conv_transpose_elsewhere()
                  for p in ("cpu", "cuda"))
     assert cpu.count("stablehlo.convolution") == 4 and "lhs_dilate = [2, 2]" not in cpu
     assert cuda.count("stablehlo.convolution") == 1 and "lhs_dilate = [2, 2]" in cuda
+
+
+def test_normalisations_compute_the_variance_in_two_passes():
+    """Maps with a mean far above their spread, normalised in float32, against float64.
+
+    E[x^2] - E[x]^2 (flax's default) cancels here: with it, instance norm and BatchNorm
+    were each 0.06 off; mean((x - mean)^2) stays within 1e-3."""
+    x = (20.0 + 0.1 * np.random.default_rng(0).standard_normal((2, 16, 16, 3))).astype(
+        np.float32).astype(np.float64)  # the float32 values, normalised in float64
+    centred = x - x.mean(axis=(1, 2), keepdims=True)
+    want = centred / np.sqrt(np.square(centred).mean(axis=(1, 2), keepdims=True) + 1e-5)
+    norm = instance_norm()
+    got = norm.apply(norm.init(jax.random.key(0), x), x.astype(np.float32))
+    np.testing.assert_allclose(got, want, atol=1e-3)
+
+    centred = x - x.mean(axis=(0, 1, 2), keepdims=True)
+    want = centred / np.sqrt(np.square(centred).mean(axis=(0, 1, 2), keepdims=True) + 1e-5)
+    norm = batch_norm(train=True)
+    variables = norm.init(jax.random.key(0), x.astype(np.float32))
+    train = jax.shard_map(lambda v, x: norm.apply(v, x, mutable=["batch_stats"])[0],
+                          mesh=data_mesh(jax.devices()[:1]), in_specs=P(), out_specs=P())
+    got = jax.jit(train)(variables, x.astype(np.float32))
+    scale = np.asarray(variables["params"]["scale"])  # N(1, 0.02), as the reference
+    np.testing.assert_allclose(got, want * scale, atol=1e-3)
 
 
 def _output_shape(module, *inputs):

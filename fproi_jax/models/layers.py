@@ -35,17 +35,21 @@ def _conv(x, kernel, strides, padding, dimension_numbers, precision=None):
 def _cpu_conv(x, kernel, strides, padding, dimension_numbers, precision):
     """`lax.conv_general_dilated` in the forms XLA:CPU runs fastest; the same arithmetic.
 
-    Forward: an unpadded ('VALID') convolution is evaluated with a zero row and column
-    appended and the extra outputs cropped (they come after the last valid one, so the kept
-    outputs read exactly the same windows): XLA:CPU's unpadded forward path is up to 15x
-    slower (7x7, 33 -> 32 channels at 256x256: 270 ms vs 66 ms). Backward: the plain
+    Forward: an unpadded ('VALID') convolution of a batch of several examples is evaluated
+    with a zero row and column appended and the extra outputs cropped (they come after the
+    last valid one, so the kept outputs read exactly the same windows): XLA:CPU's unpadded
+    forward path is up to 15x slower (7x7, 33 -> 32 channels at 256x256: 270 ms vs 66 ms).
+    A single example takes the plain convolution: with the padded form, a batch of one
+    gave gradients 1-6% off their float64 values (CycleGAN's test config: the mean of the
+    four single-example gradients against the batch's; 1.5e-5 with the plain form), which
+    made one device and four disagree. Backward: the plain
     convolution's gradients, the kernel's summed over per-example gradients when the batch
     holds several examples: XLA:CPU's batched weight gradient is up to 4.5x slower (the same
     7x7 layer, batch 4: 1.5 s vs 0.33 s). Timings in docs/measured_facts.md.
     """
-    if padding != "VALID":
-        return _conv(x, kernel, strides, padding, dimension_numbers, precision)
     spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
+    if padding != "VALID" or x.shape[spec.lhs_spec[0]] == 1:
+        return _conv(x, kernel, strides, padding, dimension_numbers, precision)
     valid_shape = jax.eval_shape(
         lambda x, k: _conv(x, k, strides, "VALID", dimension_numbers), x, kernel).shape
     y = _conv(x, kernel, strides, [(0, 1)] * len(strides), dimension_numbers, precision)
@@ -106,8 +110,15 @@ def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
 
 
 def instance_norm(name: str | None = None) -> nn.Module:
-    """Instance normalisation as in PyTorch's InstanceNorm2d default: eps 1e-5, no affine."""
-    return nn.InstanceNorm(epsilon=1e-5, use_bias=False, use_scale=False, name=name)
+    """Instance normalisation as in PyTorch's InstanceNorm2d default: eps 1e-5, no affine.
+
+    The variance is computed in two passes, mean((x - mean)^2), as PyTorch does. flax's
+    default E[x^2] - E[x]^2 cancels in float32 where a map's mean is large against its
+    spread: CycleGAN's generator gradients were 0.7% off their float64 values with it,
+    1.2e-5 with two passes.
+    """
+    return nn.InstanceNorm(epsilon=1e-5, use_bias=False, use_scale=False,
+                           use_fast_variance=False, name=name)
 
 
 class ConvBlock(nn.Module):
@@ -280,14 +291,15 @@ def _scale_init(key, shape, dtype=jnp.float32):
 
 
 def batch_norm(train: bool, name: str | None = None) -> nn.Module:
-    """BatchNorm with PyTorch's defaults (momentum 0.1 of the new batch, eps 1e-5).
+    """BatchNorm with PyTorch's defaults (momentum 0.1 of the new batch, eps 1e-5) and its
+    two-pass variance (see `instance_norm`).
 
     While training, batch statistics are averaged over the mesh's data axis (synchronised
     BatchNorm), so a global batch split over N devices is normalised as on one device.
     """
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                         axis_name=DATA_AXIS if train else None, scale_init=_scale_init,
-                        name=name)
+                        use_fast_variance=False, name=name)
 
 
 def conv4x4(features: int, strides: int, use_bias: bool) -> nn.Module:
