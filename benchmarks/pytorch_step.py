@@ -24,11 +24,10 @@ Differences that do not change the arithmetic's cost materially: the image pool 
 implemented (pool_size 0; ours queries a 50-entry pool by default, a few array copies per
 step), the transposed conv is torch's ConvTranspose2d(k=3, s=2, padding=1, output_padding=1)
 where ours computes a transposed conv as a sub-pixel convolution, layout is NCHW, and
-initialisation is torch's default. The two transposed convs cost the same but are aligned
-one pixel apart: of the full (2n+1)-long transposed-conv output, ours keeps the first 2n
-samples ('SAME' in lax), torch's padding=1/output_padding=1 the last 2n. With our weights
-ported (conv kernels HWIO -> OIHW; transposed kernels (k,k,I,O) -> (I,O,k,k) flipped) and
-that crop swapped in, RFB, G, F and D outputs agree with ours to ~1e-6.
+initialisation is torch's default. The transposed convs are aligned as ours
+(layers.transpose_padding); with our weights ported (conv kernels HWIO -> OIHW; transposed
+kernels (k,k,I,O) -> (I,O,k,k) flipped) the networks compute ours (benchmarks/parity.py
+proves whole train steps against a PyTorch twin).
 Reports the first step and the median wall time per step after it, as train_step.py does;
 --json adds a machine-readable line (benchmarks/bench.py), --device=cuda and --amp
 (torch.autocast to bfloat16) run it on a GPU.
@@ -62,7 +61,7 @@ def conv_block(c_in, c_out, kernel_size, stride=1, reflect=0):
 
 
 def up_block(c_in, c_out):
-    """3x3 stride-2 transposed conv (no bias, 'SAME' output size) -> IN -> ReLU (layers.UpBlock)."""
+    """3x3 stride-2 transposed conv (no bias, 2x the input) -> IN -> ReLU (layers.UpBlock)."""
     return nn.Sequential(
         nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=False),
         instance_norm(c_out), nn.ReLU())

@@ -16,7 +16,7 @@ from fproi_jax.models.discriminator import Discriminator
 from fproi_jax.models.generator import Generator
 from fproi_jax.mesh import data_mesh
 from fproi_jax.models.layers import (SpaceToDepthConv, SubpixelConvTranspose, batch_norm,
-                                     conv_general_dilated, instance_norm)
+                                     conv_general_dilated, instance_norm, transpose_padding)
 from fproi_jax.models.rfb import RegionalFeatureBlock
 from fproi_jax.models.summary import parameter_table
 
@@ -27,9 +27,28 @@ def test_subpixel_conv_transpose_equals_conv_transpose(kernel_size, strides):
     layer = SubpixelConvTranspose(3, kernel_size, strides)
     params = layer.init(jax.random.key(1), x)
     params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), params)
-    reference = nn.ConvTranspose(3, (kernel_size,) * 2, strides=(strides,) * 2, padding="SAME")
+    reference = nn.ConvTranspose(3, (kernel_size,) * 2, strides=(strides,) * 2,
+                                 padding=[transpose_padding(kernel_size, strides)] * 2)
     got, want = layer.apply(params, x), reference.apply(params, x)
     assert got.shape == want.shape == (2, 9 * strides, 7 * strides, 3)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size,strides", [(3, 2), (4, 2), (5, 2), (3, 3)])
+def test_transposed_conv_is_aligned_as_pytorchs(kernel_size, strides):
+    """PyTorch's ConvTranspose2d(k, s, padding=p, output_padding=s + 2p - k), p = (k - 1) // 2,
+    from its definition: out[s*i + a, s*j + b] += x[i, j] * w[a, b] over the full output,
+    cropped to the samples from p on. Its kernel is ours flipped."""
+    k, s = kernel_size, strides
+    x = np.random.default_rng(0).standard_normal((1, 4, 3, 2)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((k, k, 2, 3)).astype(np.float32)
+    full = np.zeros((s * 4 + k, s * 3 + k, 3))  # room for the output padding (zeros)
+    for i, j in np.ndindex(4, 3):
+        full[s * i:s * i + k, s * j:s * j + k] += np.einsum("c,abco->abo", x[0, i, j], w)
+    p = (k - 1) // 2
+    want = full[p:p + 4 * s, p:p + 3 * s]
+    layer = SubpixelConvTranspose(3, k, s, use_bias=False)
+    got = layer.apply({"params": {"kernel": w[::-1, ::-1]}}, x)[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 

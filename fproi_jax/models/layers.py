@@ -146,12 +146,18 @@ class ConvBlock(nn.Module):
         return nn.relu(instance_norm()(x))
 
 
-def _transpose_same_padding_low(kernel_size: int, strides: int) -> int:
-    """Leading padding of lax.conv_transpose(padding='SAME') on the dilated input."""
-    pad_len = kernel_size + strides - 2
-    if strides > kernel_size - 1:
-        return kernel_size - 1
-    return int(np.ceil(pad_len / 2))
+def transpose_padding(kernel_size: int, strides: int) -> tuple[int, int]:
+    """(low, high) padding of the dilated input that makes a transposed convolution
+    PyTorch's `ConvTranspose2d(k, s, padding=(k - 1) // 2, output_padding=s + 2p - k)`: the
+    output is s times the input, and of the full (s(n - 1) + k)-long output it keeps the
+    samples from p on. (lax's 'SAME' keeps one sample earlier for k = 3, s = 2: every
+    upsampled map one pixel off PyTorch's, beside the skip it is concatenated with.)"""
+    p = (kernel_size - 1) // 2
+    output_padding = strides + 2 * p - kernel_size
+    if not 0 <= output_padding < strides:
+        raise ValueError(f"no PyTorch output padding gives a {strides}x upsampling with "
+                         f"kernel {kernel_size}")
+    return kernel_size - 1 - p, kernel_size - 1 - p + output_padding
 
 
 def _phase_taps(kernel_size: int, strides: int):
@@ -160,7 +166,7 @@ def _phase_taps(kernel_size: int, strides: int):
     A transposed conv writes o[s*m + r] = sum_t k[t] * x[m + d], d = (r + t - lo) / s,
     over the taps t for which (r + t - lo) is divisible by s.
     """
-    lo = _transpose_same_padding_low(kernel_size, strides)
+    lo, _ = transpose_padding(kernel_size, strides)
     return [[(t, (r + t - lo) // strides) for t in range(kernel_size)
              if (r + t - lo) % strides == 0] for r in range(strides)]
 
@@ -178,7 +184,7 @@ def _phase_correlation(x, kernel, taps_h, taps_w, stride):
 
 
 def _transposed_conv_by_phases(x, kernel, strides: int):
-    """`lax.conv_transpose(padding='SAME')` as s*s stride-1 correlations, one per output phase
+    """`lax.conv_transpose` with `transpose_padding` as s*s stride-1 correlations, one per phase
     (each with only its own taps: the same multiply-adds as the transposed convolution),
     interleaved by depth-to-space."""
     taps = _phase_taps(kernel.shape[0], strides)
@@ -189,7 +195,8 @@ def _transposed_conv_by_phases(x, kernel, strides: int):
 
 
 class SubpixelConvTranspose(nn.Module):
-    """Strided transposed convolution (`nn.ConvTranspose(padding='SAME')`'s kernel and output).
+    """Strided transposed convolution, aligned as PyTorch's (`transpose_padding`), with
+    `nn.ConvTranspose`'s (k, k, C_in, C_out) kernel (PyTorch's (C_in, C_out, k, k) flipped).
 
     On CPU it is computed as one stride-1 correlation per output phase followed by
     depth-to-space (the sub-pixel form), with each phase's own taps only; elsewhere it is
@@ -210,7 +217,8 @@ class SubpixelConvTranspose(nn.Module):
         k, s = self.kernel_size, self.strides
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
         plain = lambda x, kernel: jax.lax.conv_transpose(  # noqa: E731
-            x, kernel.astype(x.dtype), (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            x, kernel.astype(x.dtype), (s, s), [transpose_padding(k, s)] * 2,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))
         cpu = functools.partial(_transposed_conv_by_phases, strides=s)
         y = jax.lax.platform_dependent(x, kernel, cpu=cpu, default=plain)
         if self.use_bias:
