@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo paper-demo bench clean
+.PHONY: install test parity demo paper-demo bench clean
 
 install: $(STAMP)
 
@@ -44,5 +44,22 @@ $(BENCH_TORCH)/.installed:
 bench: install $(BENCH_TORCH)/.installed
 	$(PY) benchmarks/bench.py --torch=$(BENCH_TORCH)/bin/python $(BENCH_ARGS)
 
+# Every method's train step against its PyTorch twin, float64 as the referee
+# (benchmarks/parity.py, benchmarks/pytorch_twin.py); then three bugs planted in the twin,
+# each of which the check must catch.
+PARITY := runs/parity
+PLANTS := rfb_input cycle_weight adam_b1
+
+parity: install $(BENCH_TORCH)/.installed
+	$(PY) benchmarks/parity.py --out=$(PARITY)
+	$(BENCH_TORCH)/bin/python benchmarks/pytorch_twin.py $(PARITY)
+	@for plant in $(PLANTS); do \
+	  if $(BENCH_TORCH)/bin/python benchmarks/pytorch_twin.py $(PARITY) --methods=fproi_gan \
+	      --plant=$$plant > $(PARITY)/planted_$$plant.txt 2>&1; then \
+	    echo "parity: the planted $$plant went unnoticed ($(PARITY)/planted_$$plant.txt)"; \
+	    exit 1; fi; \
+	  echo "parity: planted $$plant caught: $$(tail -n 1 $(PARITY)/planted_$$plant.txt)"; \
+	done
+
 clean:
-	rm -rf runs/demo runs/paper_demo
+	rm -rf runs/demo runs/paper_demo runs/parity

@@ -73,7 +73,8 @@ def test_fproi_gan_step_is_unchanged():
     (tests/data/fproi_gan_3_steps.npz) from this config and batch on one CPU device.
 
     Written anew when the transposed convolutions were aligned with PyTorch's (a one-pixel
-    shift: the step itself is proven against PyTorch by `make parity`); before that it
+    shift) and LeakyReLU took PyTorch's derivative at 0 (the step itself is proven against
+    a PyTorch twin by `make parity`); before that it
     held since the pre-registry code (def351c). Equal to float noise: each leaf within
     1e-3 of its largest magnitude (the CPU convolution forms sum the same products in
     another order); a 10% change of the cycle weight moves 19 of the 41 leaves beyond it."""

@@ -13,6 +13,7 @@ from typing import Sequence
 import flax.linen as nn
 
 from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, SubpixelConvTranspose, batch_norm,
+                                     leaky_relu,
                                      check_divisible, conv4x4, normal_init)
 
 
@@ -21,7 +22,7 @@ def _down(x, features: Sequence[int], train: bool):
         x = conv4x4(f, 2, use_bias=i == 0)(x)
         if i > 0:
             x = batch_norm(train)(x)
-        x = nn.leaky_relu(x, 0.2)
+        x = leaky_relu(x, 0.2)
     return x
 
 

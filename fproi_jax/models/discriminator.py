@@ -9,6 +9,8 @@ from typing import Sequence
 
 import flax.linen as nn
 
+from fproi_jax.models.layers import leaky_relu
+
 
 class Discriminator(nn.Module):
     """(N, H, W, C) -> (N,) real-vs-synthetic logits."""
@@ -20,6 +22,6 @@ class Discriminator(nn.Module):
     def __call__(self, x):
         for f in self.features:
             x = nn.Conv(f, (4, 4), strides=2, padding=[(1, 1), (1, 1)])(x)
-            x = nn.leaky_relu(x, self.negative_slope)
+            x = leaky_relu(x, self.negative_slope)
         x = x.reshape(x.shape[0], -1)
         return nn.Dense(1)(x)[:, 0]

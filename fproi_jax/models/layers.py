@@ -104,6 +104,16 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
 
+def leaky_relu(x: jax.Array, negative_slope: float = 0.2) -> jax.Array:
+    """LeakyReLU with PyTorch's derivative at 0 (the negative slope; jax.nn.leaky_relu's is 1).
+
+    The value is the same; the choice matters wherever an activation is exactly 0, as in a
+    discriminator's first layer on a binary ROI's background while its bias is still 0:
+    there every gradient step of Dy differed from PyTorch's (benchmarks/pytorch_twin.py).
+    """
+    return jnp.where(x > 0, x, negative_slope * x)
+
+
 def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
     """Mirror-pads the two spatial axes of an NHWC tensor (PyTorch ReflectionPad2d)."""
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")

@@ -11,7 +11,7 @@ convs without bias, BatchNorm with scale and offset). Each output logit sees a 7
 """
 import flax.linen as nn
 
-from fproi_jax.models.layers import batch_norm, conv4x4, instance_norm
+from fproi_jax.models.layers import batch_norm, conv4x4, instance_norm, leaky_relu
 
 NORMS = ("instance", "batch")
 
@@ -29,9 +29,9 @@ class PatchDiscriminator(nn.Module):
             raise ValueError(f"PatchDiscriminator norm must be one of {NORMS}, got {self.norm!r}")
         with_bias = self.norm == "instance"
         normalise = instance_norm if with_bias else lambda: batch_norm(train)
-        h = nn.leaky_relu(conv4x4(self.width, 2, use_bias=True)(x), 0.2)
+        h = leaky_relu(conv4x4(self.width, 2, use_bias=True)(x), 0.2)
         for n in range(1, self.layers + 1):
             strides = 2 if n < self.layers else 1
             h = conv4x4(self.width * min(2 ** n, 8), strides, use_bias=with_bias)(h)
-            h = nn.leaky_relu(normalise()(h), 0.2)
+            h = leaky_relu(normalise()(h), 0.2)
         return conv4x4(1, 1, use_bias=True)(h)[..., 0]

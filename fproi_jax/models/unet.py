@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, SubpixelConvTranspose, batch_norm,
+                                     leaky_relu,
                                      conv4x4, normal_init)
 
 
@@ -51,7 +52,7 @@ class UnetGenerator(nn.Module):
         for i in range(n):
             skips.append(h)
             if i > 0:
-                h = nn.leaky_relu(h, 0.2)
+                h = leaky_relu(h, 0.2)
             h = conv4x4(inner[i], 2, use_bias=False)(h)
             if 0 < i < n - 1:
                 h = batch_norm(train)(h)
