@@ -35,7 +35,9 @@ from fproi_jax.train import state as state_lib
 from fproi_jax.train.step import make_train_step
 
 FLAGS = flags.DEFINE_string("out", None, "folder for the <method>.npz records", required=True)
-METHODS = flags.DEFINE_list("methods", list(REGISTRY), "methods to record")
+# Records of a method with one setting changed: name -> (method, {field of model.<key>: value}).
+VARIANTS = {"fproi_gan_rfb_resize": ("fproi_gan", {"rfb_upsample": "resize"})}
+METHODS = flags.DEFINE_list("methods", [*REGISTRY, *VARIANTS], "methods (and variants) to record")
 
 STEPS = 10
 SIZE = 32
@@ -45,7 +47,8 @@ BATCH = 4
 def parity_config(name: str):
     """The run config of `name` for the comparison (see the module docstring)."""
     config = base.get_config()
-    config.model.name = name
+    method, changes = VARIANTS.get(name, (name, {}))
+    config.model.name = method
     config.data.image_size = SIZE
     model = config.model
     model.fproi_gan.update(rfb_features=(4, 8, 8, 4), generator_width=4,
@@ -57,6 +60,7 @@ def parity_config(name: str):
     model.dcgan.update(generator_features=(4, 8, 8), discriminator_features=(4, 8))
     config.train.update(batch_size=BATCH, learning_rate=0.005, adam_eps=1.0,
                         lr_schedule="constant")
+    config.model[REGISTRY[method][0]].update(changes)
     return config
 
 
@@ -138,8 +142,9 @@ def main(argv):
     out = pathlib.Path(FLAGS.value)
     out.mkdir(parents=True, exist_ok=True)
     for name in METHODS.value:
-        if name not in REGISTRY:
-            raise app.UsageError(f"--methods: {name!r} is not a method ({', '.join(REGISTRY)})")
+        if name not in REGISTRY and name not in VARIANTS:
+            raise app.UsageError(f"--methods: {name!r} is not a method or variant "
+                                 f"({', '.join([*REGISTRY, *VARIANTS])})")
     records = {name: record(name) for name in METHODS.value}
     # float64 after every float32 run: x64 mode, once on, changes how JAX initialises.
     jax.config.update("jax_enable_x64", True)

@@ -117,6 +117,9 @@ class Twin:
         x = self.conv_block(f"{path}/ConvBlock_0", r, 7, reflect=3)
         x = self.conv_block(f"{path}/ConvBlock_1", x, 3, 2, reflect=1)
         x = self.conv_block(f"{path}/ConvBlock_2", x, 3)
+        if self.config["model"]["fproi_gan"]["rfb_upsample"] == "resize":
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            return F.relu(self.instance_norm(self.conv(f"{path}/ResizeUpBlock_0/Conv_0", x, 1, 1)))
         return self.up_block(f"{path}/UpBlock_0", x)
 
     def unet(self, path, x):

@@ -15,7 +15,8 @@ from fproi_jax.methods.base import Networks
 from fproi_jax.models.discriminator import Discriminator
 from fproi_jax.models.generator import Generator
 from fproi_jax.mesh import data_mesh
-from fproi_jax.models.layers import (SpaceToDepthConv, SubpixelConvTranspose, batch_norm,
+from fproi_jax.models.layers import (ResizeUpBlock, SpaceToDepthConv, SubpixelConvTranspose,
+                                     UpBlock, batch_norm,
                                      conv_general_dilated, instance_norm, transpose_padding)
 from fproi_jax.models.rfb import RegionalFeatureBlock
 from fproi_jax.models.summary import parameter_table
@@ -50,6 +51,17 @@ def test_transposed_conv_is_aligned_as_pytorchs(kernel_size, strides):
     layer = SubpixelConvTranspose(3, k, s, use_bias=False)
     got = layer.apply({"params": {"kernel": w[::-1, ::-1]}}, x)[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_resize_up_block_has_no_checkerboard_on_flat_input_where_the_transposed_has():
+    """A constant map upsampled: the resize-convolution's interior is constant; the 3x3
+    stride-2 transposed convolution's four output phases sum 1, 2, 2 and 4 taps."""
+    x = jnp.ones((1, 12, 12, 3))
+    for block, checkered in ((ResizeUpBlock(4), False), (UpBlock(4), True)):
+        out = block.apply(block.init(jax.random.key(0), x), x)
+        assert out.shape == (1, 24, 24, 4)
+        interior = np.asarray(out[0, 4:-4, 4:-4])
+        assert (float(interior.std(axis=(0, 1)).max()) > 1e-3) == checkered, block
 
 
 @pytest.mark.parametrize("shape,features,kernel_size,block", [
@@ -291,3 +303,12 @@ def test_parameter_table_totals():
         total = sum(p.size for p in jax.tree.leaves(params[name]))
         assert f"| **{name}** | | **total** | **{total:,}** |" in table
     assert "| G | rfb/ConvBlock_0/Conv_0 | kernel (7, 7, 1, 32) | 1,568 |" in table
+
+
+def test_rfb_upsampling_is_chosen_by_name():
+    x = jnp.zeros((1, 16, 16, 1))
+    resize = RegionalFeatureBlock((4, 8, 8, 4), "resize")
+    assert "ResizeUpBlock_0" in resize.init(jax.random.key(0), x)["params"]
+    assert "UpBlock_0" in RegionalFeatureBlock((4, 8, 8, 4)).init(jax.random.key(0), x)["params"]
+    with pytest.raises(ValueError, match="rfb_upsample must be one of .*got 'bilinear'"):
+        RegionalFeatureBlock((4, 8, 8, 4), "bilinear").init(jax.random.key(0), x)

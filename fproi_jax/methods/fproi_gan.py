@@ -23,6 +23,7 @@ from fproi_jax.models.rfb import RegionalFeatureBlock
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({
         "rfb_features": (32, 64, 64, 32),
+        "rfb_upsample": "transposed",  # Figure 3's deconvolution; 'resize': resize-conv
         "generator_width": 32,
         "output_activation": "sigmoid",
         "discriminator_features": (64, 128, 256, 512),
@@ -39,7 +40,8 @@ class FproiGAN(TwoCycleMethod):
         modules = {"G/net": Generator(**gen), "F": Generator(**gen),
                    "Dx": Discriminator(**disc), "Dy": Discriminator(**disc)}
         if use_rfb:
-            modules = {"G/rfb": RegionalFeatureBlock(tuple(settings.rfb_features)), **modules}
+            rfb = RegionalFeatureBlock(tuple(settings.rfb_features), settings.rfb_upsample)
+            modules = {"G/rfb": rfb, **modules}
         super().__init__(modules, label="Fproi-GAN" if use_rfb else "Fproi-GAN w/o RFB",
                          gan_mode="log", cycle_weight=settings.cycle_weight,
                          pool_size=settings.pool_size)

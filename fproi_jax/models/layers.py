@@ -247,6 +247,23 @@ class UpBlock(nn.Module):
         return nn.relu(instance_norm()(x))
 
 
+class ResizeUpBlock(nn.Module):
+    """2x nearest-neighbour upsampling -> 3x3 conv (zero pad 1) -> instance norm -> ReLU.
+
+    The resize-convolution of Odena et al. 2016 ("Deconvolution and checkerboard
+    artifacts"): every output pixel sees the same number of input taps, where a 3x3
+    stride-2 transposed convolution gives its four output phases 1, 2, 2 and 4 taps.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+        x = Conv(self.features, (3, 3), padding=[(1, 1), (1, 1)], use_bias=False)(x)
+        return nn.relu(instance_norm()(x))
+
+
 class SpaceToDepthConv(nn.Module):
     """Stride-1 VALID convolution computed on a space-to-depth grid of `block` x `block` cells.
 

@@ -10,18 +10,28 @@ from typing import Sequence
 
 import flax.linen as nn
 
-from fproi_jax.models.layers import ConvBlock, UpBlock
+from fproi_jax.models.layers import ConvBlock, ResizeUpBlock, UpBlock
+
+# config.model.fproi_gan.rfb_upsample -> the block that brings the features back to full size.
+UPSAMPLE_BLOCKS = {"transposed": UpBlock, "resize": ResizeUpBlock}
 
 
 class RegionalFeatureBlock(nn.Module):
-    """Maps a regional image (N, H, W, 1) to regional features (N, H, W, features[-1])."""
+    """Maps a regional image (N, H, W, 1) to regional features (N, H, W, features[-1]).
+
+    `upsample`: 'transposed' (Figure 3's deconvolution, a 3x3 stride-2 transposed conv) or
+    'resize' (nearest-neighbour 2x + 3x3 conv, layers.ResizeUpBlock)."""
 
     features: Sequence[int] = (32, 64, 64, 32)
+    upsample: str = "transposed"
 
     @nn.compact
     def __call__(self, regional_image):
+        if self.upsample not in UPSAMPLE_BLOCKS:
+            raise ValueError(f"rfb_upsample must be one of {tuple(UPSAMPLE_BLOCKS)}, "
+                             f"got {self.upsample!r}")
         f1, f2, f3, f4 = self.features
         x = ConvBlock(f1, 7, reflect=3)(regional_image)
         x = ConvBlock(f2, 3, strides=2, reflect=1)(x)
         x = ConvBlock(f3, 3)(x)
-        return UpBlock(f4)(x)
+        return UPSAMPLE_BLOCKS[self.upsample](f4)(x)
