@@ -19,7 +19,6 @@ The settings make the comparison about arithmetic, not about chance or noise:
 
     .venv/bin/python benchmarks/parity.py --out=/tmp/parity [--methods=fproi_gan,dcgan]
 """
-import json
 import pathlib
 
 from absl import app, flags
@@ -27,16 +26,14 @@ import jax
 import numpy as np
 
 from configs import base
-from fproi_jax.data import pipeline
-from fproi_jax.mesh import data_mesh
-from fproi_jax.methods import REGISTRY, get_method
-from fproi_jax.train import loop
-from fproi_jax.train import state as state_lib
-from fproi_jax.train.step import make_train_step
+from fproi_jax.methods import REGISTRY
+
+import records
 
 FLAGS = flags.DEFINE_string("out", None, "folder for the <method>.npz records", required=True)
 # Records of a method with one setting changed: name -> (method, {field of model.<key>: value}).
-VARIANTS = {"fproi_gan_rfb_resize": ("fproi_gan", {"rfb_upsample": "resize"})}
+VARIANTS = {"fproi_gan_resize": ("fproi_gan", {"rfb_upsample": "resize",
+                                               "generator_upsample": "resize"})}
 METHODS = flags.DEFINE_list("methods", [*REGISTRY, *VARIANTS], "methods (and variants) to record")
 
 STEPS = 10
@@ -80,61 +77,11 @@ def batches(steps: int = STEPS, n: int = BATCH, size: int = SIZE):
     return out
 
 
-def _flat(prefix: str, tree) -> dict:
-    return {f"{prefix}/" + "/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def _tree(record: dict, prefix: str, dtype) -> dict:
-    """The nested tree of the leaves `prefix/...` of a record, cast to `dtype`."""
-    tree = {}
-    for key, value in record.items():
-        if key.startswith(prefix + "/"):
-            *parents, leaf = key[len(prefix) + 1:].split("/")
-            node = tree
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = np.asarray(value, dtype)
-    return tree
-
-
 def record(name: str, start: dict | None = None) -> dict:
     """Our ten steps of `name`: {key: array} as the module docstring lists. With `start`
     (a float32 record) the run starts from its initial parameters, in float64 (x64 on)."""
-    config = parity_config(name)
-    mesh = data_mesh(jax.devices()[:1])
-    method = get_method(config)
-    optimizer = state_lib.make_optimizer(config.train, STEPS)
-    schedule = state_lib.learning_rate_schedule(config.train, STEPS)
-    state = loop.initial_state(config, method, optimizer, mesh)
-    data = batches()
-    if start is not None:
-        cast = lambda t: jax.tree.map(  # noqa: E731
-            lambda a: a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a, t)
-        params = _tree(start, "params0", np.float64)
-        state = cast(jax.device_get(state)).replace(
-            params=params, batch_stats=_tree(start, "stats0", np.float64),
-            opt_state={n: optimizer.init(params[n]) for n in params})
-        data = [{k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in b.items()}
-                for b in data]
-    step = make_train_step(method, optimizer, schedule, mesh)
-    out = {"config": np.array(config.to_json()),
-           "image": np.stack([b["image"] for b in data]),
-           "roi": np.stack([b["roi"] for b in data])}
-    out.update(_flat("params0", jax.device_get(state.params)))
-    out.update(_flat("stats0", jax.device_get(state.batch_stats)))
-    history = []
-    for i, batch in enumerate(data, start=1):
-        state, metrics = step(state, pipeline.to_global_batch(batch, mesh))
-        history.append({k: float(v) for k, v in jax.device_get(metrics).items()
-                        if k != "learning_rate"})
-        if i in (1, STEPS):
-            out.update(_flat(f"params{i}", jax.device_get(state.params)))
-            out.update(_flat(f"stats{i}", jax.device_get(state.batch_stats)))
-    names = sorted(history[0])
-    out["metric_names"] = np.array(json.dumps(names))
-    out["metrics"] = np.array([[h[k] for k in names] for h in history])
-    return out
+    return records.train_and_record(parity_config(name), batches(), start=start,
+                                    snapshots=(1, STEPS))
 
 
 def main(argv):

@@ -113,21 +113,28 @@ class Twin:
     def up_block(self, path, x):
         return F.relu(self.instance_norm(self.conv_transpose(f"{path}/SubpixelConvTranspose_0", x)))
 
+    def resize_up_block(self, path, x):
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return F.relu(self.instance_norm(self.conv(f"{path}/Conv_0", x, 1, 1)))
+
+    def upsample(self, path, index, x, setting):
+        """Upsampling block `index` under `path`: 'transposed' or 'resize' as `setting` says."""
+        if self.config["model"]["fproi_gan"][setting] == "resize":
+            return self.resize_up_block(f"{path}/ResizeUpBlock_{index}", x)
+        return self.up_block(f"{path}/UpBlock_{index}", x)
+
     def rfb(self, path, r):
         x = self.conv_block(f"{path}/ConvBlock_0", r, 7, reflect=3)
         x = self.conv_block(f"{path}/ConvBlock_1", x, 3, 2, reflect=1)
         x = self.conv_block(f"{path}/ConvBlock_2", x, 3)
-        if self.config["model"]["fproi_gan"]["rfb_upsample"] == "resize":
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-            return F.relu(self.instance_norm(self.conv(f"{path}/ResizeUpBlock_0/Conv_0", x, 1, 1)))
-        return self.up_block(f"{path}/UpBlock_0", x)
+        return self.upsample(path, 0, x, "rfb_upsample")
 
     def unet(self, path, x):
         e1 = self.conv_block(f"{path}/ConvBlock_0", x, 7, reflect=3)
         e2 = self.conv_block(f"{path}/ConvBlock_1", e1, 3, 2, reflect=1)
         e3 = self.conv_block(f"{path}/ConvBlock_2", e2, 3, 2, reflect=1)
-        d2 = torch.cat([self.up_block(f"{path}/UpBlock_0", e3), e2], 1)
-        d1 = torch.cat([self.up_block(f"{path}/UpBlock_1", d2), e1], 1)
+        d2 = torch.cat([self.upsample(path, 0, e3, "generator_upsample"), e2], 1)
+        d1 = torch.cat([self.upsample(path, 1, d2, "generator_upsample"), e1], 1)
         return torch.sigmoid(self.conv(f"{path}/SpaceToDepthConv_0", self.reflect(d1, 3)))
 
     def fproi_discriminator(self, path, x):
@@ -285,6 +292,17 @@ class Twin:
         return dx + dy, {"dx": dx, "dy": dy}
 
 
+def learning_rate(train: dict, step: int, total: int) -> float:
+    """The rate of update `step` (0-based) of `total`: constant, or (linear_decay) constant
+    for the first half and linearly to 0 over the second, as fproi_jax/train/state.py."""
+    if train["lr_schedule"] == "constant":
+        return train["learning_rate"]
+    half = total // 2
+    if step < half:
+        return train["learning_rate"]
+    return train["learning_rate"] * (1 - (step - half) / max(total - half, 1))
+
+
 def replay(record: dict, dtype, plant: str | None, jitter: int | None = None):
     """The ten steps in torch at `dtype`: ({step: {key: array}} for steps 1 and 10,
     [{term: value}] per step). `jitter` seeds a random change of every initial parameter by
@@ -313,6 +331,8 @@ def replay(record: dict, dtype, plant: str | None, jitter: int | None = None):
         x, y = images[step].permute(0, 3, 1, 2), rois[step].permute(0, 3, 1, 2)
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(train, step, images.shape[0])
         # Both objectives are differentiated from the same parameters: the generators'
         # first (discriminators held fixed), then the discriminators' on its detached fakes.
         gen_total, gen_terms, fake_x, fake_y = twin.generator_objective(x, y)
@@ -381,13 +401,24 @@ def main():
     parser.add_argument("records", type=pathlib.Path, help="folder of benchmarks/parity.py")
     parser.add_argument("--plant", choices=PLANTS, help="break one thing in the twin")
     parser.add_argument("--methods", default="", help="comma-separated (default: all records)")
+    parser.add_argument("--train_only", action="store_true",
+                        help="train in float32 and write <record>.torch.npz (side_by_side.py)")
     args = parser.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    files = sorted(args.records.glob("*.npz"))
+    files = sorted(f for f in args.records.glob("*.npz") if not f.name.endswith(".torch.npz"))
     if args.methods:
         files = [args.records / f"{m}.npz" for m in args.methods.split(",")]
     if not files:
         sys.exit(f"no records in {args.records}: run benchmarks/parity.py --out={args.records}")
+    if args.train_only:
+        for path in files:
+            snapshots, history = replay(dict(np.load(path)), torch.float32, args.plant)
+            final = snapshots[max(snapshots)]
+            np.savez(path.with_suffix(".torch.npz"), **final)
+            print(f"trained {len(history)} steps of {path.stem} in torch: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in sorted(history[-1].items()))
+                  + f" -> {path.with_suffix('.torch.npz')}")
+        return
     failed = []
     for path in files:
         record = dict(np.load(path))

@@ -310,5 +310,5 @@ def test_rfb_upsampling_is_chosen_by_name():
     resize = RegionalFeatureBlock((4, 8, 8, 4), "resize")
     assert "ResizeUpBlock_0" in resize.init(jax.random.key(0), x)["params"]
     assert "UpBlock_0" in RegionalFeatureBlock((4, 8, 8, 4)).init(jax.random.key(0), x)["params"]
-    with pytest.raises(ValueError, match="rfb_upsample must be one of .*got 'bilinear'"):
+    with pytest.raises(ValueError, match="upsampling must be one of .*got 'bilinear'"):
         RegionalFeatureBlock((4, 8, 8, 4), "bilinear").init(jax.random.key(0), x)

@@ -25,6 +25,7 @@ def default_config() -> ml_collections.ConfigDict:
         "rfb_features": (32, 64, 64, 32),
         "rfb_upsample": "transposed",  # Figure 3's deconvolution; 'resize': resize-conv
         "generator_width": 32,
+        "generator_upsample": "transposed",  # Figure 4's deconvolutions; 'resize': resize-conv
         "output_activation": "sigmoid",
         "discriminator_features": (64, 128, 256, 512),
         "cycle_weight": 10.0,   # lambda of the full objective; the paper gives none (CycleGAN's)
@@ -35,7 +36,8 @@ def default_config() -> ml_collections.ConfigDict:
 class FproiGAN(TwoCycleMethod):
 
     def __init__(self, settings: ml_collections.ConfigDict, use_rfb: bool = True):
-        gen = dict(width=settings.generator_width, output_activation=settings.output_activation)
+        gen = dict(width=settings.generator_width, output_activation=settings.output_activation,
+                   upsample=settings.generator_upsample)
         disc = dict(features=tuple(settings.discriminator_features))
         modules = {"G/net": Generator(**gen), "F": Generator(**gen),
                    "Dx": Discriminator(**disc), "Dy": Discriminator(**disc)}

@@ -17,8 +17,8 @@ The paper states no output activation; data lie in [0, 1], so sigmoid is the def
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, ConvBlock, SpaceToDepthConv, UpBlock,
-                                     check_divisible, reflect_pad)
+from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, ConvBlock, SpaceToDepthConv,
+                                     check_divisible, reflect_pad, upsample_block)
 
 
 class Generator(nn.Module):
@@ -27,16 +27,18 @@ class Generator(nn.Module):
     width: int = 32
     out_channels: int = 1
     output_activation: str = "sigmoid"
+    upsample: str = "transposed"  # the deconvolutions; 'resize': layers.ResizeUpBlock
 
     @nn.compact
     def __call__(self, x):
         check_divisible(x, 4, "Generator")
+        up = upsample_block(self.upsample)
         w = self.width
         e1 = ConvBlock(w, 7, reflect=3)(x)
         e2 = ConvBlock(2 * w, 3, strides=2, reflect=1)(e1)
         e3 = ConvBlock(4 * w, 3, strides=2, reflect=1)(e2)
-        d2 = jnp.concatenate([UpBlock(2 * w)(e3), e2], axis=-1)
-        d1 = jnp.concatenate([UpBlock(w)(d2), e1], axis=-1)
+        d2 = jnp.concatenate([up(2 * w)(e3), e2], axis=-1)
+        d1 = jnp.concatenate([up(w)(d2), e1], axis=-1)
         # The same 7x7 VALID conv as nn.Conv, on 2x2 cells: ~2x faster on CPU (layers.py).
         out = SpaceToDepthConv(self.out_channels, 7, block=2)(reflect_pad(d1, 3))
         return OUTPUT_ACTIVATIONS[self.output_activation](out)

@@ -264,6 +264,17 @@ class ResizeUpBlock(nn.Module):
         return nn.relu(instance_norm()(x))
 
 
+# config names of the blocks that upsample by 2 (the RFB's and the U-Net generator's).
+UPSAMPLE_BLOCKS = {"transposed": UpBlock, "resize": ResizeUpBlock}
+
+
+def upsample_block(name: str) -> type[nn.Module]:
+    """The upsampling block called `name` ('transposed' or 'resize'); ValueError otherwise."""
+    if name not in UPSAMPLE_BLOCKS:
+        raise ValueError(f"upsampling must be one of {tuple(UPSAMPLE_BLOCKS)}, got {name!r}")
+    return UPSAMPLE_BLOCKS[name]
+
+
 class SpaceToDepthConv(nn.Module):
     """Stride-1 VALID convolution computed on a space-to-depth grid of `block` x `block` cells.
 

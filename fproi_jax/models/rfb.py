@@ -10,10 +10,7 @@ from typing import Sequence
 
 import flax.linen as nn
 
-from fproi_jax.models.layers import ConvBlock, ResizeUpBlock, UpBlock
-
-# config.model.fproi_gan.rfb_upsample -> the block that brings the features back to full size.
-UPSAMPLE_BLOCKS = {"transposed": UpBlock, "resize": ResizeUpBlock}
+from fproi_jax.models.layers import ConvBlock, upsample_block
 
 
 class RegionalFeatureBlock(nn.Module):
@@ -27,11 +24,9 @@ class RegionalFeatureBlock(nn.Module):
 
     @nn.compact
     def __call__(self, regional_image):
-        if self.upsample not in UPSAMPLE_BLOCKS:
-            raise ValueError(f"rfb_upsample must be one of {tuple(UPSAMPLE_BLOCKS)}, "
-                             f"got {self.upsample!r}")
+        up = upsample_block(self.upsample)
         f1, f2, f3, f4 = self.features
         x = ConvBlock(f1, 7, reflect=3)(regional_image)
         x = ConvBlock(f2, 3, strides=2, reflect=1)(x)
         x = ConvBlock(f3, 3)(x)
-        return UPSAMPLE_BLOCKS[self.upsample](f4)(x)
+        return up(f4)(x)
