@@ -5,6 +5,8 @@ conv = conv + instance norm + ReLU. Our reading of Figure 3 (the paper gives no 
 for the middle layers): reflect-pad 3 -> 7x7 conv (32) -> reflect-pad 1 -> 3x3 stride-2
 conv (64) -> 3x3 conv (64) -> 3x3 stride-2 transposed conv back to full size (32).
 The input is the regional image r = x * y; the output is fused with x by concatenation.
+`upsample='resize'` makes the last block a resize-convolution; it did not change the
+texture of F's outputs on the paper demo (generator.py says where that comes from).
 """
 from typing import Sequence
 
