@@ -26,12 +26,14 @@ every step, in two gates against the float64 twin (torch64), the referee:
   apart to ~3e-9 of a leaf after ten CycleGAN steps; 1e-16 in the other methods.)
 - float32: our float32 step must be as close to torch64 as float32 allows here: within 10
   times the farthest of the twin's float32 replays (one from our parameters, three from
-  parameters changed by one float32 rounding error), or within 5e-3 of the leaf's change
+  parameters changed by one float32 rounding error), or within 1e-2 of the leaf's change
   over the steps, or 1e-6 of its magnitude. XLA's float32 sums carry more rounding than
   torch's (a whole map's sum, such as an output bias's gradient: ~1e-5 of relative error
-  against ~1e-7), which grows over ten steps to ~1e-3 of the change in Fproi-GAN's F; a
-  float32 defect such as flax's one-pass variance (0.7% of CycleGAN's gradients) does not
-  fit in it.
+  against ~1e-7), which grows over ten steps to ~3e-3 of the change of some leaves of
+  Fproi-GAN. The gate bounds our float32 error by what float32 itself allows on this step;
+  it cannot see a defect smaller than that: flax's one-pass variance, planted back, passes
+  it (CycleGAN's early steps are that sensitive), and is guarded by its own unit test
+  (tests/test_models.py, test_normalisations_compute_the_variance_in_two_passes).
 A wrong layer, weight, input or optimizer setting fails the float64 gate by orders of
 magnitude (see --plant).
 
@@ -375,7 +377,7 @@ def compare(record: dict, torch32: list, torch64: list) -> list[tuple[str, float
         e_ours = float(np.max(np.abs(ours - t64)))
         e_torch = max(float(np.max(np.abs(t32 - t64))) for t32 in t32s)
         change = scale if start is None else float(np.max(np.abs(t64 - start)))
-        allowed = max(10 * e_torch, 5e-3 * change, 1e-6 * scale)
+        allowed = max(10 * e_torch, 1e-2 * change, 1e-6 * scale)
         rows.append((f"float32 {what}", e_ours, allowed, e_ours <= allowed))
 
     for step in s64:
