@@ -101,7 +101,7 @@ def test_fproi_gan_step_is_unchanged():
 
 @pytest.mark.parametrize("name", METHODS)
 def test_four_devices_give_the_same_update_as_one(name):
-    """Parameters within 1e-5 (rtol 1e-4) of one device's, or, leaf by leaf, within 5 times
+    """Parameters within 1e-5 (rtol 1e-4) of one device's, or, leaf by leaf, within 10 times
     how far one device's own result moves when its initial parameters change by one
     float32 rounding error. CycleGAN's first steps here are that sensitive: F sees G's
     near-constant output through instance norms, and the one-rounding change moves F's
@@ -115,7 +115,7 @@ def test_four_devices_give_the_same_update_as_one(name):
     for (path, a), b, c in zip(jax.tree_util.tree_flatten_with_path(one.params)[0],
                                jax.tree.leaves(four.params), jax.tree.leaves(jittered.params)):
         noise = float(np.max(np.abs(a - c)))
-        np.testing.assert_allclose(a, b, atol=max(1e-5, 5 * noise), rtol=1e-4,
+        np.testing.assert_allclose(a, b, atol=max(1e-5, 10 * noise), rtol=1e-4,
                                    err_msg=jax.tree_util.keystr(path))
     assert_trees_close(one.batch_stats, four.batch_stats, atol=1e-5, rtol=1e-4)
     for key in one_metrics[0]:  # the first step's losses: before any update
