@@ -47,7 +47,6 @@ adam_b1 (0.8 instead of 0.9). `make parity` runs each and requires a failure.
 """
 import argparse
 import json
-import os
 import pathlib
 import sys
 
@@ -403,6 +402,7 @@ def main():
     parser.add_argument("records", type=pathlib.Path, help="folder of benchmarks/parity.py")
     parser.add_argument("--plant", choices=PLANTS, help="break one thing in the twin")
     parser.add_argument("--methods", default="", help="comma-separated (default: all records)")
+    parser.add_argument("--show", type=int, default=8, help="failures listed per record")
     parser.add_argument("--train_only", action="store_true",
                         help="train in float32 and write <record>.torch.npz (side_by_side.py)")
     args = parser.parse_args()
@@ -436,7 +436,7 @@ def main():
             print(f"{name:17s} {gate}: {sum(r[3] for r in mine):4d}/{len(mine)} within "
                   f"tolerance; nearest its limit: {worst[0][len(gate) + 1:]} {worst[1]:.2e} "
                   f"(allowed {worst[2]:.2e})", flush=True)
-        for what, error, allowed, _ in bad[:int(os.environ.get("PARITY_SHOW", 8))]:
+        for what, error, allowed, _ in bad[:args.show]:
             print(f"    FAIL {what}: |ours - torch64| {error:.3e} > allowed {allowed:.3e}")
         if bad:
             failed.append(name)

@@ -21,7 +21,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from fproi_jax.data import pipeline
-from fproi_jax.methods import get_method
+from fproi_jax.methods import REGISTRY, get_method
 from fproi_jax.train.samples import write_sample_grid
 
 import records
@@ -34,9 +34,9 @@ EXAMPLES = flags.DEFINE_integer("examples", 4, "test examples in the grid")
 
 def _config():
     config = CONFIG.value.unlock()
-    for _, settings in config.model.items():
-        if "pool_size" in getattr(settings, "keys", lambda: ())():
-            settings.pool_size = 0
+    for settings_key, _ in REGISTRY.values():
+        if "pool_size" in config.model[settings_key]:
+            config.model[settings_key].pool_size = 0
     return config
 
 

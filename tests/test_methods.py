@@ -63,13 +63,11 @@ def _run(config, devices, steps, jitter=False):
     schedule = state_lib.learning_rate_schedule(config.train, 100)
     state = loop.initial_state(config, method, optimizer, mesh)
     if jitter:
-        leaves, tree = jax.tree.flatten(jax.device_get(state.params))
-        signs = np.random.default_rng(0).choice([-1.0, 1.0], sum(leaf.size for leaf in leaves))
-        sizes = np.cumsum([0] + [leaf.size for leaf in leaves])
-        leaves = [(leaf * (1 + 2.0 ** -24 * signs[a:b].reshape(leaf.shape))).astype(leaf.dtype)
-                  for leaf, a, b in zip(leaves, sizes[:-1], sizes[1:])]
-        state = jax.device_put(state.replace(params=jax.tree.unflatten(tree, leaves)),
-                               NamedSharding(mesh, P()))
+        rng = np.random.default_rng(0)
+        params = jax.tree.map(
+            lambda p: (p * (1 + 2.0 ** -24 * rng.choice([-1.0, 1.0], p.shape))).astype(p.dtype),
+            jax.device_get(state.params))
+        state = jax.device_put(state.replace(params=params), NamedSharding(mesh, P()))
     step = make_train_step(method, optimizer, schedule, mesh)
     history = []
     for _ in range(steps):
@@ -84,8 +82,8 @@ def test_fproi_gan_step_is_unchanged():
 
     Written anew when the transposed convolutions were aligned with PyTorch's (a one-pixel
     shift) and LeakyReLU took PyTorch's derivative at 0 (the step itself is proven against
-    a PyTorch twin by `make parity`); before that it
-    held since the pre-registry code (def351c). Equal to float noise: each leaf within
+    a PyTorch twin by `make parity`); before that it held since the pre-registry code
+    (def351c). Equal to float noise: each leaf within
     1e-3 of its largest magnitude (the CPU convolution forms sum the same products in
     another order); a 10% change of the cycle weight moves 19 of the 41 leaves beyond it."""
     state, _ = _run(_config("fproi_gan"), jax.devices()[:1], 3)

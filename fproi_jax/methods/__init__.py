@@ -21,9 +21,11 @@ REGISTRY = {
     "pix2pix": ("pix2pix", pix2pix.Pix2Pix.from_config),
     "dcgan": ("dcgan", dcgan.DCGAN.from_config),
 }
-# Methods with 3x3 stride-2 transposed convolutions, whose alignment changed (commit), and
-# configs from before it (no model.fproi_gan.generator_upsample, added just after) refused.
-ALIGNED_SINCE = {"fproi_gan": "230de02", "fproi_gan_no_rfb": "230de02", "cycle_gan": "230de02"}
+# The methods with 3x3 stride-2 transposed convolutions, whose alignment changed in
+# ALIGNMENT_COMMIT; their configs from before it (they lack model.fproi_gan.
+# generator_upsample, added just after) are refused.
+ALIGNMENT_COMMIT = "230de02"
+REALIGNED = ("fproi_gan", "fproi_gan_no_rfb", "cycle_gan")
 DEFAULT_SETTINGS = {
     "fproi_gan": fproi_gan.default_config,
     "cycle_gan": cycle_gan.default_config,
@@ -52,10 +54,10 @@ def get_method(config: ml_collections.ConfigDict) -> Method:
     if dtype not in COMPUTE_DTYPES:
         raise ValueError(f"config.train.compute_dtype={dtype!r} is not supported; choose one "
                          f"of {', '.join(COMPUTE_DTYPES)}")
-    if name in ALIGNED_SINCE and "generator_upsample" not in config.model.fproi_gan:
+    if name in REALIGNED and "generator_upsample" not in config.model.fproi_gan:
         raise ValueError(
             f"this {name} run was written before its 3x3 transposed convolutions were aligned "
-            f"with PyTorch's (fproi-jax commit {ALIGNED_SINCE[name]}): with this code its "
+            f"with PyTorch's (fproi-jax commit {ALIGNMENT_COMMIT}): with this code its "
             f"parameters would compute every upsampled map one pixel off. Retrain it, or "
             f"evaluate it with a checkout from before that commit.")
     key, factory = REGISTRY[name]

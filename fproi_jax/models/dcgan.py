@@ -13,8 +13,7 @@ from typing import Sequence
 import flax.linen as nn
 
 from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, SubpixelConvTranspose, batch_norm,
-                                     leaky_relu,
-                                     check_divisible, conv4x4, normal_init)
+                                     check_divisible, conv4x4, leaky_relu, normal_init)
 
 
 def _down(x, features: Sequence[int], train: bool):

@@ -18,8 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fproi_jax.models.layers import (OUTPUT_ACTIVATIONS, SubpixelConvTranspose, batch_norm,
-                                     leaky_relu,
-                                     conv4x4, normal_init)
+                                     conv4x4, leaky_relu, normal_init)
 
 
 def unet_levels(image_size: int) -> int:
