@@ -32,7 +32,10 @@ from fproi_jax.data import pipeline
 from fproi_jax.evaluation import classify, evaluate, experiment, synthesize
 from fproi_jax.methods import get_method
 from fproi_jax.models.summary import parameter_table
-from fproi_jax.train import checkpoint, loop
+from fproi_jax.store import config_file, export
+from fproi_jax.store.checkpoints import CheckpointError, UnwritableError
+from fproi_jax.store.lock import WorkdirLockedError
+from fproi_jax.train import loop
 
 MODES = ("train", "summary", "export", "evaluate", "compare", "experiment", "synthesize",
          "classify")
@@ -93,12 +96,7 @@ def main(argv):
     if FLAGS.mode == "train":
         loop.train(config, workdir)
     elif FLAGS.mode == "export":
-        run_config = checkpoint.load_config(workdir)  # the networks as trained
-        state, step = checkpoint.restore_train_state(run_config, workdir)
-        method = get_method(run_config)
-        checkpoint.export_inference(
-            workdir / "export", method.export_variables(state.params, state.batch_stats),
-            run_config)
+        step = export.export_run(workdir)
         logging.info("Exported the generators of step %d to %s", step, workdir / "export")
     elif FLAGS.mode == "evaluate":
         evaluate.evaluate(config, workdir)
@@ -114,11 +112,13 @@ def main(argv):
 
 
 def _main_with_clear_errors(argv):
-    """main, with a missing dataset or a wrong image size reported in a few lines instead
-    of a traceback."""
+    """main, with a user's mistake or a failure of the run's folder reported in a few lines
+    instead of a traceback."""
     try:
         main(argv)
-    except (pipeline.DatasetNotBuiltError, pipeline.ImageSizeError) as e:
+    except (pipeline.DatasetNotBuiltError, pipeline.ImageSizeError,
+            config_file.InvalidConfigError, WorkdirLockedError, CheckpointError,
+            UnwritableError, loop.NonFiniteLossError) as e:
         sys.exit(f"FATAL {e}")
 
 

@@ -3,6 +3,7 @@
 Paper section 3: Adam with default parameters, learning rate 2e-4, 300 epochs.
 """
 import ml_collections
+from ml_collections import config_dict
 
 from fproi_jax import methods
 
@@ -29,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 1            # global, over all devices and hosts
     config.train.num_epochs = 300
-    config.train.num_steps = -1            # > 0 overrides num_epochs
+    config.train.num_steps = config_dict.placeholder(int)  # set (> 0): overrides num_epochs
     config.train.learning_rate = 2e-4
     config.train.adam_b1 = 0.9             # Adam defaults (the paper); CycleGAN uses 0.5
     config.train.adam_b2 = 0.999

@@ -13,13 +13,66 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/fproi_jax_test_jit_cache")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
+import contextlib  # noqa: E402
 import pathlib  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 
 import ml_collections  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY_SHAPE = (48, 48, 40)
+
+
+def write_config_file(path, config):
+    """A config file (configs/*.py form) that returns `config`; returns its path."""
+    path.write_text(
+        "import json\nimport ml_collections\n\n\ndef get_config():\n"
+        f"    return ml_collections.ConfigDict(json.loads({config.to_json()!r}))\n")
+    return path
+
+
+def start_launch(args, devices=4, **popen):
+    """launch.py with `args` in a process of its own (`devices` fake CPU devices); its
+    stdout and stderr together in .stdout."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return subprocess.Popen([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def run_launch(args, devices=4, timeout=600):
+    """(exit code, output) of launch.py with `args`; killed after `timeout` seconds."""
+    process = start_launch(args, devices)
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, out
+
+
+@contextlib.contextmanager
+def small_filesystem(path: pathlib.Path, size: str, read_only: bool = False, fill_from=None):
+    """Mounts a tmpfs of `size` (e.g. '16m') at `path` for the block, filled with a copy of
+    the folder `fill_from` and then remounted read-only if asked. Needs root (the CI has
+    it): skips the test elsewhere."""
+    import shutil
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        if fill_from is not None:
+            shutil.copytree(fill_from, path, dirs_exist_ok=True, symlinks=True)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 def prepare(builder, manual_dir):

@@ -10,7 +10,7 @@ from conftest import REPO, tiny_config
 from fproi_jax.data import deform
 from fproi_jax.evaluation import classify
 from fproi_jax.methods import get_method
-from fproi_jax.train import checkpoint
+from fproi_jax.store import export as export_lib
 
 
 def test_classify_mode_writes_table5_with_each_group(classify_brats, tmp_path):
@@ -20,8 +20,9 @@ def test_classify_mode_writes_table5_with_each_group(classify_brats, tmp_path):
     config = tiny_config(classify_brats)
     method = get_method(config)
     export = tmp_path / "export"
-    checkpoint.export_inference(
-        export, method.export_variables(*method.init(jax.random.PRNGKey(0), (48, 48))), config)
+    export_lib.export_inference(
+        export, method.export_variables(*method.init(jax.random.PRNGKey(0), (48, 48))), config,
+        step=0)
     flags = [f"--config.data.builder_config={classify_brats.builder_config}",
              f"--config.data.data_dir={classify_brats.data_dir}",
              "--config.data.image_size=48", "--config.classify.seeds=2",

@@ -8,6 +8,7 @@ import csv
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -22,7 +23,8 @@ from fproi_jax.data import pipeline
 from fproi_jax.evaluation import evaluate, figures, report
 from fproi_jax.evaluation.load import example_id, load_generators
 from fproi_jax.methods import get_method
-from fproi_jax.train import checkpoint, loop
+from fproi_jax.store import export as export_lib
+from fproi_jax.train import loop
 
 FIGURES = ("comparison_grid.png", "grey_histograms.png", "roi_grid.png")
 
@@ -71,7 +73,8 @@ def runs(tiny_brats, tmp_path_factory):
             baseline = tiny_config(tiny_brats, "cycle_gan")
             method = get_method(baseline)
             variables = method.export_variables(*method.init(jax.random.PRNGKey(1), (32, 32)))
-            checkpoint.export_inference(workdirs["CycleGAN"] / "export", variables, baseline)
+            export_lib.export_inference(workdirs["CycleGAN"] / "export", variables, baseline,
+                                        step=0)
             stdout = launch("evaluate", workdirs["Fproi-GAN"], tiny_brats)
             (root / "evaluate.out").write_text(stdout)
         return workdirs, config, (root / "evaluate.out").read_text()
@@ -226,6 +229,23 @@ def test_compare_two_methods(evaluated, runs, tiny_brats, tmp_path):
     assert "| Whole image | CycleGAN |" in markdown
     for name in FIGURES:
         assert (out_dir / name).stat().st_size > 0
+
+
+def test_compare_across_image_sizes_stops_before_writing(evaluated, runs, tmp_path):
+    """A run evaluated at 16 px beside one at 32 px: an error naming both, no comparison/."""
+    _, config, _ = runs
+    fproi_dir = evaluated[0]
+    small = tmp_path / "small"
+    shutil.copytree(fproi_dir, small)
+    with np.load(fproi_dir / evaluate.SAMPLES) as stored:
+        halved = {k: stored[k][:, ::2, ::2] if stored[k].ndim == 4 else stored[k]
+                  for k in stored.files}
+    np.savez_compressed(small / evaluate.SAMPLES, **halved)
+    config = config.copy_and_resolve_references()
+    config.eval.compare_runs = f"Fproi-GAN={fproi_dir},Small={small}"
+    with pytest.raises(ValueError, match=rf"{small} holds 16 px images and {fproi_dir} 32 px"):
+        evaluate.compare(config, tmp_path / "both")
+    assert not (tmp_path / "both").exists()
 
 
 @pytest.mark.parametrize("text, message", [

@@ -16,6 +16,7 @@ from fproi_jax.data import pipeline
 from fproi_jax.evaluation import experiment, experiment_report, report
 from fproi_jax.evaluation.load import example_id
 from fproi_jax.methods import REGISTRY
+from fproi_jax.store import config_file
 
 LABELS = ("Fproi-GAN", "Fproi-GAN w/o RFB", "CycleGAN", "Pix2Pix", "DCGAN")
 
@@ -109,6 +110,24 @@ def test_experiment_skips_finished_runs(experiment_run, caplog):
     for method in REGISTRY:
         assert f"{method} seed 0 already trained (step 1), skipping training" in text
         assert f"{method} seed 0 already evaluated, skipping evaluation" in text
+
+
+def test_a_changed_config_is_not_served_stale_runs(experiment_run):
+    """Another learning rate and width: the finished runs are not reused, and the message
+    names both fields; nothing is trained, evaluated or reported."""
+    config, workdir, _ = experiment_run
+    before = {**_mtimes(workdir), "report": (workdir / "report" / "index.html").stat().st_mtime_ns}
+    changed = config.copy_and_resolve_references()
+    changed.train.learning_rate = 1e-3
+    changed.model.fproi_gan.generator_width = 8
+    with pytest.raises(config_file.ConfigMismatchError) as error:
+        experiment.run(changed, workdir)
+    message = str(error.value)
+    assert message.startswith(f"{workdir / 'fproi_gan' / 'seed_0'} holds another run")
+    assert "  model.fproi_gan.generator_width: the run has 4, this command gives 8\n" in message
+    assert "  train.learning_rate: the run has 0.0002, this command gives 0.001\n" in message
+    after = {**_mtimes(workdir), "report": (workdir / "report" / "index.html").stat().st_mtime_ns}
+    assert after == before
 
 
 def test_unknown_method_is_refused(tiny_brats, tmp_path):

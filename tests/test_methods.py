@@ -21,7 +21,8 @@ from fproi_jax.evaluation.load import load_generators
 from fproi_jax.mesh import data_mesh
 from fproi_jax.methods import REGISTRY, get_method
 from fproi_jax.methods.base import GENERATORS, NETWORKS, Networks
-from fproi_jax.train import checkpoint, loop
+from fproi_jax.store import export as export_lib
+from fproi_jax.train import loop
 from fproi_jax.train import state as state_lib
 from fproi_jax.train.step import make_train_step
 
@@ -269,14 +270,14 @@ def test_resume_export_and_evaluate_on_one_device(name, tiny_brats, tmp_path):
     loop.train(config, straight)
     shutil.copytree(straight / "checkpoints" / "2", resumed / "checkpoints" / "2")
     loop.train(config, resumed)
-    a, _ = checkpoint.restore_train_state(config, straight)
-    b, _ = checkpoint.restore_train_state(config, resumed)
+    a, _ = loop.restore_train_state(config, straight)
+    b, _ = loop.restore_train_state(config, resumed)
     assert_trees_close(a, b, atol=0)
 
     method = get_method(config)
     export = straight / "export"
-    checkpoint.export_inference(export, method.export_variables(a.params, a.batch_stats),
-                                config)
+    export_lib.export_inference(export, method.export_variables(a.params, a.batch_stats),
+                                config, step=4)
     _, loaded_method, variables = load_generators(export)
     assert loaded_method.label == LABELS[name]
     assert_trees_close(variables, method.export_variables(a.params, a.batch_stats), atol=0)

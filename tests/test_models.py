@@ -177,6 +177,14 @@ def test_discriminator_flattens_16_by_16_by_512_at_256():
     assert params["params"]["Dense_0"]["kernel"].shape == (16 * 16 * 512, 1)
 
 
+def test_discriminator_names_its_smallest_input():
+    """Four stride-2 blocks take 16 px to 1 px; 8 px would reach 0 (a ZeroDivisionError in
+    the initialiser before this check)."""
+    Discriminator().init(jax.random.key(0), jnp.zeros((1, 16, 16, 1)))
+    with pytest.raises(ValueError, match=r"needs images of at least 16x16 px, got \(1, 8, 8, 1\)"):
+        Discriminator().init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+
+
 def test_generator_rejects_sizes_not_divisible_by_4():
     with pytest.raises(ValueError, match="divisible by 4"):
         Generator().init(jax.random.key(0), jnp.zeros((1, 30, 32, 1)))

@@ -21,7 +21,7 @@ from fproi_jax.data import pipeline
 from fproi_jax.evaluation import synthesize as synth
 from fproi_jax.evaluation.load import example_id, load_generators
 from fproi_jax.methods import get_method
-from fproi_jax.train import checkpoint
+from fproi_jax.store import export as export_lib
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def export(tiny_brats, tmp_path_factory):
     method = get_method(config)
     variables = method.export_variables(*method.init(jax.random.PRNGKey(0), (32, 32)))
     directory = tmp_path_factory.mktemp("synth_export") / "export"
-    checkpoint.export_inference(directory, variables, config)
+    export_lib.export_inference(directory, variables, config, step=0)
     return directory
 
 

@@ -3,19 +3,18 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, assert_trees_close, tiny_config
+from conftest import (assert_trees_close, run_launch, start_launch, tiny_config,
+                      write_config_file)
 from fproi_jax.data import pipeline
 from fproi_jax.mesh import data_mesh
 from fproi_jax.methods import get_method
-from fproi_jax.train import checkpoint, loop
+from fproi_jax.train import loop
 from fproi_jax.train import state as state_lib
 from fproi_jax.train.step import make_train_step
 
@@ -92,59 +91,43 @@ def _assert_tensorboard_has_samples_and_config(workdir, config, sample_steps):
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_brats, tmp_path):
+    """A checkpoint is kept only once the step after it was finite: with a learning rate of
+    1e30 the step-3 update leaves finite parameters near 1e30, which make step 4's loss
+    overflow, so checkpoint 3 goes aside and step 2 is the one kept."""
     config = tiny_config(tiny_brats)
     config.train.num_steps = 2
     config.seed = 7
     loop.train(config, tmp_path)          # a good checkpoint at step 2
     _assert_tensorboard_has_samples_and_config(tmp_path, config, sample_steps=[2])
     config.train.num_steps = 6
-    config.train.learning_rate = 1e30     # the resumed run diverges at step 3
-    with pytest.raises(loop.NonFiniteLossError, match="step 4: non-finite loss"):
+    config.train.learning_rate = 1e30     # the resumed run diverges at step 4
+    config.train.checkpoint_every = 1
+    with pytest.raises(loop.NonFiniteLossError,
+                       match=r"step 4: non-finite loss .*Checkpoint 3, the step before, was "
+                             r"moved to .*checkpoints_diverged/\. The last good checkpoint, "
+                             r"step 2, is kept"):
         loop.train(config, tmp_path)
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
-    state, step = checkpoint.restore_train_state(config, tmp_path)
-    assert steps == [2] and step == 2
+    assert steps == [2]
+    assert [p.name for p in (tmp_path / "checkpoints_diverged").iterdir()] == ["3"]
+    state, step = loop.restore_train_state(config, tmp_path)
+    assert step == 2
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
 
 
 # --- The command line, in subprocesses ---------------------------------------------------
 
-def _write_config(path, config):
-    path.write_text(
-        "import json\nimport ml_collections\n\n\ndef get_config():\n"
-        f"    return ml_collections.ConfigDict(json.loads({config.to_json()!r}))\n")
-    return path
-
-
-def _launch(args, devices=4, **popen):
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    return subprocess.Popen([sys.executable, str(REPO / "launch.py"), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-
-
-def _run_launch(args, devices=4, timeout=600):
-    process = _launch(args, devices)
-    try:
-        out, _ = process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    return process.returncode, out
-
-
 def test_config_overrides_are_applied_and_bad_ones_rejected(tiny_brats, tmp_path):
-    config_file = str(_write_config(tmp_path / "tiny.py", tiny_config(tiny_brats)))
-    code, out = _run_launch([f"--config={config_file}", "--mode=summary",
+    config_file = str(write_config_file(tmp_path / "tiny.py", tiny_config(tiny_brats)))
+    code, out = run_launch([f"--config={config_file}", "--mode=summary",
                              "--config.model.fproi_gan.generator_width=6"])
     assert code == 0, out
     assert "| F | ConvBlock_0/Conv_0 | kernel (7, 7, 1, 6) | 294 |" in out
-    code, out = _run_launch([f"--config={config_file}", "--mode=summary",
+    code, out = run_launch([f"--config={config_file}", "--mode=summary",
                              "--config.train.batch_sise=8"])
     assert code != 0
     assert "Unknown config field 'batch_sise' in --config.train.batch_sise=8" in out
-    code, out = _run_launch([f"--config={config_file}", "--mode=summary",
+    code, out = run_launch([f"--config={config_file}", "--mode=summary",
                              "--config.train.batch_size=eight"])
     assert code != 0
     assert "--config.train.batch_size=eight" in out and "invalid literal for int()" in out
@@ -153,12 +136,12 @@ def test_config_overrides_are_applied_and_bad_ones_rejected(tiny_brats, tmp_path
 def test_killed_run_resumes_to_the_same_parameters(tiny_brats, tmp_path):
     config = tiny_config(tiny_brats)
     config.train.num_steps = 12
-    config_file = str(_write_config(tmp_path / "tiny.py", config))
+    config_file = str(write_config_file(tmp_path / "tiny.py", config))
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    code, out = _run_launch([f"--config={config_file}", f"--workdir={straight}"])
+    code, out = run_launch([f"--config={config_file}", f"--workdir={straight}"])
     assert code == 0, out
 
-    process = _launch([f"--config={config_file}", f"--workdir={resumed}"])
+    process = start_launch([f"--config={config_file}", f"--workdir={resumed}"])
     checkpoints = resumed / "checkpoints"
     deadline = time.time() + 240
     while not (checkpoints.exists() and any(p.name.isdigit() for p in checkpoints.iterdir())):
@@ -169,11 +152,11 @@ def test_killed_run_resumes_to_the_same_parameters(tiny_brats, tmp_path):
     assert process.returncode == -signal.SIGKILL
     assert not (checkpoints / "12").exists()
 
-    code, out = _run_launch([f"--config={config_file}", f"--workdir={resumed}"])
+    code, out = run_launch([f"--config={config_file}", f"--workdir={resumed}"])
     assert code == 0, out
     assert "Resumed from step" in out
-    a, step_a = checkpoint.restore_train_state(config, straight)
-    b, step_b = checkpoint.restore_train_state(config, resumed)
+    a, step_a = loop.restore_train_state(config, straight)
+    b, step_b = loop.restore_train_state(config, resumed)
     assert step_a == step_b == 12
     assert_trees_close(a, b, atol=0)
     assert sorted(p.name for p in (straight / "samples").iterdir()) == [
@@ -210,13 +193,13 @@ def test_two_processes_train_like_one(tiny_brats, tmp_path):
     config.train.adam_eps = 1.0          # see test_four_devices_give_the_same_update_as_one
     config.train.learning_rate = 0.005
     config.train.num_steps = 4
-    config_file = str(_write_config(tmp_path / "tiny.py", config))
+    config_file = str(write_config_file(tmp_path / "tiny.py", config))
     single, multi = tmp_path / "single", tmp_path / "multi"
-    code, out = _run_launch([f"--config={config_file}", f"--workdir={single}"], devices=4)
+    code, out = run_launch([f"--config={config_file}", f"--workdir={single}"], devices=4)
     assert code == 0, out
 
     port = _free_port()
-    processes = [_launch([f"--config={config_file}", f"--workdir={multi}", "--distributed",
+    processes = [start_launch([f"--config={config_file}", f"--workdir={multi}", "--distributed",
                           f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
                           f"--process_id={i}"], devices=2) for i in range(2)]
     try:
@@ -229,8 +212,8 @@ def test_two_processes_train_like_one(tiny_brats, tmp_path):
     for p, out in zip(processes, outputs):
         assert p.returncode == 0, out
     assert "on 4 devices (2 processes)" in outputs[0]
-    a, _ = checkpoint.restore_train_state(config, single)
-    b, _ = checkpoint.restore_train_state(config, multi)
+    a, _ = loop.restore_train_state(config, single)
+    b, _ = loop.restore_train_state(config, multi)
     method = get_method(config)
     initial = loop.initial_state(config, method, state_lib.make_optimizer(config.train, 4),
                                  data_mesh(jax.devices()[:1]))

@@ -133,18 +133,24 @@ def compare(config: ml_collections.ConfigDict, workdir) -> dict:
     eval.num_samples examples stored by each run's evaluation (the same test examples).
     """
     runs = parse_runs(config.eval.compare_runs)
+    first = next(iter(runs))
     out_dir = pathlib.Path(workdir) / "comparison"
-    comparison = report.compare_runs(runs, next(iter(runs)), out_dir)
     samples = {}
     for method, path in runs.items():
         with np.load(path / SAMPLES) as stored:
             samples[method] = {key: stored[key] for key in stored.files}
-    reference = samples[next(iter(runs))]
+    reference = samples[first]
     n = min(config.eval.num_samples, *(len(s["ids"]) for s in samples.values()))
-    for method, stored in samples.items():
+    for method, stored in samples.items():  # checked before anything is written
         if list(stored["ids"][:n]) != list(reference["ids"][:n]):
             raise ValueError(f"{runs[method] / SAMPLES}: examples differ from those of "
-                             f"{runs[next(iter(runs))] / SAMPLES}")
+                             f"{runs[first] / SAMPLES}")
+        if stored["image"].shape[1:] != reference["image"].shape[1:]:
+            raise ValueError(
+                f"{runs[method]} holds {stored['image'].shape[1]} px images and "
+                f"{runs[first]} {reference['image'].shape[1]} px: runs are compared at one "
+                f"image size")
+    comparison = report.compare_runs(runs, first, out_dir)
     _figures(out_dir, reference["image"][:n], reference["roi"][:n],
              {m: s["F(G(x))"][:n] for m, s in samples.items()},
              {m: s["G(F(y))"][:n] for m, s in samples.items()}, n)

@@ -8,7 +8,10 @@ Layout of WORKDIR:
   report/                            report.md, index.html, summary.json and the figures
 Every stage resumes: a run whose latest checkpoint is at its final step is not trained again
 (an unfinished one continues from its checkpoint), and an evaluation of that final step
-(marked by EVALUATED in its folder) is not repeated. The report is always rewritten.
+with the same eval settings (marked by EVALUATED in its folder) is not repeated. The report
+is always rewritten. A run folder holding another run than the command asks for (another
+learning rate or width, say) stops the experiment with the differing fields named
+(store/config_file.py) instead of being reused.
 
 The report (experiment_report) pools each method's seeds per test example and tests the
 reference, Fproi-GAN, against each other method; for a dataset with a `grade` feature
@@ -30,8 +33,9 @@ from fproi_jax.evaluation import classify, evaluate as evaluate_lib
 from fproi_jax.evaluation import experiment_report, figures, report
 from fproi_jax.evaluation.load import example_id
 from fproi_jax.methods import REGISTRY, get_method
+from fproi_jax.store import config_file
+from fproi_jax.store.checkpoints import TrainCheckpointer
 from fproi_jax.train import loop
-from fproi_jax.train.checkpoint import TrainCheckpointer
 
 REFERENCE = "fproi_gan"
 REPORT = "report"
@@ -89,6 +93,7 @@ def _methods(config):
 def _train_and_evaluate(config, directory, final_step, label):
     """Trains the run in `directory` to final_step and evaluates it, each unless done."""
     method, seed = config.model.name, config.seed
+    config_file.check(config, directory, strict=True)
     step = latest_step(directory)
     if step is not None and step >= final_step:
         logging.info("Experiment: %s seed %d already trained (step %d), skipping training",
@@ -98,7 +103,8 @@ def _train_and_evaluate(config, directory, final_step, label):
         loop.train(config, directory)
     eval_dir = evaluate_lib.output_dir(directory, label)
     marker = eval_dir / EVALUATED
-    if marker.is_file() and json.loads(marker.read_text()).get("step") == final_step and all(
+    done = {"step": final_step, "eval": config_file.as_json(config)["eval"]}
+    if marker.is_file() and json.loads(marker.read_text()) == done and all(
             (eval_dir / name).is_file() for name in (report.PER_EXAMPLE, evaluate_lib.SAMPLES)):
         logging.info("Experiment: %s seed %d already evaluated, skipping evaluation",
                      method, seed)
@@ -106,7 +112,7 @@ def _train_and_evaluate(config, directory, final_step, label):
         logging.info("Experiment: evaluating %s seed %d", method, seed)
         evaluate_lib.evaluate(config, directory)
         if jax.process_index() == 0:
-            atomic.write_text(marker, json.dumps({"step": final_step}) + "\n")
+            atomic.write_text(marker, json.dumps(done) + "\n")
     return eval_dir
 
 

@@ -19,24 +19,21 @@ import tqdm
 from absl import logging
 
 from fproi_jax.methods import get_method
-from fproi_jax.train import checkpoint
+from fproi_jax.store import config_file, export
+from fproi_jax.store.checkpoints import restore_variables
 
 
 def load_generators(path):
     """Returns (config of the run, its Method, export variables {'params', 'batch_stats'})
     of an export or a training workdir."""
     path = pathlib.Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{path}: no config.json; expected an export (launch.py --mode=export) or a "
-            f"training workdir")
-    config = checkpoint.load_config(path)
+    config = config_file.load(path)
     method = get_method(config)
     if (path / "params").is_dir():
-        variables = checkpoint.load_inference_variables(path, method, config.data.image_size)
+        variables = export.load_inference_variables(path, method, config.data.image_size)
     elif (path / "checkpoints").is_dir():
-        state, _ = checkpoint.restore_train_state(config, path)
-        variables = method.export_variables(state.params, state.batch_stats)
+        _, variables = restore_variables(path)
+        variables = method.export_variables(variables["params"], variables["batch_stats"])
     else:
         raise FileNotFoundError(
             f"{path}: neither an export (params/) nor a training workdir (checkpoints/)")

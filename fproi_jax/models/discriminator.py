@@ -20,6 +20,10 @@ class Discriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        smallest = 2 ** len(self.features)  # each block halves; a 1-px map can not halve
+        if min(x.shape[1:3]) < smallest:
+            raise ValueError(f"Discriminator with {len(self.features)} stride-2 blocks needs "
+                             f"images of at least {smallest}x{smallest} px, got {x.shape}")
         for f in self.features:
             x = nn.Conv(f, (4, 4), strides=2, padding=[(1, 1), (1, 1)])(x)
             x = leaky_relu(x, self.negative_slope)
