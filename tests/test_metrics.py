@@ -5,8 +5,9 @@ from scipy import ndimage
 from scipy.spatial.distance import directed_hausdorff
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from fproi_jax.metrics import (dice, hausdorff, ms_ssim, psnr, ssim, surface_hausdorff,
-                               tumour_region)
+from fproi_jax.metrics import (dice, hausdorff, hausdorff_distances, ms_ssim, psnr, ssim,
+                               surface_hausdorff, tumour_region)
+from fproi_jax.metrics.hausdorff import _squared_distance_transform
 
 RNG = np.random.default_rng(0)
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -292,6 +293,54 @@ def test_surface_hausdorff_edge_cases():
     # to corner 2*sqrt(2)); the whole image: its boundary is its outer ring, distance 0.
     np.testing.assert_allclose(got, [0.0, np.inf, np.inf, np.hypot(2, 2), 0.0])
     assert float(hausdorff(pred[3:4], target[3:4])[0]) == pytest.approx(np.hypot(2, 2))
+
+
+
+def mask_cases(shape):
+    """Random masks of several densities, and the edge cases: empty, one pixel (in a corner
+    and inside), the full image, a blob and a bar touching the border, one full row."""
+    rng = np.random.default_rng(3)
+    masks = [rng.random(shape) > density for density in (0.5, 0.9, 0.98, 0.995)]
+    empty = np.zeros(shape, bool)
+    corner, pixel, border, row = empty.copy(), empty.copy(), empty.copy(), empty.copy()
+    corner[-1, 0] = pixel[shape[0] // 2, shape[1] // 3] = True
+    border[:, -3:] = border[:4, :5] = True
+    row[shape[0] // 3] = True
+    return masks + [empty, corner, pixel, np.ones(shape, bool), border, row]
+
+
+@pytest.mark.parametrize("shape", [(37, 23), (32, 40), (5, 7)])
+def test_distance_transform_equals_scipy(shape):
+    """Squared distances exactly scipy's distance_transform_edt squared, on heights of several
+    steps of ROWS_PER_STEP (16) rows, whole or not, and under one; +inf for an empty mask."""
+    for mask in mask_cases(shape):
+        got = np.asarray(_squared_distance_transform(mask))
+        if mask.any():
+            np.testing.assert_array_equal(got, np.round(ndimage.distance_transform_edt(~mask) ** 2))
+        else:
+            assert np.isposinf(got).all()
+
+
+def test_hausdorff_distances_equal_scipy_on_random_and_edge_case_masks():
+    """All four numbers of one call against scipy (directed_hausdorff, distance_transform_edt)
+    for every pair of mask_cases, and against hausdorff and surface_hausdorff themselves."""
+    cases = mask_cases((21, 34))
+    pairs = [(p, t) for p in cases for t in cases]
+    pred, target = batch(*(p for p, _ in pairs)), batch(*(t for _, t in pairs))
+    got = hausdorff_distances(pred, target, percentile=95)
+    assert set(got) == {"hausdorff", "hausdorff95", "surface_hausdorff", "surface_hausdorff95"}
+    references = {"hausdorff": (ref_hausdorff, None), "hausdorff95": (ref_hausdorff, 95),
+                  "surface_hausdorff": (ref_surface_hausdorff, None),
+                  "surface_hausdorff95": (ref_surface_hausdorff, 95)}
+    for name, (reference, percentile) in references.items():
+        want = [0.0 if not (p.any() or t.any()) else np.inf if not (p.any() and t.any())
+                else reference(p, t, percentile) for p, t in pairs]
+        np.testing.assert_allclose(got[name], want, rtol=1e-6, err_msg=name)
+    for function in (hausdorff, surface_hausdorff):
+        for percentile in (None, 95):
+            name = function.__name__ + ("" if percentile is None else "95")
+            np.testing.assert_array_equal(function(pred, target, percentile=percentile),
+                                          got[name])
 
 
 # ---------------------------------------------------------------- regions, batching, shapes

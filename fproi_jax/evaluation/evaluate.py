@@ -5,7 +5,8 @@ Per test example (x image, y its real ROI):
   F(G(x)) against x, over the whole image and over the tumour region (the metric of
   F(G(x)) * y against x * y, y the REAL ROI);
 - ROI synthesis y -> F(y) -> G(F(y)~): Dice (eq. 5), Hausdorff and HD95 (eq. 6, all ROI
-  pixels) and their boundary-based versions (metrics.surface_hausdorff) of G(F(y)) against y.
+  pixels) and their boundary-based versions (metrics.surface_hausdorff) of G(F(y)) against y,
+  all four from one distance transform per ROI (metrics.hausdorff_distances).
 MS-SSIM needs images of at least 176 px (5 scales of an 11-px window); at smaller sizes
 (the 64 px demo) it is not computed and its cells read "—".
 
@@ -58,10 +59,8 @@ def make_eval_step(method, variables, image_size: int):
         out = {f"{region}_{name}": value
                for region, pair in regions.items()
                for name, value in _image_metrics(*pair, with_ms_ssim).items()}
-        out.update(dice=metrics.dice(g_f_y, y), hausdorff=metrics.hausdorff(g_f_y, y),
-                   hausdorff95=metrics.hausdorff(g_f_y, y, percentile=95),
-                   surface_hausdorff=metrics.surface_hausdorff(g_f_y, y),
-                   surface_hausdorff95=metrics.surface_hausdorff(g_f_y, y, percentile=95))
+        out.update(dice=metrics.dice(g_f_y, y),
+                   **metrics.hausdorff_distances(g_f_y, y, percentile=95))
         return {**out, "F(G(x))": f_g_x, "G(F(y))": g_f_y}
 
     return lambda batch: step(variables, {"image": batch["image"], "roi": batch["roi"]})
