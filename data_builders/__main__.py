@@ -5,8 +5,8 @@ r"""Builds a dataset without TensorFlow (array_record files).
 
 Prints progress (one line per case/image) and a summary: examples per split (and per grade
 for brats2017; with grade balancing the slice counts before and after it), excluded
-tumour-free slices, skipped files with their reasons. Read the result with
-``import data_builders; tfds.data_source(NAME, data_dir=DIR, split='train')``.
+tumour-free slices, clipped ROIs (inbreast) and skipped files with their reasons. Read the
+result with ``import data_builders; tfds.data_source(NAME, data_dir=DIR, split='train')``.
 """
 
 import logging
@@ -82,9 +82,11 @@ def summary(builder) -> str:
             lines.append(f"  {key}: {md[key]}")
     if md.get("excluded_slices"):
         lines.append("  excluded tumour-free slices: " + ", ".join(md["excluded_slices"]))
-    skipped = md.get("skipped") or []
-    lines.append(f"  skipped files: {len(skipped)}")
-    lines += [f"    {s['path']}: {s['reason']}" for s in skipped]
+    for title, key in (("clipped ROIs", "clipped_rois"), ("skipped files", "skipped")):
+        if key in md or key == "skipped":
+            entries = md.get(key) or []
+            lines.append(f"  {title}: {len(entries)}")
+            lines += [f"    {e['path']}: {e['reason']}" for e in entries]
     return "\n".join(lines)
 
 

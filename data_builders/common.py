@@ -7,6 +7,8 @@
 * :func:`patient_split` -- the paper's 7:3 train/test split, done by patient (sorted ids,
   then a seeded permutation), so no patient is on both sides.
 * :func:`balance_classes` -- sample every class down to the size of the smallest (seeded).
+* :func:`check_finite`, :func:`check_not_blank` -- BadInputError for NaN/Inf values and
+  for an image with no positive intensity whose ROI is not empty (black image + mask).
 * :func:`max_normalise` -- linear max normalisation to [0, 1] (paper section 2.1).
 * :func:`fit_to_size` -- bring an image/ROI pair to ``size x size``: centred zero padding
   when both sides fit, otherwise pad to a square and resize (image bilinear, ROI nearest).
@@ -180,6 +182,20 @@ def max_normalise(x: np.ndarray) -> np.ndarray:
     if m <= 0.0:
         return np.zeros_like(x)
     return np.clip(x / m, 0.0, 1.0).astype(np.float32)
+
+
+def check_finite(path: str | os.PathLike, x: np.ndarray, what: str) -> None:
+    """BadInputError naming ``path`` if ``x`` (``what``, e.g. "the volume") holds NaN or Inf."""
+    n = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if n:
+        raise BadInputError(path, f"non-finite values (NaN or Inf) in {what}: {n} of {x.size}")
+
+
+def check_not_blank(path: str | os.PathLike, image: np.ndarray, what: str) -> None:
+    """BadInputError naming ``path`` if ``image`` (``what``, whose ROI is not empty) has no
+    positive value: max normalisation would pair a black image with a tumour mask."""
+    if not np.any(image > 0):
+        raise BadInputError(path, f"{what} has no positive intensity, but its ROI is not empty")
 
 
 def resize_pair(image: np.ndarray, roi: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

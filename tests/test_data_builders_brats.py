@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -267,8 +268,8 @@ def corrupt(d):
     return p
 
 
-def truncate(d):
-    p = f"{_case(d)}_t2.nii.gz"
+def truncate(d, cid="Brats17_PHANTOM_H000_1"):
+    p = f"{_case(d, cid)}_t2.nii.gz"
     data = open(p, "rb").read()
     open(p, "wb").write(data[: len(data) // 2])
     return p
@@ -312,6 +313,85 @@ def test_bad_input_error_names_file_and_leaves_no_dataset(raw, tmp_path, damage)
     with pytest.raises(ValueError, match=r"BuilderConfig tiny not found") as not_found:
         tfds.data_source("brats2017/tiny", data_dir=data_dir, split="train", download=False)
     assert f"'data_dir': '{data_dir}'" in str(not_found.value)
+
+
+def _rewrite(path, change, dtype=None):
+    """Saves NIfTI ``path`` again (same affine) with ``change(data)`` applied in place."""
+    img = nib.load(path)
+    data = np.asarray(img.dataobj).astype(dtype or img.get_data_dtype())
+    change(data)
+    nib.save(nib.Nifti1Image(data, img.affine), path)
+    return path
+
+
+def nan_voxel(d, cid="Brats17_PHANTOM_H000_1"):
+    """A NaN in a requested tumour slice (slice 23 of both grades)."""
+    return _rewrite(f"{_case(d, cid)}_t2.nii.gz",
+                    lambda v: v.__setitem__((24, 24, HGG[0]), np.nan), np.float32)
+
+
+def inf_voxel_in_unused_slice(d):
+    return _rewrite(f"{_case(d)}_t2.nii.gz",
+                    lambda v: v.__setitem__((0, 0, 0), np.inf), np.float32)
+
+
+def zero_t2(d):
+    return _rewrite(f"{_case(d)}_t2.nii.gz", lambda v: v.fill(0))
+
+
+def zero_tumour_slice(d):
+    return _rewrite(f"{_case(d)}_t2.nii.gz", lambda v: v.__setitem__((..., HGG[1]), 0))
+
+
+def seg_label_3(d):
+    return _rewrite(f"{_case(d)}_seg.nii.gz", lambda s: s.__setitem__((0, 0, HGG[0]), 3))
+
+
+def seg_label_negative(d):
+    return _rewrite(f"{_case(d)}_seg.nii.gz",
+                    lambda s: s.__setitem__((0, 0, HGG[0]), -1), np.int16)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (nan_voxel, r"^non-finite values \(NaN or Inf\) in the volume: 1 of 92160$"),
+    (inf_voxel_in_unused_slice, r"^non-finite values \(NaN or Inf\) in the volume: 1 of 92160$"),
+    (zero_t2, r"^axial slice 23 has no positive intensity, but its ROI is not empty$"),
+    (zero_tumour_slice, r"^axial slice 26 has no positive intensity, but its ROI is not empty$"),
+    (seg_label_3, r"^labels \[3\] outside \{0, 1, 2, 4\}$"),
+    (seg_label_negative, r"^labels \[-1\] outside \{0, 1, 2, 4\}$"),
+])
+def test_bad_voxels_and_labels_name_the_file_and_are_skipped_with_skip_bad(
+    raw, tmp_path, damage, reason
+):
+    d = copy_raw(raw, tmp_path)
+    path = damage(d)
+    with pytest.raises(BadInputError) as err:
+        build(d, tmp_path / "data")
+    assert err.value.path == os.fspath(path)
+    assert re.search(reason, err.value.reason), err.value.reason
+    assert not (tmp_path / "data" / "brats2017" / "tiny" / str(Brats2017.VERSION)).exists()
+    b = build(d, tmp_path / "data2", skip_bad=True)
+    assert b.info.metadata["skipped"] == [{"path": os.fspath(path), "reason": err.value.reason}]
+    cids = {e["case_id"].decode() for v in read_all(b).values() for e in v}
+    assert cids == {"Brats17_PHANTOM_H001_1", "Brats17_PHANTOM_H001_2", "Brats17_PHANTOM_H003_1",
+                    "Brats17_PHANTOM_L000_1"}
+
+
+@pytest.mark.parametrize("damage", [truncate, nan_voxel])
+def test_skip_bad_drops_bad_cases_before_the_grades_are_balanced(tmp_path, damage):
+    """12 phantom cases: 13 HGG and 10 LGG tumour slices; LGG L000 (4 slices) is bad, so
+    6 LGG remain and HGG is sampled down to 6, not to 10."""
+    phantom.write_brats(tmp_path / "raw", cases=12, shape=SHAPE, seed=0)
+    path = damage(tmp_path / "raw", "Brats17_PHANTOM_L000_1")
+    b = build(tmp_path / "raw", tmp_path / "data",
+              config=tiny_config("bal", balance_grades=True), skip_bad=True)
+    md = b.info.metadata
+    assert [s["path"] for s in md["skipped"]] == [os.fspath(path)]
+    assert md["balance"]["slices_before"] == {"HGG": 13, "LGG": 6}
+    assert md["balance"]["slices_after"] == {"HGG": 6, "LGG": 6}
+    written = {g: md["examples"]["train"][g] + md["examples"]["test"][g] for g in ("HGG", "LGG")}
+    assert written == {"HGG": 6, "LGG": 6}
+    assert sum(len(v) for v in read_all(b).values()) == 12
 
 
 @pytest.mark.parametrize("layout", ["empty", "wrong"])

@@ -196,6 +196,33 @@ def test_monochrome1_is_inverted(raw, tmp_path):
     np.testing.assert_array_equal(read_dicom(p), ref)
 
 
+def test_roi_half_outside_the_image_is_clipped_and_listed_in_the_summary(raw, tmp_path):
+    from data_builders.__main__ import summary
+
+    d = copy_raw(raw, tmp_path)
+    f, r = next((f, r) for f, r in sorted(raw[1].items()) if len(r["masses"]) == 1)
+    xml = d / "AllXML" / f"{f}.xml"
+    pl = plistlib.loads(xml.read_bytes())
+    roi = next(m for m in pl["Images"][0]["ROIs"] if m["Name"] == "Mass")
+    pts = r["masses"][0] + [r["cols"] - r["masses"][0][:, 0].mean(), 0]  # centred on the edge
+    roi["Point_px"] = [f"({x:.6f}, {y:.6f})" for x, y in pts]
+    xml.write_bytes(plistlib.dumps(pl))
+    outside = int((pts[:, 0] >= r["cols"]).sum())
+    assert 0 < outside < len(pts)
+    b = build(d, tmp_path / "data")
+    reason = (f"Mass #0: {outside} of {len(pts)} points outside the "
+              f"{r['rows']}x{r['cols']} image {os.path.basename(r['dcm'])}, clipped to it")
+    expected = [{"path": os.fspath(xml), "reason": reason}]
+    assert b.info.metadata["clipped_rois"] == expected
+    stored = tfds.builder("inbreast", data_dir=os.fspath(tmp_path / "data")).info.metadata
+    assert stored["clipped_rois"] == expected
+    text = summary(b)
+    assert "  clipped ROIs: 1\n" in text and f"    {xml}: {reason}" in text
+    # still one example for it, whose ROI is the inside half
+    (e,) = [e for v in read_all(b).values() for e in v if e["file_id"].decode() == f]
+    assert e["roi"].sum() > 0
+
+
 # ---------------------------------------------------------------------------- JPEG DICOMs
 
 

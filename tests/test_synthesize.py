@@ -247,3 +247,39 @@ def test_a_failed_write_keeps_the_previous_output(export, tiny_brats, tmp_path, 
         synth.synthesize(config, tmp_path / "run")
     assert (out / "pairs.csv").read_text() == before
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["synthetic"]
+
+
+def test_mask_files_sharing_a_stem_are_an_error_before_anything_is_written(
+        export, tiny_brats, tmp_path):
+    """small.png and small.nii.gz would both write png/small_image.png, nifti/small_*."""
+    _write_masks(tmp_path / "masks")
+    volume = np.zeros((20, 20, 1), np.uint8)
+    volume[2:6, 2:6] = 1
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "masks" / "small.nii.gz")
+    config = _config(tiny_brats, export, mask_dir=str(tmp_path / "masks"))
+    with pytest.raises(ValueError, match=r"small\.nii\.gz and small\.png .*'small'"):
+        synth.synthesize(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_resynthesizing_replaces_only_a_folder_that_synthesize_wrote(export, tiny_brats,
+                                                                     tmp_path):
+    _write_masks(tmp_path / "masks")
+    config = _config(tiny_brats, export, mask_dir=str(tmp_path / "masks"))
+    out = synth.synthesize(config, tmp_path / "run")
+    assert synth.synthesize(config, tmp_path / "run") == out  # its own output: replaced
+    before = (out / "pairs.csv").read_text()
+    (out / "png" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=re.escape(f"{out}: not replaced, it holds "
+                                                        f"{out / 'png' / 'notes.txt'}")):
+        synth.synthesize(config, tmp_path / "run")
+    assert (out / "png" / "notes.txt").read_text() == "mine"
+    assert (out / "pairs.csv").read_text() == before
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["synthetic"]
+    # A synthetic/ that synthesize never wrote (no manifest) is not replaced either.
+    (tmp_path / "other" / "synthetic").mkdir(parents=True)
+    (tmp_path / "other" / "synthetic" / "pairs.csv").write_text("my own table")
+    with pytest.raises(FileExistsError, match=re.escape(
+            str(tmp_path / "other" / "synthetic" / "pairs.csv"))):
+        synth.synthesize(config, tmp_path / "other")
+    assert (tmp_path / "other" / "synthetic" / "pairs.csv").read_text() == "my own table"

@@ -14,6 +14,12 @@ Paper section 2.1, as implemented here:
   ``BadInputError`` naming the file (pass ``Brats2017Config(hgg_slices=..., lgg_slices=...)``
   for volumes with fewer than 155 slices).
 * ROI = seg > 0 (labels 1, 2 and 4 together: whole tumour).
+* Bad data, each a ``BadInputError`` naming the file (skipped, and listed, with
+  ``skip_bad``): a seg label outside {0, 1, 2, 4} (negative ones included); a NaN or Inf
+  ANYWHERE in the modality volume (a volume with one is not trusted, even if the slices
+  taken are finite); a taken slice (its seg has tumour) with no positive intensity, which
+  would be a black image paired with a tumour mask (an all-zero volume fails here, on its
+  first such slice; tumour-free slices are not checked, they are excluded anyway).
 * Size: 240x240 -> 256x256 by centred ZERO PADDING (8 px each side), not resizing, so the
   pixels and the ROI are untouched and aligned. Generic HxW: padding if both sides are
   <= 256, otherwise pad to a square and resize (image bilinear, ROI nearest neighbour);
@@ -21,7 +27,8 @@ Paper section 2.1, as implemented here:
   240x240 volume slice take ``[8:248, 8:248]`` and write it at ``vol[:, :, slice_index]``
   with the stored ``affine``.
 * Intensities: max-normalised PER SLICE to [0, 1] (slice / slice max), float32.
-* Grade balancing (config field ``balance_grades``; on in ``paper``): after the tumour-free
+* Grade balancing (config field ``balance_grades``; on in ``paper``): after every case has
+  been read and checked (so cases skipped with ``skip_bad`` are out) and the tumour-free
   slices are excluded, the grade with more slices is sampled down, at the slice level and
   without replacement, to the slice count of the other grade
   (:func:`data_builders.common.balance_classes`, seed ``split_seed``); the split below then
@@ -56,6 +63,7 @@ from data_builders.common import BadInputError
 
 GRADES = ("HGG", "LGG")
 MODALITIES = ("t1", "t1ce", "t2", "flair")
+SEG_LABELS = (0, 1, 2, 4)
 PAPER_HGG_SLICES = (90, 100)
 PAPER_LGG_SLICES = (90, 95, 100, 105)
 
@@ -274,8 +282,8 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
     def _balanced_slices(self, cases: Sequence[tuple[str, str, epath.Path]]) -> dict:
         """``{case_id: [k, ...]}`` after excluding tumour-free slices and balancing grades.
 
-        Reads each case's seg (and its image header); records the counts in
-        ``info.metadata['balance']``.
+        Reads and checks each case (:meth:`tumour_slices`; a bad one is skipped with
+        ``skip_bad`` BEFORE balancing); records the counts in ``info.metadata['balance']``.
         """
         cfg = self.builder_config
         pool: dict[str, list[tuple[str, int]]] = {g: [] for g in GRADES}
@@ -335,19 +343,12 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             )
         return list(wanted), True
 
-    def _keep_tumour(self, case_id, seg, img_path, grade) -> list[int]:
-        """Requested slice indices whose seg has tumour; counts/logs the excluded ones."""
+    def _tumour_split(self, seg, img_path, grade) -> tuple[list[int], list[int], bool]:
+        """(requested slices whose seg has tumour, requested slices without, whether the
+        slices were requested explicitly)."""
         tumour = (seg > 0).reshape(-1, seg.shape[2]).any(axis=0)
         indices, explicit = self._requested(grade, seg.shape, img_path)
-        kept = []
-        for k in indices:
-            if tumour[k]:
-                kept.append(k)
-                continue
-            self._excluded_count += 1
-            if explicit:
-                self._log.exclude(f"{case_id}/{k}", "no tumour in seg slice")
-        return kept
+        return [k for k in indices if tumour[k]], [k for k in indices if not tumour[k]], explicit
 
     def _load_seg(self, img_path, seg_path, img_shape) -> np.ndarray:
         seg, _ = load_nifti(seg_path)
@@ -357,24 +358,39 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
                 f"seg shape {seg.shape} differs from image shape {tuple(img_shape)} of "
                 f"{img_path}",
             )
+        bad = ~np.isin(seg, SEG_LABELS)
+        if bad.any():
+            raise BadInputError(
+                seg_path, f"labels {np.unique(seg[bad])[:10].tolist()} outside {{0, 1, 2, 4}}"
+            )
         return seg
 
-    def tumour_slices(self, grade: str, case_id: str, case_dir: epath.Path) -> list[int]:
-        """The requested slices of one case whose seg has tumour (reads the seg and only the
-        header of the image); BadInputError if bad."""
-        import nibabel as nib  # pylint: disable=g-import-not-at-top
+    def _read_case(self, grade, case_id, case_dir, record: bool = True) -> tuple:
+        """(volume, affine, seg, kept slice indices) of one case, every check passed.
 
-        cfg = self.builder_config
-        img_path = _nifti_path(case_dir, case_id, cfg.modality)
+        Checks: both files readable, same shape, seg labels in {0, 1, 2, 4}, no NaN/Inf
+        anywhere in the volume, and some positive intensity in every kept slice; else a
+        BadInputError naming the file. ``record``: count/log the tumour-free requested
+        slices (only once every check passed, so a skipped case excludes nothing).
+        """
+        img_path = _nifti_path(case_dir, case_id, self.builder_config.modality)
         seg_path = _nifti_path(case_dir, case_id, "seg")
-        try:
-            shape = tuple(nib.load(os.fspath(img_path)).shape)
-        except Exception as e:  # pylint: disable=broad-except
-            raise BadInputError(img_path, f"cannot read NIfTI ({type(e).__name__}: {e})") from e
-        if len(shape) != 3:
-            raise BadInputError(img_path, f"expected a 3-D volume, got shape {shape}")
-        seg = self._load_seg(img_path, seg_path, shape)
-        return self._keep_tumour(case_id, seg, img_path, grade)
+        vol, affine = load_nifti(img_path)
+        common.check_finite(img_path, vol, "the volume")
+        seg = self._load_seg(img_path, seg_path, vol.shape)
+        kept, excluded, explicit = self._tumour_split(seg, img_path, grade)
+        for k in kept:
+            common.check_not_blank(img_path, vol[:, :, k], f"axial slice {k}")
+        if record:
+            self._excluded_count += len(excluded)
+            for k in excluded if explicit else ():
+                self._log.exclude(f"{case_id}/{k}", "no tumour in seg slice")
+        return vol, affine, seg, kept
+
+    def tumour_slices(self, grade: str, case_id: str, case_dir: epath.Path) -> list[int]:
+        """The requested slices of one case whose seg has tumour, after every check of
+        :meth:`_read_case` (so balancing only sees usable cases); BadInputError if bad."""
+        return self._read_case(grade, case_id, case_dir)[3]
 
     def case_examples(
         self,
@@ -385,17 +401,13 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
     ) -> list:
         """All examples of one case as ``[(key, features), ...]``; BadInputError if bad.
 
-        ``only``: take exactly these slice indices (already checked for tumour by
-        :meth:`tumour_slices`) instead of the config's tumour slices.
+        ``only``: take exactly these slice indices (already chosen by
+        :meth:`tumour_slices`, which recorded the exclusions) instead of the config's
+        tumour slices.
         """
         cfg = self.builder_config
-        img_path = _nifti_path(case_dir, case_id, cfg.modality)
-        seg_path = _nifti_path(case_dir, case_id, "seg")
-        vol, affine = load_nifti(img_path)
-        seg = self._load_seg(img_path, seg_path, vol.shape)
-        if only is None:
-            indices = self._keep_tumour(case_id, seg, img_path, grade)
-        else:
+        vol, affine, seg, indices = self._read_case(grade, case_id, case_dir, only is None)
+        if only is not None:
             indices = list(only)
         out = []
         for k in indices:

@@ -21,6 +21,9 @@ Paper section 2.1, as implemented here:
   ``ceil(1.2 * max(bbox_h, bbox_w))`` (10% margin per side) around the same centre,
   shifted likewise, then resized to 256 (image bilinear, ROI nearest neighbour, so it
   stays binary).
+* A mass ROI partly outside the image is clipped to it and kept, but never silently: each
+  is logged and listed (XML path and reason) in ``info.metadata['clipped_rois']`` and the
+  build summary. A mass ROI wholly outside, or filling no pixel, is a ``BadInputError``.
 * Pixels: decoded by pydicom (uncompressed, the compressed transfer syntaxes pydicom
   decodes natively, e.g. RLE Lossless, and, through the pylibjpeg and pylibjpeg-libjpeg
   plugins of requirements.txt, JPEG, JPEG Lossless and JPEG-LS), Rescale Slope/Intercept
@@ -368,6 +371,7 @@ class Inbreast(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             ignored_point_rois=0,
             ignored_roi_names={},
             large_lesions=0,
+            clipped_rois=[],
             crop="256x256 centred on the mass bbox, shifted inside the image; masses "
             "larger than 256: square of 1.2*max(bbox) resized to 256",
             normalisation="max normalisation over the crop",
@@ -400,14 +404,10 @@ class Inbreast(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         size = self.builder_config.image_size
         image = read_dicom(rec.dcm)
         shape = image.shape
-        lesions = []
+        lesions, clipped = [], []
         for i, m in enumerate(rec.masses):
-            if (
-                m.points[:, 0].max() < 0
-                or m.points[:, 1].max() < 0
-                or m.points[:, 0].min() >= shape[1]
-                or m.points[:, 1].min() >= shape[0]
-            ):
+            x, y = m.points[:, 0], m.points[:, 1]
+            if x.max() < 0 or y.max() < 0 or x.min() >= shape[1] or y.min() >= shape[0]:
                 raise BadInputError(
                     rec.xml, f"ROI {m.name} #{i} lies outside the {shape} image {rec.dcm.name}"
                 )
@@ -415,6 +415,16 @@ class Inbreast(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             if not lesion.any():
                 raise BadInputError(rec.xml, f"ROI {m.name} #{i} fills no pixel")
             lesions.append(lesion)
+            outside = int(np.count_nonzero((x < 0) | (y < 0) | (x >= shape[1]) | (y >= shape[0])))
+            if outside:
+                clipped.append(
+                    f"{m.name} #{i}: {outside} of {len(x)} points outside the "
+                    f"{shape[0]}x{shape[1]} image {rec.dcm.name}, clipped to it"
+                )
+        for reason in clipped:  # only for an image that gives its examples
+            common.log.warning("inbreast: %s: %s", rec.xml, reason)
+            entry = {"path": os.fspath(rec.xml), "reason": reason}
+            self.info.metadata["clipped_rois"].append(entry)
         union = np.logical_or.reduce(lesions)
         out = []
         for i, lesion in enumerate(lesions):

@@ -5,6 +5,8 @@ pair is the new image F(y) and the ROI re-synthesized from it, G(concat(F(y), RF
 binarised at 0.5: the paper's "paired images" (the ROI that the generators agree belongs to
 the new image, not the one it was asked for). <workdir>/synthetic/ holds:
 
+  manifest.txt           every file written here: synthesize replaces this folder only
+                         while it holds no other file (else it stops, naming one)
   pairs.csv              id, source_id, patient_id, grade, case_id, slice_index (of the
                          source example: -1 or "" where unknown, e.g. for mask files),
                          dice of G(F(y)) against y, file names
@@ -25,7 +27,9 @@ the source volume in ITK-SNAP); see `slice_affine`. INbreast examples and mask f
 the identity affine (no scanner geometry is known).
 
 Everything is written into a temporary folder renamed into place at the end, so there is
-never a half-written synthetic/.
+never a half-written synthetic/. Output names are the input ids (mask file names without
+their suffix): two inputs with the same name (a.png, a.nii.gz) are a ValueError naming both,
+before anything is written.
 """
 import csv
 import os
@@ -47,6 +51,7 @@ from fproi_jax.evaluation.load import (example_id, load_generators, map_batches,
 
 MASK_SUFFIXES = (".png", ".nii.gz", ".nii")
 TFDS_NAME = "synthetic_pairs"
+MANIFEST = "manifest.txt"
 
 
 def slice_affine(source_affine, slice_index: int, stored_size: int, image_size: int,
@@ -108,6 +113,48 @@ def _mask_name(path: pathlib.Path) -> str:
     return next(path.name[: -len(s)] for s in MASK_SUFFIXES if path.name.lower().endswith(s))
 
 
+def _output_name(record: dict) -> str:
+    """The stem of a record's output files (png/<name>_image.png, ...)."""
+    return record["id"].replace("/", "_")
+
+
+def _check_unique_names(records: list, source: str):
+    """ValueError naming both inputs if two records would write the same output files."""
+    first = {}
+    for record in records:
+        other = first.setdefault(_output_name(record), record)
+        if other is not record:
+            raise ValueError(
+                f"{source}: {other['source_id']} and {record['source_id']} would both be "
+                f"written as {_output_name(record)!r} (png/{_output_name(record)}_image.png, "
+                "...); rename one")
+
+
+def _foreign_file(folder: pathlib.Path):
+    """A file in ``folder`` that synthesize did not write (not in its manifest), or None.
+
+    No manifest: every file is foreign. ``folder`` itself if it is not a folder."""
+    if not folder.is_dir():
+        return folder
+    manifest = folder / MANIFEST
+    ours = {MANIFEST, *manifest.read_text().splitlines()[1:]} if manifest.is_file() else set()
+    for path in sorted(folder.rglob("*")):
+        if (path.is_symlink() or not path.is_dir()) and \
+                path.relative_to(folder).as_posix() not in ours:
+            return path
+    return None
+
+
+def _check_replaceable(folder: pathlib.Path):
+    """FileExistsError naming ``folder`` and a file in it that synthesize did not write."""
+    if folder.exists() or folder.is_symlink():
+        foreign = _foreign_file(folder)
+        if foreign is not None:
+            raise FileExistsError(
+                f"{folder}: not replaced, it holds {foreign}, which --mode=synthesize did not "
+                "write (move it, or the folder, away)")
+
+
 def _inputs(config: ml_collections.ConfigDict):
     """(records, batches of {'roi'}): one record {id, source_id, patient_id, grade,
     case_id, slice_index, affine} per input ROI, from eval.mask_dir or else the test split."""
@@ -117,6 +164,7 @@ def _inputs(config: ml_collections.ConfigDict):
         rois = [read_mask(path, size) for path in files]
         records = [{"id": _mask_name(p), "source_id": p.name, "patient_id": _mask_name(p),
                     **UNKNOWN_SOURCE, "affine": np.eye(4)} for p in files]
+        _check_unique_names(records, f"eval.mask_dir={config.eval.mask_dir!r}")
         batches = ({"roi": np.stack(rois[i:i + batch_size])}
                    for i in range(0, len(rois), batch_size))
         return records, batches
@@ -133,6 +181,7 @@ def _inputs(config: ml_collections.ConfigDict):
         records.append({"id": name, "source_id": f"{config.data.name}/{name}",
                         "patient_id": example["patient_id"].decode(), **_source_ids(example),
                         "affine": affine})
+    _check_unique_names(records, f"{config.data.name} {config.data.test_split}")
     batches = ({"roi": batch["roi"]}
                for batch in pipeline.eval_batches(source, config.data, batch_size))
     return records, batches
@@ -203,7 +252,7 @@ def _write(out: pathlib.Path, records: list, config, description: str):
         (out / folder).mkdir(parents=True)
     rows = []
     for record in records:
-        name = record["id"].replace("/", "_")
+        name = _output_name(record)
         files = {f"{kind}_{fmt}": f"{fmt if fmt == 'png' else 'nifti'}/{name}_{kind}.{ext}"
                  for kind in ("image", "roi") for fmt, ext in (("png", "png"),
                                                                 ("nii", "nii.gz"))}
@@ -226,12 +275,20 @@ def _write(out: pathlib.Path, records: list, config, description: str):
     SyntheticPairs(pairs=pairs, image_size=config.data.image_size, description=description,
                    data_dir=str(out / "tfds")).download_and_prepare()
     shutil.rmtree(out / "tfds" / "downloads", ignore_errors=True)  # empty: nothing downloaded
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir())
+    (out / MANIFEST).write_text("# the files --mode=synthesize wrote here; it replaces this "
+                                "folder only while it holds no other file\n"
+                                + "".join(f"{name}\n" for name in written))
 
 
 def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
     """Synthesizes a pair from every input ROI with the run at eval.checkpoint (default:
-    workdir); writes <workdir>/synthetic/ (replacing an older one) and returns its path."""
+    workdir); writes <workdir>/synthetic/ and returns its path. An older synthetic/ is
+    replaced only if synthesize wrote all of it (its manifest.txt lists every file), else
+    FileExistsError naming a file it did not write."""
     workdir = pathlib.Path(workdir)
+    final = workdir / "synthetic"
+    _check_replaceable(final)
     checkpoint = pathlib.Path(config.eval.checkpoint or workdir)
     run_config, method, variables = load_generators(checkpoint)
     config = with_run_image_size(config, run_config)
@@ -250,12 +307,12 @@ def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
             records[done + k].update({key: value[k] for key, value in outputs.items()})
         done += len(outputs["image"])
 
-    final = workdir / "synthetic"
     tmp = workdir / f".synthetic.tmp-{os.getpid()}"
     old = workdir / f".synthetic.old-{os.getpid()}"
     source = config.eval.mask_dir or f"{config.data.name} {config.data.test_split} ROIs"
     try:
         _write(tmp, records, config, f"F(y), G(F(y)) of {checkpoint} from {source}")
+        _check_replaceable(final)  # again: files may have been added while synthesizing
         if final.exists():
             final.rename(old)
         tmp.rename(final)
