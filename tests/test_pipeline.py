@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from conftest import REPO
+from fproi_jax import metrics
 from fproi_jax.data import pipeline
 from fproi_jax.mesh import data_mesh
 
@@ -77,6 +78,15 @@ def test_resize_keeps_roi_binary_and_aligned():
     np.testing.assert_allclose(small_image[..., 0], small_roi[..., 0])
     with pytest.raises(ValueError, match="image_size=3 must divide"):
         pipeline.resize_example(image, roi, 3)
+
+
+def test_resize_puts_half_covered_pixels_where_the_metrics_do():
+    """A 2x2 block half inside the ROI averages to exactly 0.5: background, as Dice sees it."""
+    roi = np.zeros((4, 4, 1), np.uint8)
+    roi[0, :2] = roi[2:, 2:] = 1          # top-left block half covered, bottom-right full
+    _, small = pipeline.resize_example(np.zeros((4, 4, 1), np.float32), roi, 2)
+    np.testing.assert_array_equal(small[..., 0], [[0, 0], [0, 1]])
+    assert float(metrics.dice(small[None], np.full((1, 2, 2, 1), 0.5, np.float32))[0]) == 0.0
 
 
 def test_iterator_resumes_the_same_sequence(tiny_brats):

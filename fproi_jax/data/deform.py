@@ -9,14 +9,14 @@ import dm_pix
 import jax
 import jax.numpy as jnp
 
-from fproi_jax.metrics.inputs import ROI_THRESHOLD
+from fproi_jax.roi import binarise
 
 
 @functools.partial(jax.jit, static_argnames=("alpha", "sigma"))
 def deform_roi(roi, key, alpha: float, sigma: float):
     """A binary (H, W, 1) float32 ROI: `roi` (H, W, 1, any dtype, {0,1} or soft) moved by
     a random displacement field, thresholded at 0.5 (0.5 itself is background, as
-    metrics.inputs.binarise).
+    fproi_jax.roi.binarise).
 
     The field (Simard et al. 2003, dm_pix.elastic_deformation) is uniform noise in [-1, 1]
     per pixel and axis, blurred by a Gaussian of `sigma` pixels and scaled by `alpha`:
@@ -29,4 +29,4 @@ def deform_roi(roi, key, alpha: float, sigma: float):
         raise ValueError(f"roi must have shape (H, W, 1), got {roi.shape}")
     moved = dm_pix.elastic_deformation(key, roi.astype(jnp.float32), alpha, sigma,
                                        mode="constant", cval=0.0)
-    return (moved > ROI_THRESHOLD).astype(jnp.float32)
+    return binarise(moved).astype(jnp.float32)

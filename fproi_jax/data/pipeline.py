@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import data_builders  # noqa: F401  (registers the TFDS builders)
 from fproi_jax.mesh import DATA_AXIS
+from fproi_jax.roi import binarise
 
 BATCH_KEYS = ("image", "roi")
 # Datasets that `python -m data_builders NAME` builds: {name: its phantom's name}.
@@ -130,8 +131,8 @@ def _check_image_size(data: ml_collections.ConfigDict, stored):
 def resize_example(image: np.ndarray, roi: np.ndarray, size: int):
     """Downsamples a (H, W, 1) pair by an integer factor to (size, size, 1).
 
-    The image by area averaging; the ROI by area averaging thresholded at 0.5, so it
-    stays binary and aligned with the image.
+    The image by area averaging; the ROI by area averaging binarised (fproi_jax.roi: above
+    0.5), so it stays binary and aligned with the image.
     """
     h, w = image.shape[:2]
     if h == size and w == size:
@@ -143,7 +144,7 @@ def resize_example(image: np.ndarray, roi: np.ndarray, size: int):
     def area(a):
         return a.astype(np.float32).reshape(size, fh, size, fw, -1).mean(axis=(1, 3))
 
-    return area(image), (area(roi) >= 0.5).astype(np.float32)
+    return area(image), binarise(area(roi)).astype(np.float32)
 
 
 def augment(image: np.ndarray, roi: np.ndarray, rng: np.random.Generator,

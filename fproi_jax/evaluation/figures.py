@@ -13,10 +13,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fproi_jax import atomic
+from fproi_jax.roi import binarise
 
 CELL_INCHES = 2.0
 DPI = 100
-ROI_THRESHOLD = 0.5
 REAL_STYLE, SYNTH_STYLE = ("lime", "solid"), ("red", "dashed")
 
 
@@ -96,7 +96,7 @@ def comparison_grid(path, inputs, roi, methods, n=4, margin=8):
     cells, labels = [], []
     for i in range(_count(n, len(inputs))):
         row = [inputs[i], *(images[i] for images in synthesized.values())]
-        box = _roi_box(roi[i] > ROI_THRESHOLD, margin)
+        box = _roi_box(binarise(roi[i]), margin)
         cells += [row, [(image * roi[i])[box] for image in row]]
         labels += [f"example {i}", f"example {i}: tumour"]
     return _image_grid(path, cells, ["Input", *synthesized], labels)
@@ -110,9 +110,9 @@ def roi_grid(path, rois_real, rois_synth, images, n=4):
     """
     images = _images("images", images)
     shape = images.shape + (1,)
-    real = _images("rois_real", rois_real, shape) > ROI_THRESHOLD
+    real = binarise(_images("rois_real", rois_real, shape))
     synthesized = {
-        name: rois > ROI_THRESHOLD for name, rois in _method_images(rois_synth, shape).items()
+        name: binarise(rois) for name, rois in _method_images(rois_synth, shape).items()
     }
     count = _count(n, len(images))
     cells = [[images[i]] * len(synthesized) for i in range(count)]

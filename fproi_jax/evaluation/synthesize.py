@@ -48,6 +48,7 @@ from fproi_jax import metrics
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation.load import (example_id, load_generators, map_batches,
                                        with_run_image_size)
+from fproi_jax.roi import binarise
 
 MASK_SUFFIXES = (".png", ".nii.gz", ".nii")
 TFDS_NAME = "synthetic_pairs"
@@ -242,7 +243,7 @@ def _write_png(path, image: np.ndarray, bits: int):
     if bits == 16:
         array = np.round(np.clip(image, 0, 1) * 65535).astype(np.uint16)
     else:
-        array = (image > 0.5).astype(np.uint8) * 255
+        array = binarise(image).astype(np.uint8) * 255
     Image.fromarray(array[..., 0]).save(path)
 
 
@@ -297,7 +298,7 @@ def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
     @jax.jit
     def step(variables, y):
         f_y, g_f_y = method.roi_synthesis(variables, y)
-        roi = (g_f_y > 0.5).astype(np.uint8)
+        roi = binarise(g_f_y).astype(np.uint8)
         return {"image": f_y, "roi": roi, "dice": metrics.dice(g_f_y, y)}
 
     done = 0

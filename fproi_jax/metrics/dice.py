@@ -2,7 +2,8 @@
 import jax
 import jax.numpy as jnp
 
-from fproi_jax.metrics.inputs import as_image_pair, binarise
+from fproi_jax.metrics.inputs import as_image_pair
+from fproi_jax.roi import binarise
 
 
 @jax.jit

@@ -23,7 +23,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from fproi_jax.metrics.inputs import as_image_pair, binarise
+from fproi_jax.metrics.inputs import as_image_pair
+from fproi_jax.roi import binarise
 
 ROWS_PER_STEP = 16   # foreground rows folded into the column pass per loop iteration
 

@@ -1,8 +1,6 @@
 """Input checks shared by every metric: a batch of one-channel images, (N, H, W, 1)."""
 import jax.numpy as jnp
 
-ROI_THRESHOLD = 0.5
-
 
 def as_image_pair(pred, target):
     """Checks `pred` and `target` are matching (N, H, W, 1) batches; returns them as (N, H, W).
@@ -19,7 +17,3 @@ def as_image_pair(pred, target):
     dtype = jnp.promote_types(pred.dtype, jnp.float32)
     return pred[..., 0].astype(dtype), target[..., 0].astype(dtype)
 
-
-def binarise(roi):
-    """ROI mask: True where the (possibly soft) ROI is above 0.5; 0.5 itself is background."""
-    return roi > ROI_THRESHOLD
