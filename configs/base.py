@@ -72,4 +72,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.experiment.methods = tuple(methods.REGISTRY)
     config.experiment.seeds = 1
     config.experiment.classify = True       # also Table 5 (config.classify) of the seed-0 runs
+    config.experiment.only = ""             # "<method>/seed_<k>": that run alone, no report
     return config

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import tiny_config
+from conftest import run_launch, start_launch, tiny_config, write_config_file
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import experiment, experiment_report, report
 from fproi_jax.evaluation.load import example_id
@@ -128,6 +128,40 @@ def test_a_changed_config_is_not_served_stale_runs(experiment_run):
     assert "  train.learning_rate: the run has 0.0002, this command gives 0.001\n" in message
     after = {**_mtimes(workdir), "report": (workdir / "report" / "index.html").stat().st_mtime_ns}
     assert after == before
+
+
+def test_cells_trained_as_concurrent_jobs_are_found_by_the_report(tiny_brats, tmp_path):
+    """Two cells as two processes at once (as a job array would run them), then the call
+    without `only` trains nothing and writes the report."""
+    config = tiny_config(tiny_brats)
+    config.train.num_steps = 1
+    config.experiment.methods = ("fproi_gan", "dcgan")
+    config.experiment.classify = False
+    config_path = str(write_config_file(tmp_path / "tiny.py", config))
+    args = [f"--config={config_path}", f"--workdir={tmp_path / 'grid'}", "--mode=experiment"]
+    cells = [start_launch([*args, f"--config.experiment.only={cell}"])
+             for cell in ("fproi_gan/seed_0", "dcgan/seed_0")]
+    try:
+        outputs = [p.communicate(timeout=600)[0] for p in cells]
+    finally:
+        for p in cells:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    for p, out in zip(cells, outputs):
+        assert p.returncode == 0, out
+        assert "done; the report comes from a call without" in out
+    assert not (tmp_path / "grid" / "report").exists()
+    code, out = run_launch(args, timeout=600)
+    assert code == 0, out
+    for method in config.experiment.methods:
+        assert f"{method} seed 0 already trained (step 1), skipping training" in out
+        assert f"{method} seed 0 already evaluated, skipping evaluation" in out
+    summary = json.loads((tmp_path / "grid" / "report" / "summary.json").read_text())
+    assert set(summary["methods"]) == {"Fproi-GAN", "DCGAN"}
+    code, out = run_launch([*args, "--config.experiment.only=pix2pix/seed_0"], timeout=300)
+    assert code != 0 and "FATAL config.experiment.only='pix2pix/seed_0' is not a run of this " \
+                         "experiment; choose one of fproi_gan/seed_0, dcgan/seed_0" in out
 
 
 def test_unknown_method_is_refused(tiny_brats, tmp_path):

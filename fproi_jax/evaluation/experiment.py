@@ -81,12 +81,15 @@ def _methods(config):
     methods = tuple(config.experiment.methods)
     unknown = [m for m in methods if m not in REGISTRY]
     if unknown or not methods:
-        raise ValueError(f"config.experiment.methods={methods}: unknown {unknown}; choose from "
-                         f"{', '.join(REGISTRY)}")
+        raise config_file.InvalidConfigError(
+            f"config.experiment.methods={methods}: unknown {unknown}; choose from "
+            f"{', '.join(REGISTRY)}")
     if len(set(methods)) != len(methods):
-        raise ValueError(f"config.experiment.methods={methods} names a method twice")
+        raise config_file.InvalidConfigError(
+            f"config.experiment.methods={methods} names a method twice")
     if config.experiment.seeds < 1:
-        raise ValueError(f"config.experiment.seeds={config.experiment.seeds} must be >= 1")
+        raise config_file.InvalidConfigError(
+            f"config.experiment.seeds={config.experiment.seeds} must be >= 1")
     return methods
 
 
@@ -215,21 +218,43 @@ def table5(config: ml_collections.ConfigDict, workdir: pathlib.Path, labels: dic
         return {"skipped": str(e)}
 
 
+def _cells(config) -> list[tuple[str, int]]:
+    """(method, seed) of every run of the grid, or only that of config.experiment.only."""
+    cells = [(m, s) for m in _methods(config) for s in range(config.experiment.seeds)]
+    only = config.experiment.only
+    if not only:
+        return cells
+    named = {f"{m}/seed_{s}": (m, s) for m, s in cells}
+    if only not in named:
+        raise config_file.InvalidConfigError(f"config.experiment.only={only!r} is not a run of this experiment; "
+                         f"choose one of {', '.join(named)}")
+    return [named[only]]
+
+
 def run(config: ml_collections.ConfigDict, workdir) -> dict:
     """Trains and evaluates every method x seed of config.experiment into `workdir`, then
-    writes workdir/report/; returns the dict written to report/summary.json."""
+    writes workdir/report/; returns the dict written to report/summary.json.
+
+    With config.experiment.only='<method>/seed_<k>' it trains and evaluates that run alone
+    and writes no report: the cells of the grid can run as separate jobs at once (each run
+    folder has its own lock; they share only the dataset), and a last call without `only`
+    finds them finished and writes the report.
+    """
     workdir = pathlib.Path(workdir)
-    methods = _methods(config)
+    cells = _cells(config)
     train_examples = len(pipeline.load_split(config.data, config.data.train_split))
     final_step = loop.total_steps(config.train, train_examples)
     eval_dirs, labels = {}, {}
-    for method in methods:
-        for seed in range(config.experiment.seeds):
-            directory = run_dir(workdir, method, seed)
-            method_config = run_config(config, method, seed, directory)
-            labels[method] = get_method(method_config).label
-            eval_dirs.setdefault(method, []).append(
-                _train_and_evaluate(method_config, directory, final_step, labels[method]))
+    for method, seed in cells:
+        directory = run_dir(workdir, method, seed)
+        method_config = run_config(config, method, seed, directory)
+        labels[method] = get_method(method_config).label
+        eval_dirs.setdefault(method, []).append(
+            _train_and_evaluate(method_config, directory, final_step, labels[method]))
+    if config.experiment.only:
+        logging.info("Experiment: %s done; the report comes from a call without "
+                     "config.experiment.only", config.experiment.only)
+        return {"only": config.experiment.only, "eval_dir": str(eval_dirs[method][0])}
     summary = None
     if jax.process_index() == 0:
         summary = write_report(config, workdir, eval_dirs, labels, table5(config, workdir, labels))
