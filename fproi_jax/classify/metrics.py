@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from fproi_jax import statistics
+
 HGG, LGG = 0, 1  # the builder's grade encoding
 
 
@@ -144,21 +146,20 @@ def bootstrap_auc_ci(
 
 
 def paired_seed_test(baseline_aucs, group_aucs) -> dict:
-    """Paired two-sided t-test of per-seed AUCs (same seeds, same order) against the
-    baseline. ``p_value`` is None ("n/a") with fewer than 2 seeds or when every paired
-    difference is identical (zero variance: no t statistic)."""
+    """Paired two-sided t-test (:func:`fproi_jax.statistics.paired_t_test`) of per-seed AUCs
+    (same seeds, same order) against the baseline. ``p_value`` is None ("n/a") with fewer
+    than 2 seeds or when every paired difference is identical (zero variance: no t
+    statistic). It measures refit spread, not test-set sampling error."""
     a = np.asarray(baseline_aucs, np.float64)
     b = np.asarray(group_aucs, np.float64)
     if a.shape != b.shape:
         raise ValueError(f"per-seed AUCs differ in shape: {a.shape} vs {b.shape}")
+    test = statistics.paired_t_test(b, a)
     out = dict(test="paired t-test on per-seed AUCs (scipy.stats.ttest_rel, two-sided)",
                n_seeds=int(a.size), mean_difference=float(np.mean(b - a)) if a.size else None,
-               p_value=None, reason=None)
-    d = b - a
-    if a.size < 2:
-        out["reason"] = "n/a: needs at least 2 seeds"
-    elif np.allclose(d, d[0], rtol=0, atol=1e-12):
+               p_value=test["p"], reason=None)
+    if test["n_pairs"] < 2:
+        out["reason"] = "n/a: needs at least 2 seeds with finite AUCs"
+    elif test["p"] is None:
         out["reason"] = "n/a: identical difference on every seed"
-    else:
-        out["p_value"] = float(stats.ttest_rel(b, a).pvalue)
     return out

@@ -41,10 +41,10 @@ from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fproi_jax import atomic  # noqa: E402
+from fproi_jax.statistics import ALPHA, sample_summary  # noqa: E402
 from fproi_jax.classify import features as features_lib  # noqa: E402
 from fproi_jax.classify import metrics, svm  # noqa: E402
 
-ALPHA = 0.05
 BASELINE = "Real only"
 _METRICS = ("auc", "accuracy", "sensitivity", "specificity")
 
@@ -102,12 +102,6 @@ def _features_once(arrays: list, source, batch_size, progress):
         positions.append(np.asarray(pos, np.int64))
     feats = features_lib.extract_features(source, np.stack(unique), batch_size, progress)
     return [feats[p] for p in positions], len(unique)
-
-
-def _stat(values):
-    v = np.asarray(values, np.float64)
-    return dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if v.size > 1 else None,
-                per_seed=[float(x) for x in v])
 
 
 def _grade_counts(labels):
@@ -184,7 +178,7 @@ def run_experiment(
     rows = {}
     for gi, name in enumerate(names):
         per_seed = {m: [f["metrics"][m] for f in fits[name]] for m in _METRICS}
-        row = {m: _stat(per_seed[m]) for m in _METRICS}
+        row = {m: dict(sample_summary(per_seed[m]), per_seed=per_seed[m]) for m in _METRICS}
         row["auc"]["ci95"] = list(metrics.percentile_interval(boot[:, gi]))
         row["n_train"] = _grade_counts(groups[name][1])
         row["n_train_patients"] = int(len(set(groups[name][2])))
