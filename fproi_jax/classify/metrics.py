@@ -17,7 +17,8 @@ explicitly: y = 1 for HGG, 0 for LGG. Scores are "higher = more HGG".
 * :func:`paired_seed_test`: paired t-test (``scipy.stats.ttest_rel``, two-sided) of
   per-seed AUCs of a group against the real-only baseline. It measures how consistently a
   group beats the baseline over re-seeded CV/SVM fits on the SAME test set, not the
-  test-set sampling error (that is the bootstrap's job). Needs >= 2 seeds, else "n/a".
+  test-set sampling error (that is the bootstrap's job, and Table 5's "significant"
+  column is the bootstrap's). Needs >= 2 seeds, else "n/a".
 """
 
 from __future__ import annotations
@@ -126,8 +127,9 @@ def bootstrap_aucs(
     return np.asarray(out).reshape(-1, s.shape[0]), dropped
 
 
-def percentile_interval(samples, level: float = 0.95) -> tuple[float, float]:
-    """Two-sided percentile interval of 1-D samples (NaN, NaN if none)."""
+def percentile_interval(samples, level: float = 1 - statistics.ALPHA) -> tuple[float, float]:
+    """Two-sided ``level`` (1 - ALPHA) percentile interval of 1-D samples (NaN, NaN if
+    none)."""
     samples = np.asarray(samples, np.float64)
     if samples.size == 0:
         return float("nan"), float("nan")
@@ -137,10 +139,11 @@ def percentile_interval(samples, level: float = 0.95) -> tuple[float, float]:
 
 
 def bootstrap_auc_ci(
-    y_true, scores, groups=None, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
+    y_true, scores, groups=None, n_resamples: int = 2000, seed: int = 0,
+    level: float = 1 - statistics.ALPHA,
 ) -> tuple[float, float]:
-    """95% (``level``) percentile bootstrap interval of the AUC (of the seed-mean AUC when
-    ``scores`` is (S, N)); see :func:`bootstrap_aucs`."""
+    """95% (``level`` = 1 - ALPHA) percentile bootstrap interval of the AUC (of the
+    seed-mean AUC when ``scores`` is (S, N)); see :func:`bootstrap_aucs`."""
     aucs, _ = bootstrap_aucs(y_true, scores, groups, n_resamples, seed)
     return percentile_interval(aucs[:, 0], level)
 
