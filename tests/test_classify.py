@@ -47,6 +47,9 @@ def test_real_only_random_features_separate_phantom_grades(phantom_sets, tmp_pat
     assert summary["feature_source"]["stand_in"]
     md = (tmp_path / "table5.md").read_text()
     assert "| Real only | " in md and "| + repeats | " in md and "stand-in" in md
+    assert "| significant | p (refit seeds) vs Real only |" in md
+    lo, hi = vs["auc_difference_ci95"]
+    assert vs["significant"] == (lo > 0 or hi < 0)
     assert json.loads((tmp_path / "table5.json").read_text())["baseline"] == "Real only"
     assert (tmp_path / "figure9_roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     scores = np.load(tmp_path / "scores.npz")
@@ -138,6 +141,41 @@ def test_bootstrap_interval_and_paired_seed_test():
     assert t["p_value"] == pytest.approx(stats.ttest_rel(b, a).pvalue)
     assert metrics.paired_seed_test([0.8], [0.9])["p_value"] is None
     assert "n/a" in metrics.paired_seed_test([0.8], [0.9])["reason"]
+
+
+def test_significant_is_the_patient_bootstrap_interval_not_the_refit_seed_t_test():
+    """A group worse on every refit seed (refit-seed p < 0.05) whose patient-bootstrap ΔAUC
+    interval still includes 0: Table 5 must say "no"."""
+    pids = np.repeat(np.arange(12), 3)  # 6 HGG + 6 LGG patients, 3 slices each
+    grades = np.where(pids < 6, metrics.HGG, metrics.LGG)
+    y = metrics.hgg_positive(grades)
+    rng = np.random.default_rng(0)
+    patient = y + np.repeat(rng.normal(0, 0.8, 12), 3)
+    base = np.stack([patient + rng.normal(0, 0.05, y.size) for _ in range(3)])  # 3 seeds
+    group = base.copy()
+    group[:, pids == 0] += 1.0  # one HGG patient scored higher: helps
+    group[:, pids == 7] += 0.6  # one LGG patient scored higher: hurts more
+    per_seed = {name: {m: [metrics.binary_metrics(y, s > 0.5, s)[m] for s in scores]
+                       for m in ("auc", "accuracy", "sensitivity", "specificity")}
+                for name, scores in (("Real only", base), ("+ GAN", group))}
+    boot, _ = metrics.bootstrap_aucs(y, np.stack([base, group]), pids, 500, seed=0)
+    rows = report.score_rows(per_seed, boot, "Real only")
+
+    vs = rows["+ GAN"]["vs_baseline"]
+    lo, hi = vs["auc_difference_ci95"]
+    assert (lo, hi) == metrics.percentile_interval(boot[:, 1] - boot[:, 0])
+    assert lo < 0 < hi
+    from scipy import stats
+    want = stats.ttest_rel(per_seed["+ GAN"]["auc"], per_seed["Real only"]["auc"]).pvalue
+    assert vs["p_value"] == pytest.approx(want) and want < 0.05
+    assert vs["auc_difference"] == pytest.approx(
+        np.mean(per_seed["+ GAN"]["auc"]) - np.mean(per_seed["Real only"]["auc"]))
+    assert vs["auc_difference"] < 0
+    assert vs["significant"] is False
+    rows["+ GAN"]["n_train"] = {"HGG": 18, "LGG": 18}
+    cells = report.table5_row("+ GAN", rows["+ GAN"])
+    assert cells[-2:] == ["no", f"{want:.3g}"]
+    assert cells[-3] == f"{vs['auc_difference']:+.3f} ({lo:+.3f}, {hi:+.3f})"
 
 
 # ----------------------------------------------------------------------- conversion

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from fproi_jax import statistics
 from fproi_jax.evaluation.report import ALL_METRICS, compare_runs, write_report
 
 IDS = ["a", "b", "c", "d"]
@@ -149,3 +150,20 @@ def test_compare_runs_names_the_run_and_the_missing_ids(tmp_path):
         compare_runs(dirs, "Fproi-GAN", tmp_path / "cmp")
     with pytest.raises(ValueError, match="reference 'Fproi' is not one of the runs"):
         compare_runs(dirs, "Fproi", tmp_path / "cmp")
+
+
+def test_statistics_policy_inf_left_out_nan_kept_and_equal_differences_untested():
+    assert statistics.sample_summary([1.0, 2.0, 4.0, np.inf]) == {
+        "mean": pytest.approx(7 / 3), "std": pytest.approx(np.std([1, 2, 4], ddof=1)),
+        "n": 3, "n_inf": 1}
+    assert statistics.sample_summary([np.inf]) == {"mean": None, "std": None, "n": 0, "n_inf": 1}
+    undefined = statistics.sample_summary([0.5, np.nan])
+    assert np.isnan(undefined["mean"]) and np.isnan(undefined["std"]) and undefined["n"] == 2
+    a = np.array([0.1, 0.2, 0.7, 0.4])
+    rounded = statistics.paired_t_test(a, a + 0.3)  # a - b equal up to float rounding
+    assert np.ptp(a - (a + 0.3)) > 0 and rounded["p"] is None and not rounded["significant"]
+    b = np.array([0.3, 0.1, 0.9, np.nan])
+    test = statistics.paired_t_test(a, b)
+    assert test["p"] == pytest.approx(stats.ttest_rel(a[:3], b[:3]).pvalue)
+    assert (test["n_pairs"], test["n_dropped"]) == (3, 1)
+    assert test["significant"] == (test["p"] < statistics.ALPHA)

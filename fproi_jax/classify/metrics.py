@@ -17,13 +17,16 @@ explicitly: y = 1 for HGG, 0 for LGG. Scores are "higher = more HGG".
 * :func:`paired_seed_test`: paired t-test (``scipy.stats.ttest_rel``, two-sided) of
   per-seed AUCs of a group against the real-only baseline. It measures how consistently a
   group beats the baseline over re-seeded CV/SVM fits on the SAME test set, not the
-  test-set sampling error (that is the bootstrap's job). Needs >= 2 seeds, else "n/a".
+  test-set sampling error (that is the bootstrap's job, and Table 5's "significant"
+  column is the bootstrap's). Needs >= 2 seeds, else "n/a".
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+
+from fproi_jax import statistics
 
 HGG, LGG = 0, 1  # the builder's grade encoding
 
@@ -124,8 +127,9 @@ def bootstrap_aucs(
     return np.asarray(out).reshape(-1, s.shape[0]), dropped
 
 
-def percentile_interval(samples, level: float = 0.95) -> tuple[float, float]:
-    """Two-sided percentile interval of 1-D samples (NaN, NaN if none)."""
+def percentile_interval(samples, level: float = 1 - statistics.ALPHA) -> tuple[float, float]:
+    """Two-sided ``level`` (1 - ALPHA) percentile interval of 1-D samples (NaN, NaN if
+    none)."""
     samples = np.asarray(samples, np.float64)
     if samples.size == 0:
         return float("nan"), float("nan")
@@ -135,30 +139,30 @@ def percentile_interval(samples, level: float = 0.95) -> tuple[float, float]:
 
 
 def bootstrap_auc_ci(
-    y_true, scores, groups=None, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
+    y_true, scores, groups=None, n_resamples: int = 2000, seed: int = 0,
+    level: float = 1 - statistics.ALPHA,
 ) -> tuple[float, float]:
-    """95% (``level``) percentile bootstrap interval of the AUC (of the seed-mean AUC when
-    ``scores`` is (S, N)); see :func:`bootstrap_aucs`."""
+    """95% (``level`` = 1 - ALPHA) percentile bootstrap interval of the AUC (of the
+    seed-mean AUC when ``scores`` is (S, N)); see :func:`bootstrap_aucs`."""
     aucs, _ = bootstrap_aucs(y_true, scores, groups, n_resamples, seed)
     return percentile_interval(aucs[:, 0], level)
 
 
 def paired_seed_test(baseline_aucs, group_aucs) -> dict:
-    """Paired two-sided t-test of per-seed AUCs (same seeds, same order) against the
-    baseline. ``p_value`` is None ("n/a") with fewer than 2 seeds or when every paired
-    difference is identical (zero variance: no t statistic)."""
+    """Paired two-sided t-test (:func:`fproi_jax.statistics.paired_t_test`) of per-seed AUCs
+    (same seeds, same order) against the baseline. ``p_value`` is None ("n/a") with fewer
+    than 2 seeds or when every paired difference is identical (zero variance: no t
+    statistic). It measures refit spread, not test-set sampling error."""
     a = np.asarray(baseline_aucs, np.float64)
     b = np.asarray(group_aucs, np.float64)
     if a.shape != b.shape:
         raise ValueError(f"per-seed AUCs differ in shape: {a.shape} vs {b.shape}")
+    test = statistics.paired_t_test(b, a)
     out = dict(test="paired t-test on per-seed AUCs (scipy.stats.ttest_rel, two-sided)",
                n_seeds=int(a.size), mean_difference=float(np.mean(b - a)) if a.size else None,
-               p_value=None, reason=None)
-    d = b - a
-    if a.size < 2:
-        out["reason"] = "n/a: needs at least 2 seeds"
-    elif np.allclose(d, d[0], rtol=0, atol=1e-12):
+               p_value=test["p"], reason=None)
+    if test["n_pairs"] < 2:
+        out["reason"] = "n/a: needs at least 2 seeds with finite AUCs"
+    elif test["p"] is None:
         out["reason"] = "n/a: identical difference on every seed"
-    else:
-        out["p_value"] = float(stats.ttest_rel(b, a).pvalue)
     return out

@@ -8,8 +8,10 @@ set and a feature source, and writes to ``out_dir``:
 * ``table5.md`` / ``table5.json``: one row per group -- training examples per grade, AUC
   (mean ± std over seeds, and the 95% patient-level bootstrap interval of the seed-mean
   AUC), accuracy, sensitivity, specificity (mean ± std, eqs. 7-9, HGG positive), the AUC
-  difference to real-only with its paired-bootstrap 95% interval, the paired t-test p
-  over seeds, and whether the difference is significant (p < 0.05);
+  difference to real-only with its paired patient-bootstrap 95% interval, "significant"
+  where that interval excludes 0 (patients are the independent unit), and the p of a
+  paired t-test over SVM refit seeds (the spread of refits on one test set, not
+  significance);
 * ``figure9_roc.png``: the ROC curves of all groups in one plot (per group the mean over
   seeds of the curves, averaged vertically on a common false-positive-rate grid);
 * ``scores.npz``: test labels (1 = HGG), patient ids and every group x seed's scores.
@@ -41,10 +43,10 @@ from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fproi_jax import atomic  # noqa: E402
+from fproi_jax.statistics import ALPHA, sample_summary  # noqa: E402
 from fproi_jax.classify import features as features_lib  # noqa: E402
 from fproi_jax.classify import metrics, svm  # noqa: E402
 
-ALPHA = 0.05
 BASELINE = "Real only"
 _METRICS = ("auc", "accuracy", "sensitivity", "specificity")
 
@@ -102,12 +104,6 @@ def _features_once(arrays: list, source, batch_size, progress):
         positions.append(np.asarray(pos, np.int64))
     feats = features_lib.extract_features(source, np.stack(unique), batch_size, progress)
     return [feats[p] for p in positions], len(unique)
-
-
-def _stat(values):
-    v = np.asarray(values, np.float64)
-    return dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if v.size > 1 else None,
-                per_seed=[float(x) for x in v])
 
 
 def _grade_counts(labels):
@@ -178,29 +174,13 @@ def run_experiment(
     y_true = metrics.hgg_positive(test[1])
     scores = np.stack([[f["scores"] for f in fits[n]] for n in names])  # (G, S, N)
     boot, dropped = metrics.bootstrap_aucs(y_true, scores, test[2], n_bootstrap, seeds[0])
-    b = names.index(baseline)
-    base_aucs = [f["metrics"]["auc"] for f in fits[baseline]]
-
-    rows = {}
-    for gi, name in enumerate(names):
-        per_seed = {m: [f["metrics"][m] for f in fits[name]] for m in _METRICS}
-        row = {m: _stat(per_seed[m]) for m in _METRICS}
-        row["auc"]["ci95"] = list(metrics.percentile_interval(boot[:, gi]))
+    per_seed = {n: {m: [f["metrics"][m] for f in fits[n]] for m in _METRICS} for n in names}
+    rows = score_rows(per_seed, boot, baseline)
+    for name, row in rows.items():
         row["n_train"] = _grade_counts(groups[name][1])
         row["n_train_patients"] = int(len(set(groups[name][2])))
         row["best_params"] = [f["best_params"] for f in fits[name]]
         row["cv_auc"] = [f["cv_auc"] for f in fits[name]]
-        if gi != b:
-            paired = metrics.paired_seed_test(base_aucs, per_seed["auc"])
-            lo, hi = metrics.percentile_interval(boot[:, gi] - boot[:, b])
-            row["vs_baseline"] = dict(
-                auc_difference=float(np.mean(per_seed["auc"]) - np.mean(base_aucs)),
-                auc_difference_ci95=[lo, hi],
-                bootstrap_ci_excludes_0=bool(lo > 0 or hi < 0),
-                **paired,
-                significant=(paired["p_value"] is not None and paired["p_value"] < ALPHA),
-            )
-        rows[name] = row
 
     summary = dict(
         feature_source=dict(spec=source.spec, description=source.description,
@@ -217,7 +197,9 @@ def run_experiment(
             "RBF SVM grid " + json.dumps(opts.get("param_grid") or svm.PARAM_GRID),
             bootstrap=dict(n_resamples=n_bootstrap, unit="patient", seed=seeds[0],
                            dropped_one_grade_resamples=dropped),
-            significance=f"paired t-test on per-seed AUCs vs {baseline}, alpha {ALPHA}",
+            significance=f"the {1 - ALPHA:.0%} patient-bootstrap interval of ΔAUC vs "
+            f"{baseline} excludes 0",
+            refit_seed_test=f"paired t-test on per-seed AUCs vs {baseline}",
         ),
         timing_s=dict(features=round(t_features, 2), total=round(time.time() - t0, 2),
                       distinct_images=n_unique),
@@ -235,10 +217,56 @@ def run_experiment(
     return summary
 
 
+def score_rows(per_seed: dict, boot: np.ndarray, baseline: str) -> dict:
+    """Table 5's score columns per group.
+
+    ``per_seed``: {group: {metric: per-seed values}}, groups in the order of ``boot``'s
+    columns (bootstrap AUCs, (R, G), from :func:`metrics.bootstrap_aucs`). Each metric is
+    summarised over seeds; the AUC gets its bootstrap interval, and every group but the
+    baseline a "vs_baseline" dict: ΔAUC (seed means), its paired bootstrap interval,
+    ``significant`` = that interval excludes 0, and the refit-seed t-test
+    (:func:`metrics.paired_seed_test`: refit spread, not significance).
+    """
+    names = list(per_seed)
+    b = names.index(baseline)
+    base_aucs = per_seed[baseline]["auc"]
+    rows = {}
+    for gi, name in enumerate(names):
+        row = {m: dict(sample_summary(v), per_seed=v) for m, v in per_seed[name].items()}
+        row["auc"]["ci95"] = list(metrics.percentile_interval(boot[:, gi]))
+        if gi != b:
+            lo, hi = metrics.percentile_interval(boot[:, gi] - boot[:, b])
+            row["vs_baseline"] = dict(
+                auc_difference=float(np.mean(per_seed[name]["auc"]) - np.mean(base_aucs)),
+                auc_difference_ci95=[lo, hi],
+                significant=bool(lo > 0 or hi < 0),
+                **metrics.paired_seed_test(base_aucs, per_seed[name]["auc"]),
+            )
+        rows[name] = row
+    return rows
+
+
 def _fmt(stat, key="mean"):
     if stat["std"] is None:
         return f"{stat[key]:.3f}"
     return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def table5_row(name: str, r: dict) -> list[str]:
+    """A group's Table 5 cells (a :func:`score_rows` row with ``n_train``); "significant" is
+    the ΔAUC bootstrap interval excluding 0 (n/a without resamples), never the refit p."""
+    lo, hi = r["auc"]["ci95"]
+    vs = r.get("vs_baseline")
+    if vs is None:
+        delta, sig, p = "(baseline)", "", ""
+    else:
+        dlo, dhi = vs["auc_difference_ci95"]
+        delta = f"{vs['auc_difference']:+.3f} ({dlo:+.3f}, {dhi:+.3f})"
+        sig = "n/a" if np.isnan(dlo) else ("yes" if vs["significant"] else "no")
+        p = "n/a" if vs["p_value"] is None else f"{vs['p_value']:.3g}"
+    return [name, f"{r['n_train']['HGG']} / {r['n_train']['LGG']}", _fmt(r["auc"]),
+            f"{lo:.3f}-{hi:.3f}", _fmt(r["accuracy"]), _fmt(r["sensitivity"]),
+            _fmt(r["specificity"]), delta, sig, p]
 
 
 def table5_markdown(summary: dict) -> str:
@@ -246,7 +274,7 @@ def table5_markdown(summary: dict) -> str:
     fs = summary["feature_source"]
     base = summary["baseline"]
     header = ["Data", "n train (HGG / LGG)", "AUC", "AUC 95% CI", "Acc", "Sen", "Spe",
-              f"ΔAUC vs {base} (95% CI)", f"p vs {base}", "significant"]
+              f"ΔAUC vs {base} (95% CI)", "significant", f"p (refit seeds) vs {base}"]
     lines = [
         "# Table 5: HGG/LGG classification, ResNet-18 features + SVM",
         "",
@@ -255,20 +283,8 @@ def table5_markdown(summary: dict) -> str:
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for name, r in summary["groups"].items():
-        lo, hi = r["auc"]["ci95"]
-        vs = r.get("vs_baseline")
-        if vs is None:
-            delta, p, sig = "(baseline)", "", ""
-        else:
-            dlo, dhi = vs["auc_difference_ci95"]
-            delta = f"{vs['auc_difference']:+.3f} ({dlo:+.3f}, {dhi:+.3f})"
-            p = "n/a" if vs["p_value"] is None else f"{vs['p_value']:.3g}"
-            sig = "n/a" if vs["p_value"] is None else ("yes" if vs["significant"] else "no")
-        cells = [name, f"{r['n_train']['HGG']} / {r['n_train']['LGG']}", _fmt(r["auc"]),
-                 f"{lo:.3f}-{hi:.3f}", _fmt(r["accuracy"]), _fmt(r["sensitivity"]),
-                 _fmt(r["specificity"]), delta, p, sig]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(table5_row(name, r)) + " |"
+              for name, r in summary["groups"].items()]
     t = summary["test"]
     s = summary["settings"]
     lines += [
@@ -280,9 +296,11 @@ def table5_markdown(summary: dict) -> str:
         f"7-9). Features: first {s['n_keep']} of 512, standardised, RFE with a linear SVM to "
         f"{s['n_select']}, RBF SVM with C/gamma by {s['cv']}.",
         f"AUC 95% CI: percentile bootstrap over test patients ({s['bootstrap']['n_resamples']} "
-        "resamples) of the seed-mean AUC; ΔAUC CI: the same resamples, paired.",
-        f"p: {s['significance']}; it reflects the spread over re-seeded fits on one test set, "
-        "not test-set sampling error (see the ΔAUC interval for that). n/a with one seed.",
+        "resamples) of the seed-mean AUC; ΔAUC CI: the same resamples, paired. Significant: "
+        f"{s['significance']} (n/a when no resample holds both grades).",
+        f"p (refit seeds): {s['refit_seed_test']}. It measures the spread over re-seeded "
+        "CV/SVM fits on one test set, not uncertainty about the data, so it is not "
+        "significance. n/a with one seed.",
     ]
     if fs["stand_in"]:
         lines.append("NOTE: random features are a stand-in, not ImageNet features; these "

@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fproi_jax import atomic
+from fproi_jax import atomic, statistics
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import classify, evaluate as evaluate_lib
 from fproi_jax.evaluation import experiment_report, figures, report
@@ -169,7 +169,7 @@ def write_report(config, workdir, eval_dirs, labels, classification=None) -> dic
     summary = {
         "dataset": dataset,
         "reference": reference,
-        "alpha": report.ALPHA,
+        "alpha": statistics.ALPHA,
         "seeds": seeds,
         "methods": {labels[m]: m for m in eval_dirs},
         "runs": {labels[m]: [str(d.relative_to(workdir)) for d in dirs]

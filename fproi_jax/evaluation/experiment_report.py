@@ -9,9 +9,9 @@ BRATS the HGG and LGG slices). Per group, method and metric:
   left out and counted (as in report.py);
 - seeds: each seed's mean over its finite values, and their sample std (the spread between
   seeds; null with one seed);
-- a paired t-test (scipy.stats.ttest_rel, report._paired_test) of the reference method
+- a paired t-test (fproi_jax.statistics.paired_t_test) of the reference method
   (Fproi-GAN) against each other method on the seed-averaged values, significant at
-  p < report.ALPHA.
+  p < statistics.ALPHA.
 `pool` computes these numbers; `markdown` and `html` lay them out in tables.
 """
 import html as html_lib
@@ -19,6 +19,7 @@ import html as html_lib
 import numpy as np
 
 from fproi_jax.evaluation import report
+from fproi_jax.statistics import ALPHA, paired_t_test, sample_summary
 
 ALL_GROUP = "All slices"
 
@@ -55,15 +56,6 @@ def align(runs, groups=None):
     return list(first), aligned, masks
 
 
-def _seed_means(values):
-    """Each seed's mean over its finite values (None where it has none)."""
-    means = []
-    for row in values:
-        finite = row[np.isfinite(row)]
-        means.append(float(finite.mean()) if finite.size else None)
-    return means
-
-
 def pool(aligned, masks, reference):
     """Pooled statistics and paired t-tests per group (see the module docstring).
 
@@ -87,15 +79,15 @@ def pool(aligned, masks, reference):
             for method, by_metric in aligned.items():
                 values = by_metric[name][:, mask]
                 averaged[method] = values.mean(axis=0)  # +inf stays +inf
-                seed_means = _seed_means(values)
+                seed_means = [sample_summary(row)["mean"] for row in values]
                 known = [m for m in seed_means if m is not None]
                 statistics[name][method] = {
-                    **report._statistics(averaged[method]),
+                    **sample_summary(averaged[method]),
                     "seed_means": seed_means,
-                    "seed_std": float(np.std(known, ddof=1)) if len(known) > 1 else None,
+                    "seed_std": sample_summary(known)["std"],
                     "seeds": int(values.shape[0]),
                 }
-            tests[name] = {method: report._paired_test(averaged[reference], averaged[method])
+            tests[name] = {method: paired_t_test(averaged[reference], averaged[method])
                            for method in aligned if method != reference}
         out[group] = {"n_examples": int(mask.sum()), "metrics": statistics, "tests": tests}
     return out
@@ -164,7 +156,7 @@ def legend(reference, seeds):
     return (f"Mean ± sample std over the test examples of each example's value averaged over "
             f"{seeds} seed(s); (seeds ± s): the sample std of the {seeds} per-seed means. "
             f"*: paired t-test (on the seed-averaged values) against {reference} significant "
-            f"at p < {report.ALPHA}. † infinite values (Hausdorff with exactly one ROI empty) "
+            f"at p < {ALPHA}. † infinite values (Hausdorff with exactly one ROI empty) "
             f"left out of mean ± std. PSNR in dB, Hausdorff distances in pixels; — not "
             f"computed (MS-SSIM needs images of at least 176 px).")
 

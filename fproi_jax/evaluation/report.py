@@ -8,9 +8,9 @@ Choices:
 - mean ± sample standard deviation (ddof=1) over the examples;
 - +inf values (a Hausdorff distance where exactly one ROI is empty, a PSNR of identical
   images) are left out of mean and std and counted separately; NaN or -inf is an error;
-- comparisons: paired-samples t-test (scipy.stats.ttest_rel) of the reference method against
-  each other method, per metric, on the examples where both values are finite; the test is
-  undefined (p = null) with fewer than 2 such pairs or when all paired differences are equal.
+- comparisons: paired-samples t-test of the reference method against each other method, per
+  metric, on the examples where both values are finite (fproi_jax.statistics.paired_t_test:
+  p = null with fewer than 2 such pairs or when all paired differences are equal).
 Every file is written to a temporary name and renamed, so none is ever half-written.
 """
 import csv
@@ -19,9 +19,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
-
 from fproi_jax import atomic
+from fproi_jax.statistics import ALPHA, paired_t_test, sample_summary
 
 REGIONS = {"whole": "Whole image", "tumour": "Tumour region"}
 IMAGE_METRICS = {"psnr": "PSNR", "ssim": "SSIM", "ms_ssim": "MS-SSIM"}
@@ -39,7 +38,6 @@ METRICS = {
     "roi": tuple(ROI_METRICS),
 }
 ALL_METRICS = (*(name for names in METRICS["image"].values() for name in names), *METRICS["roi"])
-ALPHA = 0.05
 ID_COLUMN = "example_id"
 PER_EXAMPLE = "per_example.csv"
 
@@ -65,29 +63,6 @@ def _checked(per_example, example_ids, source):
             raise ValueError(f"{source}: {name} is NaN or -inf for examples {ids}")
         checked[name] = values
     return checked
-
-
-def _statistics(values):
-    """Mean, sample std, number of finite values and number of +inf values (left out)."""
-    finite = values[np.isfinite(values)]
-    return {
-        "mean": float(np.mean(finite)) if finite.size else None,
-        "std": float(np.std(finite, ddof=1)) if finite.size > 1 else None,
-        "n": int(finite.size),
-        "n_inf": int(values.size - finite.size),
-    }
-
-
-def _paired_test(reference, other):
-    """Paired t-test on the examples where both values are finite."""
-    keep = np.isfinite(reference) & np.isfinite(other)
-    a, b = reference[keep], other[keep]
-    result = {"t": None, "p": None, "n_pairs": int(keep.sum()), "n_dropped": int((~keep).sum())}
-    if a.size >= 2 and np.ptp(a - b) > 0:
-        test = stats.ttest_rel(a, b)
-        result.update(t=float(test.statistic), p=float(test.pvalue))
-    result["significant"] = result["p"] is not None and result["p"] < ALPHA
-    return result
 
 
 def _cell(stat):
@@ -174,7 +149,7 @@ def write_report(per_example, example_ids, out_dir, method, dataset):
         "method": method,
         "dataset": dataset,
         "n_examples": len(example_ids),
-        "metrics": {name: _statistics(v) for name, v in values.items()},
+        "metrics": {name: sample_summary(v) for name, v in values.items()},
     }
     atomic.write_text(out_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     cells = {method: {name: _cell(stat) for name, stat in summary["metrics"].items()}}
@@ -233,10 +208,10 @@ def compare_runs(run_dirs, reference, out_dir):
         aligned[method] = {name: v[order] for name, v in values.items()}
     metrics = [name for name in ALL_METRICS if all(name in v for v in aligned.values())]
 
-    statistics = {m: {name: _statistics(aligned[m][name]) for name in metrics} for m in aligned}
+    statistics = {m: {name: sample_summary(aligned[m][name]) for name in metrics} for m in aligned}
     tests = {
         name: {
-            m: _paired_test(aligned[reference][name], aligned[m][name])
+            m: paired_t_test(aligned[reference][name], aligned[m][name])
             for m in aligned
             if m != reference
         }
