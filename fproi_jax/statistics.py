@@ -53,3 +53,43 @@ def paired_t_test(reference, other):
         result.update(t=float(test.statistic), p=float(test.pvalue))
     result["significant"] = result["p"] is not None and result["p"] < ALPHA
     return result
+
+
+def bootstrap_difference(reference, other, units, resamples: int = 2000, seed: int = 0):
+    """Mean of other - reference with a 95% (1 - ALPHA) percentile interval that resamples
+    the independent units: seeds and patients.
+
+    reference, other: (seeds, N) per-example values of two methods (their seeds are separate
+    training runs, not pairs); units: (N,) the patient of each example. Each resample draws,
+    with replacement, each method's seeds and the patients (every example of a drawn patient
+    counts), and takes the difference of the two methods' means. Examples with a non-finite
+    value in any seed of either method are left out (counted in n_dropped).
+    Returns {"mean", "low", "high", "n_patients", "n_dropped", "excludes_0"}; mean, low and
+    high are None without examples.
+    """
+    reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
+    keep = np.isfinite(reference).all(axis=0) & np.isfinite(other).all(axis=0)
+    reference, other, units = reference[:, keep], other[:, keep], np.asarray(units)[keep]
+    result = {"mean": None, "low": None, "high": None, "n_patients": 0,
+              "n_dropped": int((~keep).sum()), "excludes_0": False}
+    if not keep.any():
+        return result
+    patients, index = np.unique(units, return_inverse=True)
+    # Per patient and seed: the sum and count of its examples' values.
+    counts = np.bincount(index, minlength=len(patients)).astype(np.float64)
+    sums = {name: np.stack([np.bincount(index, row, minlength=len(patients)) for row in values])
+            for name, values in (("reference", reference), ("other", other))}
+    rng = np.random.default_rng(seed)
+    drawn_patients = rng.integers(0, len(patients), (resamples, len(patients)))
+    weight = np.stack([np.bincount(row, minlength=len(patients)) for row in drawn_patients])
+    means = {}
+    for name, by_seed in sums.items():
+        seeds = rng.integers(0, len(by_seed), (resamples, len(by_seed)))
+        seed_sums = by_seed[seeds].mean(axis=1)            # (resamples, patients)
+        means[name] = (weight * seed_sums).sum(axis=1) / (weight * counts).sum(axis=1)
+    differences = means["other"] - means["reference"]
+    low, high = np.percentile(differences, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
+    result.update(mean=float(other.mean() - reference.mean()), low=float(low),
+                  high=float(high), n_patients=int(len(patients)),
+                  excludes_0=bool(low > 0 or high < 0))
+    return result

@@ -88,7 +88,7 @@ def test_experiment_trains_evaluates_and_reports_every_method(experiment_run):
         assert f"| {group} (n=" in markdown
 
     page = (out / "index.html").read_text()
-    assert page.count("<table>") == 4
+    assert page.count("<table>") == 5   # the verdict, then Tables 1-4 and their p-values
     images = re.findall(r'<img src="([^"]+)"', page)
     assert images == ["comparison_grid.png", "grey_histograms.png", "roi_grid.png"]
     for name in images:
@@ -96,6 +96,29 @@ def test_experiment_trains_evaluates_and_reports_every_method(experiment_run):
     for label in LABELS:
         assert f"<td>{label}</td>" in page
     assert "<td>HGG (n=" in page and "<td>LGG (n=" in page
+
+
+def test_the_report_opens_with_the_verdict(experiment_run):
+    """Ranking and Fproi-GAN's difference to each method, one row per metric, first in the
+    report; the interval's patients are the test split's patient ids."""
+    config, workdir, summary = experiment_run
+    verdict = summary["verdict"]
+    source = pipeline.load_split(config.data, config.data.test_split)
+    patients = {source[i]["patient_id"].decode() for i in range(len(source))}
+    assert verdict["title"] == f"Verdict: Fproi-GAN against each method ({len(patients)} " \
+                               f"test patients)"
+    assert verdict["header"] == ["Metric", "Ranking (best first)",
+                                 *(f"Fproi-GAN − {m}" for m in LABELS[1:])]
+    columns = report.read_per_example(workdir / "fproi_gan/seed_0/eval/Fproi-GAN")[1]
+    assert len(verdict["rows"]) == len(columns)
+    psnr = next(row for row in verdict["rows"] if row[0] == "PSNR (whole image)")
+    means = {label: summary["groups"]["All slices"]["metrics"]["whole_psnr"][label]["mean"]
+             for label in LABELS}
+    assert psnr[1] == " > ".join(sorted(means, key=lambda m: -means[m]))
+    difference = float(psnr[2].split()[0])
+    assert difference == pytest.approx(means["Fproi-GAN"] - means["Fproi-GAN w/o RFB"], abs=6e-4)
+    html = (workdir / "report" / "index.html").read_text()
+    assert html.index("<h2>Verdict: Fproi-GAN") < html.index("<h2>Image synthesis</h2>")
 
 
 def test_experiment_skips_finished_runs(experiment_run, caplog):

@@ -167,3 +167,47 @@ def test_statistics_policy_inf_left_out_nan_kept_and_equal_differences_untested(
     assert test["p"] == pytest.approx(stats.ttest_rel(a[:3], b[:3]).pvalue)
     assert (test["n_pairs"], test["n_dropped"]) == (3, 1)
     assert test["significant"] == (test["p"] < statistics.ALPHA)
+
+
+def _naive_bootstrap_difference(reference, other, units, resamples, seed):
+    """The resampling written out: draw patients, concatenate their examples, draw each
+    method's seeds, difference of means (the same random draws, in the same order)."""
+    rng = np.random.default_rng(seed)
+    patients = np.unique(units)
+    drawn = rng.integers(0, len(patients), (resamples, len(patients)))
+    seeds = {name: rng.integers(0, len(v), (resamples, len(v)))
+             for name, v in (("reference", reference), ("other", other))}
+    differences = []
+    for r in range(resamples):
+        examples = np.concatenate([np.flatnonzero(units == patients[p]) for p in drawn[r]])
+        means = {name: np.mean([v[s][examples].mean() for s in seeds[name][r]])
+                 for name, v in (("reference", reference), ("other", other))}
+        differences.append(means["other"] - means["reference"])
+    return np.percentile(differences, [2.5, 97.5])
+
+
+def test_bootstrap_difference_resamples_patients_and_seeds():
+    rng = np.random.default_rng(3)
+    units = np.repeat(np.array(["p1", "p2", "p3", "p4", "p5"]), [1, 4, 2, 3, 5])
+    reference, other = rng.normal(size=(3, 15)), rng.normal(0.5, 1, size=(2, 15))
+    result = statistics.bootstrap_difference(reference, other, units, resamples=300, seed=1)
+    np.testing.assert_allclose([result["low"], result["high"]],
+                               _naive_bootstrap_difference(reference, other, units, 300, 1),
+                               rtol=1e-12)
+    assert result["mean"] == pytest.approx(other.mean() - reference.mean())
+    assert result["n_patients"] == 5 and result["n_dropped"] == 0
+
+
+def test_bootstrap_difference_counts_patients_not_slices():
+    """Two patients of 50 slices: better on one, worse on the other. Slices as the unit
+    would call +0.5 certain; over patients the interval spans 0."""
+    units = np.repeat(["a", "b"], 50)
+    reference = np.zeros((1, 100))
+    other = np.concatenate([np.full(50, 2.0), np.full(50, -1.0)])[None] + \
+        np.random.default_rng(0).normal(0, 0.01, (1, 100))
+    by_patient = statistics.bootstrap_difference(reference, other, units)
+    by_slice = statistics.bootstrap_difference(reference, other, np.arange(100))
+    assert by_slice["excludes_0"] and not by_patient["excludes_0"]
+    assert by_patient["low"] < 0 < by_patient["high"]
+    other[0, 0] = np.inf
+    assert statistics.bootstrap_difference(reference, other, units)["n_dropped"] == 1

@@ -119,8 +119,10 @@ def _train_and_evaluate(config, directory, final_step, label):
     return eval_dir
 
 
-def example_groups(config) -> dict:
-    """{group name: example ids} of the test split: all slices, and per grade if it has one."""
+def test_examples(config) -> tuple[dict, dict]:
+    """({group name: example ids}, {example id: patient}) of the test split: the groups are
+    all slices and, if it has grades, one per grade; the patient is the example's
+    `patient_id` (each example its own patient for a dataset without one)."""
     source = pipeline.load_split(config.data, config.data.test_split)
     examples = [source[i] for i in range(len(source))]
     ids = [example_id(example, i) for i, example in enumerate(examples)]
@@ -128,7 +130,9 @@ def example_groups(config) -> dict:
     if examples and all("grade" in example for example in examples):
         for value, name in GRADES.items():
             groups[name] = {i for i, e in zip(ids, examples) if int(e["grade"]) == value}
-    return groups
+    patients = {i: e["patient_id"].decode() if "patient_id" in e else i
+                for i, e in zip(ids, examples)}
+    return groups, patients
 
 
 def _figures(out_dir, seed0_dirs, n):
@@ -160,8 +164,10 @@ def write_report(config, workdir, eval_dirs, labels, classification=None) -> dic
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = labels[REFERENCE] if REFERENCE in labels else labels[next(iter(labels))]
     runs = {labels[m]: [report.read_per_example(d) for d in dirs] for m, dirs in eval_dirs.items()}
-    _, aligned, masks = experiment_report.align(runs, example_groups(config))
+    groups, patients = test_examples(config)
+    ids, aligned, masks = experiment_report.align(runs, groups)
     pooled = experiment_report.pool(aligned, masks, reference)
+    verdict = experiment_report.verdict(aligned, [patients[i] for i in ids], reference)
     seeds = config.experiment.seeds
     dataset = f"{config.data.name} {config.data.test_split}"
     figure_list = _figures(out_dir, {labels[m]: dirs[0] for m, dirs in eval_dirs.items()},
@@ -174,6 +180,7 @@ def write_report(config, workdir, eval_dirs, labels, classification=None) -> dic
         "methods": {labels[m]: m for m in eval_dirs},
         "runs": {labels[m]: [str(d.relative_to(workdir)) for d in dirs]
                  for m, dirs in eval_dirs.items()},
+        "verdict": {"title": verdict[0], "header": verdict[1], "rows": verdict[2]},
         "groups": pooled,
         "figures": figure_list,
     }
@@ -189,7 +196,7 @@ def write_report(config, workdir, eval_dirs, labels, classification=None) -> dic
     intro = experiment_report.legend(reference, seeds)
     if seeds == 1:
         intro += " One seed: the spread between training runs is unknown."
-    table_list = experiment_report.tables(pooled, reference)
+    table_list = [verdict, *experiment_report.tables(pooled, reference)]
     if classification is not None and "skipped" not in classification:
         table_list += experiment_report.markdown_tables(
             (workdir / REPORT / "classify" / "table5.md").read_text())

@@ -13,13 +13,18 @@ BRATS the HGG and LGG slices). Per group, method and metric:
   (Fproi-GAN) against each other method on the seed-averaged values, significant at
   p < statistics.ALPHA.
 `pool` computes these numbers; `markdown` and `html` lay them out in tables.
+
+`verdict`, the table the report opens with: per metric, the methods ranked by their mean
+over seeds and examples, and the reference's difference to each other method with a 95%
+interval that resamples seeds and test patients (statistics.bootstrap_difference): the
+patient, not the slice, is the independent unit.
 """
 import html as html_lib
 
 import numpy as np
 
 from fproi_jax.evaluation import report
-from fproi_jax.statistics import ALPHA, paired_t_test, sample_summary
+from fproi_jax.statistics import ALPHA, bootstrap_difference, paired_t_test, sample_summary
 
 ALL_GROUP = "All slices"
 
@@ -93,6 +98,45 @@ def pool(aligned, masks, reference):
     return out
 
 
+HIGHER_IS_BETTER = ("psnr", "ssim", "ms_ssim", "dice")
+
+
+def _metric_label(name):
+    region, _, key = name.partition("_")
+    if region in report.REGIONS and key in report.IMAGE_METRICS:
+        return f"{report.IMAGE_METRICS[key]} ({report.REGIONS[region].lower()})"
+    return report.ROI_METRICS[name]
+
+
+def verdict(aligned, units, reference):
+    """(title, header, rows): per metric the ranking and `reference` - each other method,
+    mean (95% interval over seeds and patients), 'better'/'worse' where it excludes 0.
+
+    aligned: {method: {metric: (seeds, N)}} (align); units: (N,) patient of each example.
+    """
+    others = [m for m in aligned if m != reference]
+    rows = []
+    for name in next(iter(aligned.values())):
+        higher = name.split("_")[-1] in HIGHER_IS_BETTER
+        means = {m: sample_summary(v[name].ravel())["mean"] for m, v in aligned.items()}
+        ranked = sorted((m for m in means if means[m] is not None),
+                        key=lambda m: -means[m] if higher else means[m])
+        cells = []
+        for other in others:
+            d = bootstrap_difference(aligned[other][name], aligned[reference][name], units)
+            if d["mean"] is None:
+                cells.append("n/a")
+                continue
+            text = f"{d['mean']:+.3f} ({d['low']:+.3f}, {d['high']:+.3f})"
+            if d["excludes_0"]:
+                text += " better" if (d["mean"] > 0) == higher else " worse"
+            cells.append(text)
+        rows.append([_metric_label(name), " > ".join(ranked), *cells])
+    n_patients = len(set(np.asarray(units).tolist()))
+    return (f"Verdict: {reference} against each method ({n_patients} test patients)",
+            ["Metric", "Ranking (best first)", *(f"{reference} − {m}" for m in others)], rows)
+
+
 def _cell(stat, test):
     """'mean ± std (seeds ± s)', '*' where the t-test against the reference is significant."""
     text = report._cell(stat)
@@ -153,8 +197,11 @@ def tables(pooled, reference):
 
 
 def legend(reference, seeds):
-    return (f"Mean ± sample std over the test examples of each example's value averaged over "
-            f"{seeds} seed(s); (seeds ± s): the sample std of the {seeds} per-seed means. "
+    return (f"The verdict first: the methods ranked by their mean, and {reference}'s "
+            f"difference to each (positive: {reference} higher) with a 95% interval that "
+            f"resamples the {seeds} seed(s) and the test patients; 'better'/'worse' where the "
+            f"interval excludes 0. Then Tables 1-4: mean ± sample std over the test "
+            f"examples of each example's value averaged over {seeds} seed(s); (seeds ± s): the sample std of the {seeds} per-seed means. "
             f"*: paired t-test (on the seed-averaged values) against {reference} significant "
             f"at p < {ALPHA}. † infinite values (Hausdorff with exactly one ROI empty) "
             f"left out of mean ± std. PSNR in dB, Hausdorff distances in pixels; — not "
