@@ -179,7 +179,7 @@ def test_brats_mni_full_size_headers_labels_and_grades(tmp_path):
 def test_brats_mni_t2_contrast_follows_the_tissue_maps():
     from data_builders.phantom import mni
 
-    vols, seg, tissue = mni.make_case(np.random.default_rng(3), "LGG", 0, (120, 120, 78))
+    vols, seg, tissue = mni.make_case(np.random.default_rng(3), "LGG", 0, (120, 120, 78), return_tissue=True)
     t2 = vols["t2"].astype(float)
     free = seg == 0
     mean = {name: t2[(tissue[i] > 0.9) & free].mean() for i, name in enumerate(("gm", "wm", "csf"))}

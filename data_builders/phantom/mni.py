@@ -28,7 +28,7 @@ Per case, all seeded by (seed, case index): a smooth random deformation (a rando
 per-axis scale of +-6% about the centre plus a displacement field of a few mm, a sum of
 separable smooth products, applied with ``scipy.ndimage.map_coordinates``, order 1), an
 optional left-right flip, a gain (900-2500, +-10% per modality), a smooth multiplicative
-bias field (+-~15%), and Rician noise (sigma 2-4% of the gain) inside the brain; the
+bias field (+-~15%), and Rician noise (sigma 2-4% of the gain) where there is tissue; the
 background stays 0 as in the skull-stripped BRATS release.
 
 Tumours lie inside the deformed brain mask, centred on a brain voxel of the centre slice
@@ -158,10 +158,13 @@ def _blur_noise(rng, shape, cell):
     )
 
 
-def make_case(rng: np.random.Generator, grade: str, number: int, shape=FULL_SHAPE):
-    """({modality: int16 volume}, uint8 seg, (3, *shape) float32 GM/WM/CSF maps) of one case.
+def make_case(
+    rng: np.random.Generator, grade: str, number: int, shape=FULL_SHAPE, return_tissue=False
+):
+    """({modality: int16 volume}, uint8 seg, tissue) of one case.
 
-    The tissue maps are the deformed (and flipped) probabilities the volumes were mixed from.
+    ``tissue``: with ``return_tissue``, the (3, *shape) float32 GM/WM/CSF probabilities
+    (deformed, flipped) the volumes were mixed from; else None.
     """
     maps = tissue_maps()
     X, Y, Z = shape
@@ -236,7 +239,7 @@ def make_case(rng: np.random.Generator, grade: str, number: int, shape=FULL_SHAP
     thi = [min(n, int(np.ceil(c + reach * r)) + 1)
            for n, c, r in zip(sub, (tx, ty, tzc), (r_xy, r_xy, r_z))]
     seg_b = np.zeros(sub, np.uint8)
-    texture = np.ones(sub, np.float32)  # the tumour's own texture, +-~10%
+    tsl, texture = None, None
     if all(h > l for l, h in zip(tlo, thi)):
         tshape = tuple(h - l for l, h in zip(tlo, thi))
         irregular = _blur_noise(rng, tshape, max(2, X // (12 if hgg else 20)))
@@ -255,43 +258,52 @@ def make_case(rng: np.random.Generator, grade: str, number: int, shape=FULL_SHAP
         else:
             st[(d <= 0.30) & bt] = 1
         seg_b[tsl] = st
-        texture[tsl] += 0.10 * _blur_noise(rng, tshape, max(2, X // 48))
+        texture = 1.0 + 0.10 * _blur_noise(rng, tshape, max(2, X // 48))  # +-~10%
 
     gain = rng.uniform(900, 2500)
     bias = np.exp(0.15 * _separable_field(rng, sub, terms=2, knots=2))
     flip = bool(rng.integers(2))
-    idx = np.nonzero(brain)
-    rim = (mask_soft > 0.05) & ~brain  # partial-volume edge: noiseless
-    tum = {label: seg_b == label for label in (1, 2, 4)}
+    # Mix, bias and noise on the voxels with tissue only (flat), then scatter into the box.
+    keep = mask_soft > 0.05
+    tk = tb[:, keep]
+    ms = mask_soft[keep]
+    bk = bias[keep]
+    tumour_at = {}
+    if tsl is not None:
+        keep_t = keep[tsl]
+        pos = np.cumsum(keep.ravel()).reshape(sub) - 1  # flat position of each kept voxel
+        for label in (2, 1, 4):
+            m = (seg_b[tsl] == label) & keep_t
+            tumour_at[label] = (pos[tsl][m], texture[m])
     box = (ox, oy, oz)
     vols = {}
     for mi, mod in enumerate(MODALITIES):
         c = _TISSUE[mod]
-        v = c[0] * tb[0] + c[1] * tb[1] + c[2] * tb[2]
+        v = c[0] * tk[0] + c[1] * tk[1] + c[2] * tk[2]
         for label, key in ((2, "oedema"), (1, "necrosis" if hgg else "lgg_core"), (4, "enhancing")):
-            m = tum[label]
-            v[m] = _TUMOUR[key][mi] * mask_soft[m] * texture[m]
+            if label in tumour_at:
+                at, tex = tumour_at[label]
+                v[at] = _TUMOUR[key][mi] * ms[at] * tex
         g = gain * rng.uniform(0.9, 1.1)
-        v *= bias
+        v *= bk
         v *= g
-        vb = v[idx]
         sigma = rng.uniform(0.02, 0.04) * g
-        n1 = rng.standard_normal(vb.shape, dtype=np.float32) * sigma
-        n2 = rng.standard_normal(vb.shape, dtype=np.float32) * sigma
-        vb += n1
-        np.square(vb, out=vb)
-        vb += n2 * n2
-        vbox = np.zeros(sub, np.float32)
-        vbox[idx] = np.sqrt(vb)  # Rician magnitude
-        vbox[rim] = v[rim]
+        v += rng.standard_normal(v.shape, dtype=np.float32) * sigma
+        np.square(v, out=v)
+        n2 = rng.standard_normal(v.shape, dtype=np.float32) * sigma
+        v += n2 * n2
+        np.sqrt(v, out=v)  # Rician magnitude
+        vbox = np.zeros(sub, np.int16)
+        vbox[keep] = np.rint(np.minimum(v, 32767))
         out = np.zeros(shape, np.int16)
-        out[box] = np.rint(np.minimum(vbox, 32767))
+        out[box] = vbox
         vols[mod] = out[::-1].copy() if flip else out
     seg = np.zeros(shape, np.uint8)
     seg[box] = seg_b
-    tissue = np.zeros((3,) + tuple(shape), np.float32)
-    tissue[(slice(None),) + box] = tb
     if flip:
         seg = seg[::-1].copy()
-        tissue = tissue[:, ::-1].copy()
-    return vols, seg, tissue
+    if not return_tissue:
+        return vols, seg, None
+    tissue = np.zeros((3,) + tuple(shape), np.float32)
+    tissue[(slice(None),) + box] = tb
+    return vols, seg, tissue[:, ::-1].copy() if flip else tissue
