@@ -1,6 +1,11 @@
 """Synthetic BRATS 2017-like cases: NIfTI t1/t1ce/t2/flair + seg, in the release layout.
 
-Each case is an ellipsoid head (thin skull, brain with smooth texture, two CSF
+Two anatomies (``write_brats(..., anatomy=...)``, CLI ``--anatomy``): "ellipse" (the
+default, described here; the tiny test volumes use it) and "mni", real anatomy from the MNI
+ICBM152 2009 templates shipped inside nilearn, deformed per case (see
+:mod:`data_builders.phantom.mni`; same file layout, affine, z placement and special cases).
+
+With "ellipse" each case is an ellipsoid head (thin skull, brain with smooth texture, two CSF
 ventricles) with one tumour. HGG tumours are large: necrotic core (label 1), enhancing
 rim (label 4, bright on t1ce), oedema (label 2). LGG tumours are smaller: core (1) and
 oedema (2), no enhancement. On T2 the tumour is brighter than the brain (oedema < core).

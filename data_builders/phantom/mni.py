@@ -1,4 +1,4 @@
-"""BRATS phantom cases on real anatomy: the MNI ICBM152 2009c (sym, 09a) templates of nilearn.
+"""BRATS phantom cases on real anatomy: the MNI ICBM152 2009a (nonlinear, symmetric) templates.
 
 The templates ship inside the nilearn package (``nilearn/datasets/data/``, 197x233x189 at
 1 mm, RAS, skull-stripped T1 and grey/white-matter probability maps); they are read from
@@ -6,9 +6,10 @@ that folder with nibabel, never through a ``fetch_*`` function, so nothing is do
 
 Template -> BRATS grid (240x240x155, 1 mm, the affine of :func:`brats.brats_affine`, LPS):
 x and y are flipped (RAS -> LPS), the brain's bounding box is centred in x and y, and BRATS
-slice k is template slice k - 4 (the brain spans slices ~7-154; the paper's slices 90-105
-pass through the top of the lateral ventricles and the centrum semiovale). Other shapes
-resample that grid linearly (every z quantity scales with depth, as in the ellipse phantom).
+slice k is template slice k - 4 (the brain fills slices ~5-154, its last ~3 mm at the vertex
+cut; the paper's slices 90-105 pass through the bodies of the lateral ventricles and the
+corpus callosum). Other shapes resample that grid linearly (every z quantity scales with
+depth, as in the ellipse phantom).
 
 Tissue maps: GM and WM are the template's probabilities; the brain mask is the filled
 T1 > 2% region; CSF = mask * clip(1 - GM - WM, 0, 1) (ventricles, sulci). Each modality is
