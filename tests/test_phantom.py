@@ -176,6 +176,25 @@ def test_brats_mni_full_size_headers_labels_and_grades(tmp_path):
     assert (hgg == 1).sum() > 2 * (lgg == 1).sum()  # LGG: little core, HGG: necrosis
 
 
+def test_brats_mni_needs_no_network(tmp_path, monkeypatch):
+    import socket
+
+    from data_builders.phantom import mni
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network use: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    mni.tissue_maps.cache_clear()  # read the packaged templates again, under the ban
+    mni._box.cache_clear()
+    assert mni.template_dir().endswith(os.path.join("nilearn", "datasets", "data"))
+    (case,) = phantom.write_brats(tmp_path, cases=1, shape=(40, 40, 32), anatomy="mni")
+    assert (_load(case, "t2") > 0).mean() > 0.1
+    assert mni.tissue_maps.cache_info().misses == 1
+
+
 def test_brats_mni_t2_contrast_follows_the_tissue_maps():
     from data_builders.phantom import mni
 

@@ -76,9 +76,14 @@ _TUMOUR = {
 
 def template_dir() -> str:
     """nilearn's packaged data folder (no network: the files ship with the wheel)."""
-    import nilearn  # pylint: disable=g-import-not-at-top
+    import importlib.util  # pylint: disable=g-import-not-at-top
 
-    return os.path.join(os.path.dirname(nilearn.__file__), "datasets", "data")
+    spec = importlib.util.find_spec("nilearn")  # located, not imported: no nilearn code runs
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "the MNI phantom needs nilearn==0.14.1 (requirements.txt) for its templates"
+        )
+    return os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data")
 
 
 @functools.lru_cache(maxsize=1)
