@@ -36,7 +36,9 @@ Tumours lie inside the deformed brain mask, centred on a brain voxel of the cent
 far from the mask's edge, in a random hemisphere. HGG: radius 0.13-0.17 of X (oedema),
 enhancing rim (4) inside d <= 0.62, necrotic core (1) inside d <= 0.40, with an irregular
 boundary; LGG: radius 0.08-0.11 of X, no enhancement, a small non-enhancing core (1, d <=
-0.30) and a more diffuse, more irregular oedema. z placement and the special cases are
+0.30) and a more diffuse, more irregular oedema. Oedema fades into the surrounding tissue
+towards its edge (LGG over the outer 40% of its radius down to 35% strength; HGG over 15%,
+down to 70%); the labels are not faded. z placement and the special cases are
 those of the ellipse phantom (see :mod:`brats`).
 """
 
@@ -265,6 +267,10 @@ def make_case(
             st[(d <= 0.30) & bt] = 1
         seg_b[tsl] = st
         texture = 1.0 + 0.10 * _blur_noise(rng, tshape, max(2, X // 48))  # +-~10%
+        # Oedema fades into the tissue towards its edge: over the outer 40% of its radius to
+        # 35% strength in LGG (diffuse), over the outer 15% to 70% in HGG.
+        fade, floor = (0.15, 0.70) if hgg else (0.40, 0.35)
+        weight = np.clip((1.0 - d) / fade, floor, 1.0).astype(np.float32)
 
     gain = rng.uniform(900, 2500)
     bias = np.exp(0.15 * _separable_field(rng, sub, terms=2, knots=2))
@@ -280,7 +286,7 @@ def make_case(
         pos = np.cumsum(keep.ravel()).reshape(sub) - 1  # flat position of each kept voxel
         for label in (2, 1, 4):
             m = (seg_b[tsl] == label) & keep_t
-            tumour_at[label] = (pos[tsl][m], texture[m])
+            tumour_at[label] = (pos[tsl][m], texture[m], weight[m] if label == 2 else 1.0)
     box = (ox, oy, oz)
     vols = {}
     for mi, mod in enumerate(MODALITIES):
@@ -288,8 +294,8 @@ def make_case(
         v = c[0] * tk[0] + c[1] * tk[1] + c[2] * tk[2]
         for label, key in ((2, "oedema"), (1, "necrosis" if hgg else "lgg_core"), (4, "enhancing")):
             if label in tumour_at:
-                at, tex = tumour_at[label]
-                v[at] = _TUMOUR[key][mi] * ms[at] * tex
+                at, tex, w = tumour_at[label]
+                v[at] = w * (_TUMOUR[key][mi] * ms[at] * tex) + (1.0 - w) * v[at]
         g = gain * rng.uniform(0.9, 1.1)
         v *= bk
         v *= g
