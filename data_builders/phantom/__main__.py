@@ -5,6 +5,8 @@ Flags:
   --size    BRATS: XxYxZ (default 240x240x155). INbreast: ROWSxCOLS, several separated by
             commas, cycled per patient (default 4084x3328,3328x2560).
   --seed    random seed (default 0).
+  --anatomy BRATS: ellipse (default; an ellipsoid head) or mni (the MNI ICBM152 2009 brain
+            shipped inside nilearn, deformed per case; no download).
 """
 
 import sys
@@ -18,6 +20,9 @@ _OUT = flags.DEFINE_string("out", None, "output (manual) directory", required=Tr
 _CASES = flags.DEFINE_integer("cases", None, "number of cases (brats) or images (inbreast)")
 _SIZE = flags.DEFINE_string("size", None, "brats: XxYxZ; inbreast: ROWSxCOLS[,ROWSxCOLS]")
 _SEED = flags.DEFINE_integer("seed", 0, "random seed")
+_ANATOMY = flags.DEFINE_enum(
+    "anatomy", "ellipse", ["ellipse", "mni"], "brats: ellipsoid head or the MNI 2009 brain"
+)
 
 
 def _parse(s):
@@ -31,10 +36,11 @@ def main(argv):
     if argv[1] == "brats":
         shape = _parse(_SIZE.value) if _SIZE.value else phantom.FULL_SHAPE
         out = phantom.write_brats(
-            _OUT.value, cases=_CASES.value or 20, shape=shape, seed=_SEED.value, progress=True
+            _OUT.value, cases=_CASES.value or 20, shape=shape, seed=_SEED.value, progress=True,
+            anatomy=_ANATOMY.value,
         )
         print(
-            f"wrote {len(out)} BRATS phantom cases of shape {shape} to {_OUT.value} "
+            f"wrote {len(out)} BRATS phantom cases ({_ANATOMY.value}) of shape {shape} to {_OUT.value} "
             f"in {time.time() - t:.1f} s"
         )
     else:

@@ -1,6 +1,11 @@
 """Synthetic BRATS 2017-like cases: NIfTI t1/t1ce/t2/flair + seg, in the release layout.
 
-Each case is an ellipsoid head (thin skull, brain with smooth texture, two CSF
+Two anatomies (``write_brats(..., anatomy=...)``, CLI ``--anatomy``): "ellipse" (the
+default, described here; the tiny test volumes use it) and "mni", real anatomy from the MNI
+ICBM152 2009 templates shipped inside nilearn, deformed per case (see
+:mod:`data_builders.phantom.mni`; same file layout, affine, z placement and special cases).
+
+With "ellipse" each case is an ellipsoid head (thin skull, brain with smooth texture, two CSF
 ventricles) with one tumour. HGG tumours are large: necrotic core (label 1), enhancing
 rim (label 4, bright on t1ce), oedema (label 2). LGG tumours are smaller: core (1) and
 oedema (2), no enhancement. On T2 the tumour is brighter than the brain (oedema < core).
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +33,7 @@ from scipy import ndimage
 FULL_SHAPE = (240, 240, 155)
 PAPER_DEPTH = 155
 MODALITIES = ("t1", "t1ce", "t2", "flair")
+ANATOMIES = ("ellipse", "mni")
 # Tissue intensities (fraction of the case's maximum) per modality.
 _TISSUE = {
     #             t1    t1ce  t2    flair
@@ -156,8 +163,15 @@ def write_brats(
     shape: Sequence[int] = FULL_SHAPE,
     seed: int = 0,
     progress: bool = False,
+    anatomy: str = "ellipse",
 ) -> list[dict]:
     """Writes ``cases`` synthetic cases under ``out_dir/{HGG,LGG}/<case>/``.
+
+    ``anatomy``: "ellipse" (the default: an ellipsoid head, fastest at tiny sizes) or "mni"
+    (the MNI ICBM152 2009 brain shipped with nilearn, deformed per case; see
+    :mod:`data_builders.phantom.mni`). With "mni" each case is seeded by (seed, case id)
+    alone, so a case is the same whatever ``cases`` is; with "ellipse" by a stream drawn
+    from ``seed`` in case order.
 
     Returns one dict per case: grade, case_id, dir, files {modality|'seg': path}, affine,
     shape, tumour_slices (axial indices whose seg has tumour).
@@ -167,12 +181,20 @@ def write_brats(
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 8:
         raise ValueError(f"shape must be 3 sizes >= 8, got {shape}")
+    if anatomy not in ANATOMIES:
+        raise ValueError(f"anatomy must be one of {ANATOMIES}, got {anatomy!r}")
     rng = np.random.default_rng(seed)
     affine = brats_affine(shape)
     written = []
     ids = case_ids(cases)
     for n, (grade, case_id, number) in enumerate(ids):
-        vols, seg = make_case(np.random.default_rng(rng.integers(2**32)), grade, number, shape)
+        case_seed = rng.integers(2**32)
+        if anatomy == "mni":
+            from data_builders.phantom import mni  # pylint: disable=g-import-not-at-top
+
+            vols, seg, _ = mni.make_case(np.random.default_rng([seed, zlib.crc32(case_id.encode())]), grade, number, shape)
+        else:
+            vols, seg = make_case(np.random.default_rng(case_seed), grade, number, shape)
         case_dir = os.path.join(os.fspath(out_dir), grade, case_id)
         os.makedirs(case_dir, exist_ok=True)
         files = {}
