@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make paper-demo`: phantom BRATS data -> build -> train and evaluate every method of the
 # paper's comparison at 64x64 (configs/paper_demo.py) -> tables, figures and Table 5 (the
-# HGG/LGG classifier) in one report. 80 phantom cases: the classifier's 5-fold CV grouped by
-# patient needs 5 patients of each grade in its training split (the synthesis test split).
+# HGG/LGG classifier) in one report. 80 phantom cases on the MNI brain (--anatomy=mni): the
+# classifier's 5-fold CV grouped by patient needs 5 patients of each grade in its training
+# split (the synthesis test split).
 # Resumes: finished runs and evaluations are skipped. Extra arguments go to launch.py, e.g.
 # `bash scripts/paper_demo.sh --config.train.num_steps=30`.
 set -euo pipefail
@@ -15,7 +16,7 @@ if [ -d "$DEMO/raw/HGG" ]; then
   echo "== phantom BRATS data: already in $DEMO/raw"
 else
   echo "== writing phantom BRATS data to $DEMO/raw"
-  "$PY" -m data_builders.phantom brats --cases=80 --out="$DEMO/raw.tmp"
+  "$PY" -m data_builders.phantom brats --anatomy=mni --cases=80 --out="$DEMO/raw.tmp"
   rm -rf "$DEMO/raw" && mv "$DEMO/raw.tmp" "$DEMO/raw"
 fi
 
