@@ -46,6 +46,20 @@ _TISSUE = {
 }
 
 
+def tumour_depth(hgg: bool, number: int, zs: float) -> tuple[float, float]:
+    """(centre, half-height) of a case's tumour along z, in voxels (zs: depth / 155).
+
+    Centred at slice 97.5 so the paper's slices cut it, except the special cases that
+    exercise the builder's exclusions (by case number within the grade): HGG 4 (mod 7) and
+    LGG 1 (mod 4) far below every paper slice, 3 (mod 5) shifted up past the lowest one.
+    """
+    r_z = (19.0 if hgg else 13.0) * zs
+    if (hgg and number % 7 == 4) or (not hgg and number % 4 == 1):
+        return 45.0 * zs, r_z
+    if number % 5 == 3:
+        return (97.5 + (17.0 if hgg else 15.0)) * zs, r_z
+    return 97.5 * zs, r_z
+
 def scale_slices(slices: Sequence[int], depth: int) -> tuple[int, ...]:
     """Paper slice indices (for 155 slices) scaled to a volume of ``depth`` slices."""
     return tuple(
@@ -99,15 +113,9 @@ def make_case(rng: np.random.Generator, grade: str, number: int, shape=FULL_SHAP
     irregular = _smooth_noise(rng, shape, max(2, X // 12))
 
     # Tumour geometry (in voxels), per grade.
-    k_in_grade = number
     hgg = grade == "HGG"
     r_xy = (rng.uniform(0.17, 0.22) if hgg else rng.uniform(0.10, 0.13)) * X
-    r_z = (19.0 if hgg else 13.0) * zs
-    zc = 97.5 * zs
-    if (hgg and k_in_grade % 7 == 4) or (not hgg and k_in_grade % 4 == 1):
-        zc = 45.0 * zs  # far below the paper slices: every paper slice tumour-free
-    elif k_in_grade % 5 == 3:
-        zc = (97.5 + (17.0 if hgg else 15.0)) * zs  # lowest paper slice tumour-free
+    zc, r_z = tumour_depth(hgg, number, zs)
     side = rng.choice([-1.0, 1.0])
     cx = (X - 1) / 2 + side * rng.uniform(0.08, 0.16) * X
     cy = (Y - 1) / 2 + rng.uniform(-0.15, 0.15) * Y

@@ -51,6 +51,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from data_builders.phantom.brats import tumour_depth
+
 FULL_SHAPE = (240, 240, 155)
 PAPER_DEPTH = 155
 MODALITIES = ("t1", "t1ce", "t2", "flair")
@@ -219,12 +221,7 @@ def make_case(
     # Tumour geometry (in voxels), per grade; z placement as in the ellipse phantom.
     hgg = grade == "HGG"
     r_xy = (rng.uniform(0.13, 0.17) if hgg else rng.uniform(0.08, 0.11)) * X
-    r_z = (19.0 if hgg else 13.0) * zs
-    zc = 97.5 * zs
-    if (hgg and number % 7 == 4) or (not hgg and number % 4 == 1):
-        zc = 45.0 * zs  # far below the paper slices: every paper slice tumour-free
-    elif number % 5 == 3:
-        zc = (97.5 + (17.0 if hgg else 15.0)) * zs  # lowest paper slice tumour-free
+    zc, r_z = tumour_depth(hgg, number, zs)
     kz = int(min(oz.stop - 1, max(oz.start, round(zc)))) - oz.start
     side = rng.choice([-1.0, 1.0])
     sl = brain[:, :, kz]
