@@ -29,7 +29,9 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation import classify, evaluate, experiment, synthesize
+from fproi_jax import tasks
+from fproi_jax.evaluation import evaluate, synthesize
+from fproi_jax.experiment import grid
 from fproi_jax.methods import get_method
 from fproi_jax.models.summary import parameter_table
 from fproi_jax.store import config_file, export
@@ -103,12 +105,14 @@ def main(argv):
     elif FLAGS.mode == "compare":
         evaluate.compare(config, workdir)
     elif FLAGS.mode == "experiment":
-        experiment.run(config, workdir)
+        if grid.run(config, workdir) is not None and not config.experiment.only:
+            print(f"Experiment report: {(workdir / grid.REPORT / 'index.html').absolute()}")
     elif FLAGS.mode == "synthesize":
         synthesize.synthesize(config, workdir)
     elif FLAGS.mode == "classify":
         runs = evaluate.parse_runs(config.classify.runs, "classify.runs", 1, "RUN_DIR")
-        classify.classify(config, runs, workdir / "classify")
+        result = tasks.get_task("classification").run(config, runs, workdir / "classify")
+        print("\n".join(table.markdown() for table in result.tables))
 
 
 def _main_with_clear_errors(argv):
@@ -118,7 +122,7 @@ def _main_with_clear_errors(argv):
         main(argv)
     except (pipeline.DatasetNotBuiltError, pipeline.ImageSizeError,
             config_file.InvalidConfigError, WorkdirLockedError, CheckpointError,
-            UnwritableError, loop.NonFiniteLossError) as e:
+            UnwritableError, loop.NonFiniteLossError, tasks.InsufficientDataError) as e:
         sys.exit(f"FATAL {e}")
 
 

@@ -5,7 +5,7 @@ Paper section 3: Adam with default parameters, learning rate 2e-4, 300 epochs.
 import ml_collections
 from ml_collections import config_dict
 
-from fproi_jax import methods
+from fproi_jax import methods, tasks
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -56,21 +56,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.source_slice_size = 240    # in-plane size of the source volumes (BRATS: 240),
                                            # for the NIfTI affine of synthesized slices
 
-    # --mode=classify (paper Table 5): an HGG/LGG classifier trained on the test split's real
+    # The downstream tasks' settings (fproi_jax/tasks/), e.g. config.classify of paper
+    # Table 5 (--mode=classify): an HGG/LGG classifier trained on the test split's real
     # slices, alone and with each run's synthesized slices, tested on the train split.
-    config.classify = ml_collections.ConfigDict()
-    config.classify.runs = ""               # "Fproi-GAN=RUN_DIR,CycleGAN=RUN_DIR" (or exports)
-    config.classify.features = "random"     # random[:SEED] (a stand-in) | imagenet:NPZ | in_domain
-    config.classify.seeds = 5               # SVM/CV fits per group, for mean +- std and t-tests
-    config.classify.new_rois = True         # also a group of F(y') for deformed real ROIs y'
-    config.classify.seed = 0                # of the ROI deformations
-    config.classify.deform_alpha = 34.0     # elastic deformation strength (pixels) and
-    config.classify.deform_sigma = 4.0      # smoothness (Simard et al. 2003)
+    tasks.add_task_configs(config)
 
     # --mode=experiment: every method in this tuple, trained with each seed in range(seeds).
     config.experiment = ml_collections.ConfigDict()
     config.experiment.methods = tuple(methods.REGISTRY)
     config.experiment.seeds = 1
-    config.experiment.classify = True       # also Table 5 (config.classify) of the seed-0 runs
+    config.experiment.tasks = ("classification",)  # downstream tasks of the seed-0 runs
     config.experiment.only = ""             # "<method>/seed_<k>": that run alone, no report
     return config

@@ -8,7 +8,7 @@ import numpy as np
 
 from conftest import REPO, tiny_config
 from fproi_jax.data import deform
-from fproi_jax.evaluation import classify
+from fproi_jax.tasks import pairs
 from fproi_jax.methods import get_method
 from fproi_jax.store import export as export_lib
 
@@ -34,7 +34,7 @@ def test_classify_mode_writes_table5_with_each_group(classify_brats, tmp_path):
     summary = json.loads((tmp_path / "classify" / "table5.json").read_text())
     groups = summary["groups"]
     assert list(groups) == ["Real only", "+ Fproi-GAN", "+ Fproi-GAN (new ROIs)"]
-    real = classify.load_slices(config, "test")  # the classifier's training slices
+    real = pairs.load_slices(config, "test")  # the classifier's training slices
     n = {"HGG": int((real["grade"] == 0).sum()), "LGG": int((real["grade"] == 1).sum())}
     assert groups["Real only"]["n_train"] == n
     for name in ("+ Fproi-GAN", "+ Fproi-GAN (new ROIs)"):
@@ -52,11 +52,11 @@ def test_new_rois_are_deformed_binary_masks_of_similar_area():
     yy, xx = np.mgrid[:64, :64]
     roi = (((yy - 30) ** 2 + (xx - 34) ** 2) < 144).astype(np.float32)[..., None]
     rois = np.stack([roi, roi])
-    made = classify.new_rois(rois, seed=0, alpha=34.0, sigma=4.0)
+    made = pairs.new_rois(rois, seed=0, alpha=34.0, sigma=4.0)
     assert made.shape == rois.shape and set(np.unique(made)) <= {0.0, 1.0}
     for new in made:
         assert abs(new.sum() - roi.sum()) < 0.2 * roi.sum()
         assert np.abs(new - roi).sum() > 20          # moved
     assert np.abs(made[0] - made[1]).sum() > 0       # one deformation per ROI
-    np.testing.assert_array_equal(made, classify.new_rois(rois, 0, 34.0, 4.0))  # seeded
+    np.testing.assert_array_equal(made, pairs.new_rois(rois, 0, 34.0, 4.0))  # seeded
     np.testing.assert_array_equal(deform.deform_roi(roi, jax.random.key(3), 0.0, 4.0), roi)

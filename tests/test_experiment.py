@@ -13,7 +13,8 @@ from scipy import stats
 
 from conftest import run_launch, start_launch, tiny_config, write_config_file
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation import experiment, experiment_report, report
+from fproi_jax.evaluation import report
+from fproi_jax.experiment import grid as experiment, tables as experiment_report
 from fproi_jax.evaluation.load import example_id
 from fproi_jax.methods import REGISTRY
 from fproi_jax.store import config_file
@@ -45,8 +46,8 @@ def test_experiment_trains_evaluates_and_reports_every_method(experiment_run):
     config, workdir, summary = experiment_run
     # Table 5 cannot run on these few patients (and these splits share them): the report
     # says why instead of failing.
-    assert "patient" in summary["table5"]["skipped"]
-    assert "Table 5 (classifier) skipped" in (workdir / "report" / "index.html").read_text()
+    assert "patient" in summary["tasks"]["classification"]["skipped"]
+    assert "Task classification skipped" in (workdir / "report" / "index.html").read_text()
     for method in REGISTRY:
         run = workdir / method / "seed_0"
         assert experiment.latest_step(run) == 1, method
@@ -159,7 +160,7 @@ def test_cells_trained_as_concurrent_jobs_are_found_by_the_report(tiny_brats, tm
     config = tiny_config(tiny_brats)
     config.train.num_steps = 1
     config.experiment.methods = ("fproi_gan", "dcgan")
-    config.experiment.classify = False
+    config.experiment.tasks = ()
     config_path = str(write_config_file(tmp_path / "tiny.py", config))
     args = [f"--config={config_path}", f"--workdir={tmp_path / 'grid'}", "--mode=experiment"]
     cells = [start_launch([*args, f"--config.experiment.only={cell}"])
@@ -192,6 +193,16 @@ def test_unknown_method_is_refused(tiny_brats, tmp_path):
     config.experiment.methods = ("fproi_gan", "stylegan")
     with pytest.raises(ValueError, match="stylegan"):
         experiment.run(config, tmp_path)
+
+
+def test_unknown_task_is_refused_before_any_training(tiny_brats, tmp_path):
+    config = tiny_config(tiny_brats)
+    config.experiment.tasks = ("classification", "detection")
+    with pytest.raises(config_file.InvalidConfigError,
+                       match=r"experiment.tasks=.*unknown \['detection'\]; choose from "
+                             r"classification"):
+        experiment.run(config, tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 def _hand_made():
@@ -252,13 +263,13 @@ def test_tables_mark_significant_cells():
     pooled = experiment_report.pool(aligned, masks, "A")
     assert pooled["All slices"]["tests"]["dice"]["B"]["significant"]
     tables = experiment_report.tables(pooled, "A")
-    (_, header, rows) = tables[1]  # ROI synthesis
-    assert header == ["Slices", "Method", "Dice", "Hausdorff (eq. 6, pixels)"]
+    header, rows = tables[1].header, tables[1].rows  # ROI synthesis
+    assert header == ("Slices", "Method", "Dice", "Hausdorff (eq. 6, pixels)")
     row_b = next(r for r in rows if r[1] == "B")
     row_a = next(r for r in rows if r[1] == "A")
     assert row_b[2].endswith(" *") and not row_a[2].endswith("*")
     assert "(seeds ± " in row_a[2]
-    (_, _, p_rows) = tables[3]
+    p_rows = tables[3].rows
     assert next(r for r in p_rows if r[1] == "A")[2] == "reference"
 
 
@@ -269,9 +280,9 @@ def test_experiment_adds_table5_and_figure9(classify_brats, tmp_path):
     config.train.num_steps = 1
     config.classify.seeds = 2
     summary = experiment.run(config, tmp_path)
-    groups = summary["table5"]["groups"]
+    groups = summary["tasks"]["classification"]["groups"]
     assert list(groups) == ["Real only", "+ Fproi-GAN", "+ Fproi-GAN (new ROIs)"]
     page = (tmp_path / "report" / "index.html").read_text()
     assert "<td>+ Fproi-GAN (new ROIs)</td>" in page
-    assert '<img src="classify/figure9_roc.png"' in page
-    assert (tmp_path / "report" / "classify" / "figure9_roc.png").stat().st_size > 0
+    assert '<img src="classification/figure9_roc.png"' in page
+    assert (tmp_path / "report" / "classification" / "figure9_roc.png").stat().st_size > 0

@@ -42,7 +42,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fproi_jax import atomic  # noqa: E402
+from fproi_jax import atomic, results  # noqa: E402
 from fproi_jax.statistics import ALPHA, sample_summary  # noqa: E402
 from fproi_jax.classify import features as features_lib  # noqa: E402
 from fproi_jax.classify import metrics, svm  # noqa: E402
@@ -123,6 +123,7 @@ def run_experiment(
     allow_synthetic_test_patients: bool = False,
     svm_options: dict | None = None,
     progress: bool = True,
+    protocol: str = "",
 ) -> dict:
     """Runs Table 5 / Figure 9 (module docstring); returns the summary dict (also written
     to ``out_dir/table5.json`` when ``out_dir`` is given).
@@ -137,6 +138,7 @@ def run_experiment(
       seeds: one SVM/CV fit per seed and group.
       baseline: the real-only group; default "Real only" if present, else the first group.
       svm_options: extra keyword arguments of :func:`svm.fit_and_score`.
+      protocol: how the sets were drawn, kept in the summary and printed under the table.
     """
     t0 = time.time()
     if not groups:
@@ -204,11 +206,13 @@ def run_experiment(
         timing_s=dict(features=round(t_features, 2), total=round(time.time() - t0, 2),
                       distinct_images=n_unique),
     )
+    if protocol:
+        summary["protocol"] = protocol
     if out_dir is not None:
         out = pathlib.Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(out / "table5.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
-        atomic.write_text(out / "table5.md", table5_markdown(summary))
+        atomic.write_text(out / "table5.json", results.json_text(summary))
+        atomic.write_text(out / "table5.md", table5(summary).markdown(level=1))
         with atomic.replacing(out / "scores.npz") as tmp:
             np.savez(tmp, y_true=y_true, patient_ids=test[2], groups=np.asarray(names),
                      seeds=np.asarray(seeds), scores=scores)
@@ -269,26 +273,17 @@ def table5_row(name: str, r: dict) -> list[str]:
             _fmt(r["specificity"]), delta, sig, p]
 
 
-def table5_markdown(summary: dict) -> str:
-    """Table 5 laid out as the paper (plus intervals, counts and tests) in Markdown."""
+def table5(summary: dict) -> results.Table:
+    """Table 5 laid out as the paper (plus intervals, counts and tests), with its notes:
+    feature source, test set, settings, and the protocol when the summary has one."""
     fs = summary["feature_source"]
     base = summary["baseline"]
     header = ["Data", "n train (HGG / LGG)", "AUC", "AUC 95% CI", "Acc", "Sen", "Spe",
               f"ΔAUC vs {base} (95% CI)", "significant", f"p (refit seeds) vs {base}"]
-    lines = [
-        "# Table 5: HGG/LGG classification, ResNet-18 features + SVM",
-        "",
-        f"Feature source: {fs['description']}.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    lines += ["| " + " | ".join(table5_row(name, r)) + " |"
-              for name, r in summary["groups"].items()]
     t = summary["test"]
     s = summary["settings"]
-    lines += [
-        "",
+    notes = [
+        f"Feature source: {fs['description']}.",
         f"Test set: {t['n']['HGG']} HGG + {t['n']['LGG']} LGG slices from {t['n_patients']} "
         f"patients. Seeds: {len(summary['seeds'])} ({', '.join(map(str, summary['seeds']))}); "
         "mean ± std over seeds (std omitted with one seed).",
@@ -303,9 +298,12 @@ def table5_markdown(summary: dict) -> str:
         "significance. n/a with one seed.",
     ]
     if fs["stand_in"]:
-        lines.append("NOTE: random features are a stand-in, not ImageNet features; these "
+        notes.append("NOTE: random features are a stand-in, not ImageNet features; these "
                      "numbers are not comparable with the paper's.")
-    return "\n".join(lines) + "\n"
+    if summary.get("protocol"):
+        notes.append(summary["protocol"])
+    return results.Table("Table 5: HGG/LGG classification, ResNet-18 features + SVM", header,
+                         [table5_row(name, r) for name, r in summary["groups"].items()], notes)
 
 
 def _mean_roc(y_true, scores_per_seed, grid):

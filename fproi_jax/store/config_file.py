@@ -3,7 +3,8 @@ continuing the run asks for the same run.
 
 A resumed run must be the run its checkpoints hold: every field must equal the stored one,
 except the bookkeeping (where the data lies, how often to log, sample and save), the
-sections that do not touch training (eval, classify, experiment), and the learning rate
+sections that do not touch training (all but seed, data, model and train: eval, the
+downstream tasks' settings, experiment), and the learning rate
 (lowering it is how a diverged run is continued). A longer or shorter num_steps /
 num_epochs is accepted only with the constant learning rate: linear_decay derives its
 schedule from the total, so the steps already taken would belong to another schedule.
@@ -26,7 +27,7 @@ BOOKKEEPING_FIELDS = ("data.data_dir", "train.log_every", "train.checkpoint_ever
                       "train.keep_checkpoints", "train.sample_every", "train.num_samples")
 RESUMABLE_FIELDS = BOOKKEEPING_FIELDS + ("train.learning_rate",)
 LENGTH_FIELDS = ("train.num_steps", "train.num_epochs")
-UNTRAINED_SECTIONS = ("eval.", "classify.", "experiment.")
+TRAINED_SECTIONS = ("data.", "model.", "train.")  # and the field "seed"
 
 
 class InvalidConfigError(ValueError):
@@ -61,7 +62,7 @@ def differences(stored: dict, requested: dict) -> dict:
 
 
 def _allowed(field: str, stored: dict, strict: bool) -> bool:
-    if field.startswith(UNTRAINED_SECTIONS):
+    if field != "seed" and not field.startswith(TRAINED_SECTIONS):
         return True
     if field in (BOOKKEEPING_FIELDS if strict else RESUMABLE_FIELDS):
         return True

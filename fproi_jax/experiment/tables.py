@@ -12,17 +12,16 @@ BRATS the HGG and LGG slices). Per group, method and metric:
 - a paired t-test (fproi_jax.statistics.paired_t_test) of the reference method
   (Fproi-GAN) against each other method on the seed-averaged values, significant at
   p < statistics.ALPHA.
-`pool` computes these numbers; `markdown` and `html` lay them out in tables.
+`pool` computes these numbers; `tables` lays them out as results.Table values.
 
 `verdict`, the table the report opens with: per metric, the methods ranked by their mean
 over seeds and examples, and the reference's difference to each other method with a 95%
 interval that resamples seeds and test patients (statistics.bootstrap_difference): the
 patient, not the slice, is the independent unit.
 """
-import html as html_lib
-
 import numpy as np
 
+from fproi_jax import results
 from fproi_jax.evaluation import report
 from fproi_jax.statistics import ALPHA, bootstrap_difference, paired_t_test, sample_summary
 
@@ -108,8 +107,8 @@ def _metric_label(name):
     return report.ROI_METRICS[name]
 
 
-def verdict(aligned, units, reference):
-    """(title, header, rows): per metric the ranking and `reference` - each other method,
+def verdict(aligned, units, reference) -> results.Table:
+    """Per metric the ranking and `reference` - each other method,
     mean (95% interval over seeds and patients), 'better'/'worse' where it excludes 0.
 
     aligned: {method: {metric: (seeds, N)}} (align); units: (N,) patient of each example.
@@ -133,8 +132,9 @@ def verdict(aligned, units, reference):
             cells.append(text)
         rows.append([_metric_label(name), " > ".join(ranked), *cells])
     n_patients = len(set(np.asarray(units).tolist()))
-    return (f"Verdict: {reference} against each method ({n_patients} test patients)",
-            ["Metric", "Ranking (best first)", *(f"{reference} − {m}" for m in others)], rows)
+    return results.Table(f"Verdict: {reference} against each method ({n_patients} test patients)",
+                         ["Metric", "Ranking (best first)", *(f"{reference} − {m}" for m in others)],
+                         rows)
 
 
 def _cell(stat, test):
@@ -153,8 +153,8 @@ def _p_cell(test):
                 else f" (n={test['n_pairs']})")
 
 
-def tables(pooled, reference):
-    """The report's tables as (title, header, rows) of plain text cells.
+def tables(pooled, reference) -> list:
+    """The report's tables (results.Table) of plain text cells.
 
     Image synthesis (paper Tables 1 and 3): rows group x region x method, columns PSNR,
     SSIM, MS-SSIM (where computed); ROI synthesis (Tables 2 and 4): rows group x method,
@@ -190,10 +190,12 @@ def tables(pooled, reference):
 
     values = build(lambda r, name, m: _cell(r["metrics"][name][m], test(r, name, m)))
     p_values = build(lambda r, name, m: _p_cell(test(r, name, m)))
-    return [("Image synthesis", *values[0]), ("ROI synthesis", *values[1]),
-            (f"Image synthesis: p-values of the paired t-test against {reference}",
-             *p_values[0]),
-            (f"ROI synthesis: p-values of the paired t-test against {reference}", *p_values[1])]
+    return [results.Table("Image synthesis", *values[0]),
+            results.Table("ROI synthesis", *values[1]),
+            results.Table(f"Image synthesis: p-values of the paired t-test against {reference}",
+                          *p_values[0]),
+            results.Table(f"ROI synthesis: p-values of the paired t-test against {reference}",
+                          *p_values[1])]
 
 
 def legend(reference, seeds):
@@ -206,49 +208,3 @@ def legend(reference, seeds):
             f"at p < {ALPHA}. † infinite values (Hausdorff with exactly one ROI empty) "
             f"left out of mean ± std. PSNR in dB, Hausdorff distances in pixels; — not "
             f"computed (MS-SSIM needs images of at least 176 px).")
-
-
-def markdown_tables(text: str) -> list:
-    """The Markdown tables of `text` as (name, header, rows), each named by the heading
-    above it, for the HTML page."""
-    found, name, lines = [], "", []
-    for line in text.splitlines() + [""]:
-        if line.startswith("|"):
-            lines.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-            continue
-        if lines:
-            rows = [row for row in lines[1:] if set("".join(row)) - set("-:")]  # no rule line
-            found.append((name, lines[0], rows))
-            lines = []
-        if line.startswith("#"):
-            name = line.lstrip("#").strip()
-    return found
-
-
-def markdown(title, intro, table_list):
-    parts = [f"# {title}\n", intro + "\n"]
-    for name, header, rows in table_list:
-        lines = [header, ["---"] * len(header), *rows]
-        parts.append(f"## {name}\n\n" + "\n".join("| " + " | ".join(line) + " |"
-                                                   for line in lines) + "\n")
-    return "\n".join(parts)
-
-
-def html(title, intro, table_list, figure_list):
-    """One self-contained page: the tables as HTML tables, the figures by relative path."""
-    esc = html_lib.escape
-    parts = [
-        "<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">", f"<title>{esc(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
-        "margin-bottom:2em}td,th{border:1px solid #999;padding:3px 8px;text-align:left}"
-        "th{background:#eee}img{max-width:100%}</style></head><body>",
-        f"<h1>{esc(title)}</h1>", f"<p>{esc(intro)}</p>"]
-    for name, header, rows in table_list:
-        parts.append(f"<h2>{esc(name)}</h2>\n<table>")
-        parts.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
-        parts.append("</table>")
-    for name, path in figure_list:
-        parts.append(f"<h2>{esc(name)}</h2>\n<p><img src=\"{esc(path)}\" alt=\"{esc(name)}\"></p>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)

@@ -6,6 +6,7 @@ Layout of WORKDIR:
                                      (the data order, config.data.seed, is the same for all)
   <method>/seed_<k>/eval/<label>/    its evaluation on the test split (evaluate.evaluate)
   report/                            report.md, index.html, summary.json and the figures
+  report/<task>/                     each downstream task's files (config.experiment.tasks)
 Every stage resumes: a run whose latest checkpoint is at its final step is not trained again
 (an unfinished one continues from its checkpoint), and an evaluation of that final step
 with the same eval settings (marked by EVALUATED in its folder) is not repeated. The report
@@ -13,7 +14,7 @@ is always rewritten. A run folder holding another run than the command asks for 
 learning rate or width, say) stops the experiment with the differing fields named
 (store/config_file.py) instead of being reused.
 
-The report (experiment_report) pools each method's seeds per test example and tests the
+The report (experiment/tables.py) pools each method's seeds per test example and tests the
 reference, Fproi-GAN, against each other method; for a dataset with a `grade` feature
 (BRATS: 0 = HGG, 1 = LGG) it has rows for all slices, HGG slices and LGG slices. The figures
 (paper Figures 6-7 and 8, and the ROI overlays) show every method side by side on the
@@ -27,10 +28,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fproi_jax import atomic, statistics
+from fproi_jax import atomic, results, statistics, tasks
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation import classify, evaluate as evaluate_lib
-from fproi_jax.evaluation import experiment_report, figures, report
+from fproi_jax.evaluation import evaluate as evaluate_lib
+from fproi_jax.evaluation import figures, report
+from fproi_jax.experiment import tables
 from fproi_jax.evaluation.load import example_id
 from fproi_jax.methods import REGISTRY, get_method
 from fproi_jax.store import config_file
@@ -42,11 +44,12 @@ REPORT = "report"
 EVALUATED = "experiment_evaluated.json"
 GRADES = {0: "HGG", 1: "LGG"}
 FIGURES = (
-    ("Figures 6-7: real and synthesized images F(G(x)), whole and tumour region",
-     "comparison_grid.png"),
-    ("Figure 8: grey-level histograms of real and synthesized images", "grey_histograms.png"),
-    ("ROI synthesis G(F(y)): real ROI (solid lime) and synthesized ROI (dashed red)",
-     "roi_grid.png"),
+    results.Figure("Figures 6-7: real and synthesized images F(G(x)), whole and tumour region",
+                   "comparison_grid.png"),
+    results.Figure("Figure 8: grey-level histograms of real and synthesized images",
+                   "grey_histograms.png"),
+    results.Figure("ROI synthesis G(F(y)): real ROI (solid lime) and synthesized ROI (dashed "
+                   "red)", "roi_grid.png"),
 )
 
 
@@ -87,6 +90,11 @@ def _methods(config):
     if len(set(methods)) != len(methods):
         raise config_file.InvalidConfigError(
             f"config.experiment.methods={methods} names a method twice")
+    unknown_tasks = [t for t in config.experiment.tasks if t not in tasks.TASKS]
+    if unknown_tasks:
+        raise config_file.InvalidConfigError(
+            f"config.experiment.tasks={tuple(config.experiment.tasks)}: unknown "
+            f"{unknown_tasks}; choose from {', '.join(tasks.TASKS)}")
     if config.experiment.seeds < 1:
         raise config_file.InvalidConfigError(
             f"config.experiment.seeds={config.experiment.seeds} must be >= 1")
@@ -126,7 +134,7 @@ def test_examples(config) -> tuple[dict, dict]:
     source = pipeline.load_split(config.data, config.data.test_split)
     examples = [source[i] for i in range(len(source))]
     ids = [example_id(example, i) for i, example in enumerate(examples)]
-    groups = {experiment_report.ALL_GROUP: set(ids)}
+    groups = {tables.ALL_GROUP: set(ids)}
     if examples and all("grade" in example for example in examples):
         for value, name in GRADES.items():
             groups[name] = {i for i, e in zip(ids, examples) if int(e["grade"]) == value}
@@ -135,7 +143,7 @@ def test_examples(config) -> tuple[dict, dict]:
     return groups, patients
 
 
-def _figures(out_dir, seed0_dirs, n):
+def _figures(out_dir, seed0_dirs, n) -> list:
     """The figures of every method side by side, from seed 0's samples.npz."""
     samples = {}
     for label, eval_dir in seed0_dirs.items():
@@ -149,29 +157,33 @@ def _figures(out_dir, seed0_dirs, n):
                              f"from those of the other methods")
     images, rois = reference["image"][:n], reference["roi"][:n]
     synthesized = {label: s["F(G(x))"][:n] for label, s in samples.items()}
-    figures.comparison_grid(out_dir / FIGURES[0][1], images, rois, synthesized, n)
-    figures.grey_histograms(out_dir / FIGURES[1][1], images, synthesized)
-    figures.roi_grid(out_dir / FIGURES[2][1], rois,
+    figures.comparison_grid(out_dir / FIGURES[0].path, images, rois, synthesized, n)
+    figures.grey_histograms(out_dir / FIGURES[1].path, images, synthesized)
+    figures.roi_grid(out_dir / FIGURES[2].path, rois,
                      {label: s["G(F(y))"][:n] for label, s in samples.items()}, images, n)
-    return [{"title": title, "path": name} for title, name in FIGURES]
+    return list(FIGURES)
 
 
-def write_report(config, workdir, eval_dirs, labels, classification=None) -> dict:
+def write_report(config, workdir, eval_dirs, labels, task_results) -> dict:
     """Writes WORKDIR/report/ from the evaluations eval_dirs {method: [eval dir per seed]}
-    and the Table 5 summary of `table5` (None: none)."""
+    and the downstream tasks' results {task name: results.Result}; returns the summary."""
     workdir = pathlib.Path(workdir)
     out_dir = workdir / REPORT
     out_dir.mkdir(parents=True, exist_ok=True)
     reference = labels[REFERENCE] if REFERENCE in labels else labels[next(iter(labels))]
     runs = {labels[m]: [report.read_per_example(d) for d in dirs] for m, dirs in eval_dirs.items()}
     groups, patients = test_examples(config)
-    ids, aligned, masks = experiment_report.align(runs, groups)
-    pooled = experiment_report.pool(aligned, masks, reference)
-    verdict = experiment_report.verdict(aligned, [patients[i] for i in ids], reference)
+    ids, aligned, masks = tables.align(runs, groups)
+    pooled = tables.pool(aligned, masks, reference)
+    verdict = tables.verdict(aligned, [patients[i] for i in ids], reference)
     seeds = config.experiment.seeds
     dataset = f"{config.data.name} {config.data.test_split}"
     figure_list = _figures(out_dir, {labels[m]: dirs[0] for m, dirs in eval_dirs.items()},
                            config.eval.num_samples)
+    table_list = [verdict, *tables.tables(pooled, reference)]
+    intro = tables.legend(reference, seeds)
+    if seeds == 1:
+        intro += " One seed: the spread between training runs is unknown."
     summary = {
         "dataset": dataset,
         "reference": reference,
@@ -180,49 +192,38 @@ def write_report(config, workdir, eval_dirs, labels, classification=None) -> dic
         "methods": {labels[m]: m for m in eval_dirs},
         "runs": {labels[m]: [str(d.relative_to(workdir)) for d in dirs]
                  for m, dirs in eval_dirs.items()},
-        "verdict": {"title": verdict[0], "header": verdict[1], "rows": verdict[2]},
+        "verdict": {"title": verdict.title, "header": list(verdict.header),
+                    "rows": [list(row) for row in verdict.rows]},
         "groups": pooled,
-        "figures": figure_list,
+        "tasks": {},
     }
-    if classification is not None:
-        summary["table5"] = classification
-        table5_md = workdir / REPORT / "classify" / "table5.md"
-        if table5_md.is_file():
-            figure_list.append({"title": "Figure 9: ROC curves of the HGG/LGG classifier",
-                                "path": "classify/figure9_roc.png"})
-    atomic.write_text(out_dir / "summary.json",
-                         json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    for name, result in task_results.items():
+        if result.skipped is not None:
+            intro += f" Task {name} skipped: {result.skipped}"
+            summary["tasks"][name] = {"skipped": result.skipped}
+            continue
+        table_list += result.tables
+        figure_list += [results.Figure(f.title, f"{name}/{f.path}") for f in result.figures]
+        summary["tasks"][name] = result.summary
+    summary["figures"] = [{"title": f.title, "path": f.path} for f in figure_list]
     title = f"Comparison on {dataset}: {len(eval_dirs)} methods x {seeds} seed(s)"
-    intro = experiment_report.legend(reference, seeds)
-    if seeds == 1:
-        intro += " One seed: the spread between training runs is unknown."
-    table_list = [verdict, *experiment_report.tables(pooled, reference)]
-    if classification is not None and "skipped" not in classification:
-        table_list += experiment_report.markdown_tables(
-            (workdir / REPORT / "classify" / "table5.md").read_text())
-        intro += (f" Table 5 features: {classification['feature_source']['description']}; "
-                  f"notes and protocol in classify/table5.md.")
-    elif classification is not None:
-        intro += f" Table 5 (classifier) skipped: {classification['skipped']}"
-    atomic.write_text(out_dir / "report.md",
-                         experiment_report.markdown(title, intro, table_list))
-    atomic.write_text(out_dir / "index.html", experiment_report.html(
-        title, intro, table_list, [(f["title"], f["path"]) for f in figure_list]))
+    results.write_page(out_dir, title, intro, table_list, figure_list, summary)
     return summary
 
 
-def table5(config: ml_collections.ConfigDict, workdir: pathlib.Path, labels: dict) -> dict:
-    """Table 5 (classify.py) of the seed-0 run of every method into report/classify/, or
-    {'skipped': reason} where the dataset cannot support it (no grades, too few patients),
-    so that the rest of the report is still written."""
-    if not config.experiment.classify:
-        return {"skipped": "config.experiment.classify is False"}
+def run_tasks(config: ml_collections.ConfigDict, workdir: pathlib.Path, labels: dict) -> dict:
+    """{task name: results.Result} of each task of config.experiment.tasks on the seed-0 run
+    of every method, each into report/<task name>/; a task the dataset cannot support
+    gives a Result with the reason in `skipped`, so that the rest of the report is written."""
     runs = {labels[m]: run_dir(workdir, m, 0) for m in labels}
-    try:
-        return classify.classify(config, runs, workdir / REPORT / "classify")
-    except classify.InsufficientDataError as e:
-        logging.warning("Table 5 skipped: %s", e)
-        return {"skipped": str(e)}
+    done = {}
+    for name in config.experiment.tasks:
+        try:
+            done[name] = tasks.get_task(name).run(config, runs, workdir / REPORT / name)
+        except tasks.InsufficientDataError as e:
+            logging.warning("Task %s skipped: %s", name, e)
+            done[name] = results.Result(skipped=str(e))
+    return done
 
 
 def _cells(config) -> list[tuple[str, int]]:
@@ -264,7 +265,6 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
         return {"only": config.experiment.only, "eval_dir": str(eval_dirs[method][0])}
     summary = None
     if jax.process_index() == 0:
-        summary = write_report(config, workdir, eval_dirs, labels, table5(config, workdir, labels))
-        logging.info("Experiment report: %s", (workdir / REPORT / "index.html").absolute())
-        print(f"Experiment report: {(workdir / REPORT / 'index.html').absolute()}")
+        summary = write_report(config, workdir, eval_dirs, labels,
+                               run_tasks(config, workdir, labels))
     return summary

@@ -1,0 +1,86 @@
+"""What every downstream task starts from: the real slices of a split, and each trained
+run's synthesized images of them, with the patient of each.
+
+- `load_slices`: the real images, ROIs, patients (and grades, where the dataset has them)
+  of a whole split, in one pass;
+- `check_disjoint`: no patient on both sides of a task's train/test cut;
+- `synthesized`: a run's F(G(x)) of every real slice, and its F(y') for new ROIs y'
+  (`new_rois`: seeded elastic deformations of the real ROIs, beyond the paper: pairs the
+  dataset does not hold). A synthesized slice belongs to the patient of its source slice.
+"""
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+
+from fproi_jax.data import deform, pipeline
+from fproi_jax.evaluation.load import load_generators, map_batches
+from fproi_jax.tasks.base import InsufficientDataError
+
+
+def load_slices(config: ml_collections.ConfigDict, split: str) -> dict:
+    """{'image', 'roi', 'patient_id'} (+ 'grade' where every example has one) of a whole
+    split at config.data.image_size."""
+    source = pipeline.load_split(config.data, split)
+    if len(source) == 0:
+        raise InsufficientDataError(f"{config.data.name} split '{split}' is empty")
+    columns = {"image": [], "roi": []}
+    for batch in pipeline.eval_batches(source, config.data, config.eval.batch_size):
+        columns["image"].append(batch["image"])
+        columns["roi"].append(batch["roi"])
+    examples = [source[i] for i in range(len(source))]
+    slices = {"image": np.concatenate(columns["image"]), "roi": np.concatenate(columns["roi"]),
+              "patient_id": np.array([e["patient_id"].decode() for e in examples])}
+    if all("grade" in e for e in examples):
+        slices["grade"] = np.array([int(e["grade"]) for e in examples])
+    return slices
+
+
+def check_disjoint(train: dict, test: dict, train_split: str, test_split: str):
+    """InsufficientDataError when a patient is in both sets (named by their splits)."""
+    shared = set(train["patient_id"]) & set(test["patient_id"])
+    if shared:
+        raise InsufficientDataError(
+            f"splits '{train_split}' and '{test_split}' share patients {sorted(shared)[:5]}: "
+            f"the task's test would see its training patients")
+
+
+def new_rois(rois: np.ndarray, seed: int, alpha: float, sigma: float) -> np.ndarray:
+    """One elastic deformation per real ROI (deform.deform_roi), seeded by (seed, index)."""
+    keys = jax.random.split(jax.random.key(seed), len(rois))
+    deformed = jax.jit(jax.vmap(lambda roi, key: deform.deform_roi(roi, key, alpha, sigma)))
+    return np.asarray(deformed(rois, keys))
+
+
+def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict,
+                rois: np.ndarray | None = None) -> tuple[str, dict]:
+    """(the run's label, {'images': F(G(x)) of each real slice, 'new': F(y) of each of
+    `rois`, absent without them}), at the run's image size, which must be config's."""
+    run_config, method, variables = load_generators(run)
+    size = run_config.data.image_size
+    if size != config.data.image_size:
+        raise ValueError(f"{run}: trained at {size} px, the task's data is at "
+                         f"{config.data.image_size} px; pass --config.data.image_size={size}")
+    batch_size = config.eval.batch_size
+
+    @jax.jit
+    def synthesize(variables, batch):
+        _, x_hat = method.image_synthesis(variables, batch["image"], batch["roi"])
+        out = {"images": x_hat}
+        if "new_roi" in batch:
+            out["new"] = method.roi_synthesis(variables, batch["new_roi"])[0]
+        return out
+
+    inputs = {"image": real["image"], "roi": real["roi"]}
+    if rois is not None:
+        inputs["new_roi"] = rois
+    n = len(real["image"])
+    batches = ({k: v[i:i + batch_size] for k, v in inputs.items()}
+               for i in range(0, n, batch_size))
+    outputs = {}
+    step = lambda batch: synthesize(variables, batch)  # noqa: E731
+    for _, out in map_batches(step, batches, batch_size, n, f"synthesize {method.label}"):
+        for key, value in out.items():
+            outputs.setdefault(key, []).append(value)
+    return method.label, {key: np.concatenate(value) for key, value in outputs.items()}
