@@ -101,9 +101,11 @@ def main(argv):
         step = export.export_run(workdir)
         logging.info("Exported the generators of step %d to %s", step, workdir / "export")
     elif FLAGS.mode == "evaluate":
-        evaluate.evaluate(config, workdir)
+        summary = evaluate.evaluate(config, workdir)
+        print((evaluate.output_dir(workdir, summary["method"]) / "summary.md").read_text())
     elif FLAGS.mode == "compare":
         evaluate.compare(config, workdir)
+        print((workdir / "comparison" / "comparison.md").read_text())
     elif FLAGS.mode == "experiment":
         if grid.run(config, workdir) is not None and not config.experiment.only:
             print(f"Experiment report: {(workdir / grid.REPORT / 'index.html').absolute()}")

@@ -224,7 +224,7 @@ def _hand_made():
 def test_pooling_and_t_tests_match_numpy_and_scipy():
     ids, values, runs = _hand_made()
     groups = {"All slices": set(ids), "HGG": {"a", "b", "c"}}
-    aligned_ids, aligned, masks = experiment_report.align(runs, groups)
+    aligned_ids, aligned, masks = report.align(runs, groups)
     assert aligned_ids == ids and list(aligned["A"]) == ["dice", "hausdorff"]
     pooled = experiment_report.pool(aligned, masks, "A")
     for group, keep in (("All slices", [0, 1, 2, 3]), ("HGG", [0, 1, 2])):
@@ -259,7 +259,7 @@ def test_tables_mark_significant_cells():
     ids, values, runs = _hand_made()
     values_shift = {m: [(i, {k: v + (10.0 if m == "A" else 0.0) for k, v in vals.items()})
                         for i, vals in seeds] for m, seeds in runs.items()}
-    _, aligned, masks = experiment_report.align(values_shift)
+    _, aligned, masks = report.align(values_shift)
     pooled = experiment_report.pool(aligned, masks, "A")
     assert pooled["All slices"]["tests"]["dice"]["B"]["significant"]
     tables = experiment_report.tables(pooled, "A")

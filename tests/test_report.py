@@ -51,7 +51,9 @@ def test_write_report_files_and_summary(tmp_path):
     assert "2.333 ± 1.528 †" in markdown
     assert "Fproi-GAN hausdorff: 1 of 4" in markdown
     files = {path.name for path in tmp_path.iterdir()}
-    assert files == {"per_example.csv", "summary.json", "summary.md"}
+    assert files == {"per_example.csv", "summary.json", "summary.md", "summary.html"}
+    page = (tmp_path / "summary.html").read_text()
+    assert "<td>Whole image</td><td>Fproi-GAN</td><td>2.750 ± 1.708</td>" in page
 
 
 def test_write_report_hausdorff95_and_surface_distances_are_optional(tmp_path):
@@ -133,7 +135,7 @@ def test_compare_runs_paired_t_tests(tmp_path):
     }
 
     markdown = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "| Whole image | DCGAN | <u>-7.000 ± 1.080</u>* |" in markdown
+    assert "| Whole image | DCGAN | -7.000 ± 1.080 * |" in markdown
     assert "| Whole image | cycleGAN | 2.751 ± 1.708 |" in markdown
     assert "| Whole image | Fproi-GAN | 2.750 ± 1.708 |" in markdown
     assert f"{psnr['DCGAN']['p']:.3g} (n=4)" in markdown

@@ -10,11 +10,11 @@ Per test example (x image, y its real ROI):
 MS-SSIM needs images of at least 176 px (5 scales of an 11-px window); at smaller sizes
 (the 64 px demo) it is not computed and its cells read "—".
 
-`evaluate` writes into <workdir>/eval/<method>/ (output_dir): per_example.csv, summary.md/json
-(report.write_report), comparison_grid.png (Figs 6-7), grey_histograms.png (Fig 8),
-roi_grid.png, and samples.npz (the first eval.num_samples inputs and syntheses, which
-`compare` draws). `compare` writes comparison.md/json and the same figures across methods
-into <workdir>/comparison/.
+`evaluate` writes into <workdir>/eval/<method>/ (output_dir): per_example.csv,
+summary.md/html/json (report.write_report), the FIGURES (comparison_grid.png, Figs 6-7;
+grey_histograms.png, Fig 8; roi_grid.png), and samples.npz (the first eval.num_samples
+inputs and syntheses, which `compare` and the experiment draw). `compare` writes
+comparison.md/html/json and the same figures across methods into <workdir>/comparison/.
 """
 import pathlib
 
@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from fproi_jax import metrics
+from fproi_jax import atomic, metrics, results
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import figures, report
 from fproi_jax.evaluation.load import (example_id, load_generators, map_batches,
@@ -69,7 +69,7 @@ def make_eval_step(method, variables, image_size: int):
 def evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     """Evaluates the run at eval.checkpoint (default: workdir) on config.data's test split.
 
-    Returns the summary dict of report.write_report; prints summary.md.
+    Returns the summary dict of report.write_report.
     """
     workdir = pathlib.Path(workdir)
     run_config, method, variables = load_generators(config.eval.checkpoint or workdir)
@@ -90,20 +90,58 @@ def evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
 
     per_example = {name: columns[name] for name in report.ALL_METRICS if name in columns}
     summary = report.write_report(per_example, ids, out_dir, label,
-                                  f"{config.data.name} {config.data.test_split}")
+                                  f"{config.data.name} {config.data.test_split}", FIGURES)
     n = config.eval.num_samples
-    np.savez_compressed(out_dir / SAMPLES, ids=np.array(ids[:n]),
-                        **{key: columns[key][:n] for key in SAMPLE_KEYS})
-    _figures(out_dir, columns["image"], columns["roi"], {label: columns["F(G(x))"]},
-             {label: columns["G(F(y))"]}, n)
-    print((out_dir / "summary.md").read_text())
+    with atomic.replacing(out_dir / SAMPLES) as tmp:
+        np.savez_compressed(tmp, ids=np.array(ids[:n]),
+                            **{key: columns[key][:n] for key in SAMPLE_KEYS})
+    draw_figures(out_dir, {label: columns}, n)
     return summary
 
 
-def _figures(out_dir, images, rois, synthesized_images, synthesized_rois, n):
-    figures.comparison_grid(out_dir / "comparison_grid.png", images, rois, synthesized_images, n)
-    figures.grey_histograms(out_dir / "grey_histograms.png", images, synthesized_images)
-    figures.roi_grid(out_dir / "roi_grid.png", rois, synthesized_rois, images, n)
+FIGURES = (
+    results.Figure("Figures 6-7: real and synthesized images F(G(x)), whole and tumour region",
+                   "comparison_grid.png"),
+    results.Figure("Figure 8: grey-level histograms of real and synthesized images",
+                   "grey_histograms.png"),
+    results.Figure("ROI synthesis G(F(y)): real ROI (solid lime) and synthesized ROI (dashed "
+                   "red)", "roi_grid.png"),
+)
+
+
+def draw_figures(out_dir, samples: dict, n: int) -> list:
+    """FIGURES into out_dir from {label: samples (SAMPLE_KEYS)} on the same examples, the
+    methods side by side; returns FIGURES."""
+    reference = next(iter(samples.values()))
+    images, rois = reference["image"][:n], reference["roi"][:n]
+    synthesized = {label: s["F(G(x))"][:n] for label, s in samples.items()}
+    figures.comparison_grid(pathlib.Path(out_dir) / FIGURES[0].path, images, rois, synthesized, n)
+    figures.grey_histograms(pathlib.Path(out_dir) / FIGURES[1].path, images, synthesized)
+    figures.roi_grid(pathlib.Path(out_dir) / FIGURES[2].path, rois,
+                     {label: s["G(F(y))"][:n] for label, s in samples.items()}, images, n)
+    return list(FIGURES)
+
+
+def read_samples(eval_dirs: dict, n: int) -> tuple[int, dict]:
+    """(n, {label: samples.npz contents}) of evaluated runs {label: eval dir}, n cut to what
+    every run stored; a ValueError naming the file when runs stored other examples, or
+    images of another size, than the first (checked before anything is drawn)."""
+    samples = {}
+    for label, path in eval_dirs.items():
+        with np.load(pathlib.Path(path) / SAMPLES) as stored:
+            samples[label] = {key: stored[key] for key in stored.files}
+    (first, reference), *_ = samples.items()
+    n = min(n, *(len(s["ids"]) for s in samples.values()))
+    for label, stored in samples.items():
+        if list(stored["ids"][:n]) != list(reference["ids"][:n]):
+            raise ValueError(f"{eval_dirs[label] / SAMPLES}: examples differ from those of "
+                             f"{eval_dirs[first] / SAMPLES}")
+        if stored["image"].shape[1:] != reference["image"].shape[1:]:
+            raise ValueError(
+                f"{eval_dirs[label]} holds {stored['image'].shape[1]} px images and "
+                f"{eval_dirs[first]} {reference['image'].shape[1]} px: runs are compared at "
+                f"one image size")
+    return n, samples
 
 
 def parse_runs(text: str, field: str = "eval.compare_runs", minimum: int = 2,
@@ -128,30 +166,12 @@ def compare(config: ml_collections.ConfigDict, workdir) -> dict:
     """Compares the evaluated runs of eval.compare_runs ('Fproi-GAN=DIR,CycleGAN=DIR', the
     first one the reference of the paired t-tests) into <workdir>/comparison/.
 
-    Returns the dict of report.compare_runs; prints comparison.md. The figures show the
-    eval.num_samples examples stored by each run's evaluation (the same test examples).
+    Returns the dict of report.compare_runs. The figures show the eval.num_samples examples
+    stored by each run's evaluation (the same test examples).
     """
     runs = parse_runs(config.eval.compare_runs)
-    first = next(iter(runs))
     out_dir = pathlib.Path(workdir) / "comparison"
-    samples = {}
-    for method, path in runs.items():
-        with np.load(path / SAMPLES) as stored:
-            samples[method] = {key: stored[key] for key in stored.files}
-    reference = samples[first]
-    n = min(config.eval.num_samples, *(len(s["ids"]) for s in samples.values()))
-    for method, stored in samples.items():  # checked before anything is written
-        if list(stored["ids"][:n]) != list(reference["ids"][:n]):
-            raise ValueError(f"{runs[method] / SAMPLES}: examples differ from those of "
-                             f"{runs[first] / SAMPLES}")
-        if stored["image"].shape[1:] != reference["image"].shape[1:]:
-            raise ValueError(
-                f"{runs[method]} holds {stored['image'].shape[1]} px images and "
-                f"{runs[first]} {reference['image'].shape[1]} px: runs are compared at one "
-                f"image size")
-    comparison = report.compare_runs(runs, first, out_dir)
-    _figures(out_dir, reference["image"][:n], reference["roi"][:n],
-             {m: s["F(G(x))"][:n] for m, s in samples.items()},
-             {m: s["G(F(y))"][:n] for m, s in samples.items()}, n)
-    print((out_dir / "comparison.md").read_text())
+    n, samples = read_samples(runs, config.eval.num_samples)
+    comparison = report.compare_runs(runs, next(iter(runs)), out_dir, FIGURES)
+    draw_figures(out_dir, samples, n)
     return comparison

@@ -15,11 +15,11 @@ Every file is written to a temporary name and renamed, so none is ever half-writ
 """
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
-from fproi_jax import atomic
+
+from fproi_jax import atomic, results
 from fproi_jax.statistics import ALPHA, paired_t_test, sample_summary
 
 REGIONS = {"whole": "Whole image", "tumour": "Tumour region"}
@@ -38,6 +38,7 @@ METRICS = {
     "roi": tuple(ROI_METRICS),
 }
 ALL_METRICS = (*(name for names in METRICS["image"].values() for name in names), *METRICS["roi"])
+ALL_GROUP = "All slices"  # the group of every example (align)
 ID_COLUMN = "example_id"
 PER_EXAMPLE = "per_example.csv"
 
@@ -65,7 +66,8 @@ def _checked(per_example, example_ids, source):
     return checked
 
 
-def _cell(stat):
+def summary_cell(stat) -> str:
+    """'mean ± std', '†' where +inf values were left out."""
     if stat["mean"] is None:
         text = "n/a"
     elif stat["std"] is None:
@@ -75,31 +77,22 @@ def _cell(stat):
     return text + (" †" if stat["n_inf"] else "")
 
 
-def _table(header, rows):
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
-
-
-def _paper_tables(cells, metrics):
-    """Markdown image table (rows region x method) and ROI table (rows method).
+def paper_tables(cells, metrics, title: str = "") -> list:
+    """The image table (rows region x method; paper Tables 1 and 3) and the ROI table (rows
+    method; Tables 2 and 4) as results.Table, titled "<title>Image synthesis" and so on.
 
     cells: {method: {metric: text}}; metrics: the metric names present, in METRICS order.
     """
     blank = "—"
-    image = _table(
-        ["Region", "Method", *IMAGE_METRICS.values()],
-        [
-            [REGIONS[region], method, *(row.get(name, blank) for name in names)]
-            for region, names in METRICS["image"].items()
-            for method, row in cells.items()
-        ],
-    )
+    image = results.Table(
+        f"{title}Image synthesis", ["Region", "Method", *IMAGE_METRICS.values()],
+        [[REGIONS[region], method, *(row.get(name, blank) for name in names)]
+         for region, names in METRICS["image"].items() for method, row in cells.items()])
     roi_names = [name for name in METRICS["roi"] if name in metrics]
-    roi = _table(
-        ["Method", *(ROI_METRICS[name] for name in roi_names)],
-        [[method, *(row.get(name, blank) for name in roi_names)] for method, row in cells.items()],
-    )
-    return f"## Image synthesis\n\n{image}\n\n## ROI synthesis\n\n{roi}\n"
+    roi = results.Table(
+        f"{title}ROI synthesis", ["Method", *(ROI_METRICS[name] for name in roi_names)],
+        [[method, *(row.get(name, blank) for name in roi_names)] for method, row in cells.items()])
+    return [image, roi]
 
 
 def _footnote(statistics, n_examples):
@@ -114,15 +107,16 @@ def _footnote(statistics, n_examples):
         "PSNR in dB, Hausdorff distances in pixels. † infinite values (Hausdorff with exactly "
         "one ROI empty, PSNR of identical images) are excluded from mean ± std: "
         + ("; ".join(left_out) if left_out else "none")
-        + ".\n"
-        + ("— MS-SSIM not computed: it needs images of at least 176 px.\n"
+        + "."
+        + (" — MS-SSIM not computed: it needs images of at least 176 px."
            if any("whole_ms_ssim" not in by_metric for by_metric in statistics.values())
            else "")
     )
 
 
-def write_report(per_example, example_ids, out_dir, method, dataset):
-    """Writes per_example.csv, summary.json and summary.md for one method on one dataset.
+def write_report(per_example, example_ids, out_dir, method, dataset, figures=()):
+    """Writes per_example.csv, summary.json, summary.md and summary.html (with `figures`,
+    results.Figure in out_dir) for one method on one dataset.
 
     Args:
       per_example: {metric: (N,) values}, with every name of ALL_METRICS except the
@@ -151,16 +145,13 @@ def write_report(per_example, example_ids, out_dir, method, dataset):
         "n_examples": len(example_ids),
         "metrics": {name: sample_summary(v) for name, v in values.items()},
     }
-    atomic.write_text(out_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    cells = {method: {name: _cell(stat) for name, stat in summary["metrics"].items()}}
-    markdown = (
-        f"# {method} on {dataset}\n\n"
-        f"{len(example_ids)} examples, mean ± standard deviation (ddof=1).\n\n"
-        + _paper_tables(cells, values)
-        + "\n"
-        + _footnote({method: summary["metrics"]}, len(example_ids))
-    )
-    atomic.write_text(out_dir / "summary.md", markdown)
+    cells = {method: {name: summary_cell(stat) for name, stat in summary["metrics"].items()}}
+    tables = paper_tables(cells, values)
+    results.write_page(
+        out_dir, f"{method} on {dataset}",
+        f"{len(example_ids)} examples, mean ± standard deviation (ddof=1). "
+        + _footnote({method: summary["metrics"]}, len(example_ids)),
+        tables, figures, summary, stem="summary")
     return summary
 
 
@@ -177,93 +168,101 @@ def read_per_example(run_dir):
     return ids, _checked(values, ids, str(path))
 
 
-def compare_runs(run_dirs, reference, out_dir):
-    """Compares runs written by write_report: writes comparison.md and comparison.json.
+def align(runs, groups=None):
+    """Per-example values of every run on the same examples, in the same order.
+
+    Args:
+      runs: {method: [(example ids, {metric: (N,) values}) per seed]}, the first method's
+        first seed giving the order of the examples; every run must hold exactly its ids.
+      groups: {group name: set of example ids}; None: one group, ALL_GROUP, of every example.
+    Returns (ids, {method: {metric: (seeds, N) array}}, {group: (N,) bool mask}); the
+      metrics are those every run has, in ALL_METRICS order.
+    """
+    first_method = next(iter(runs))
+    first = runs[first_method][0][0]
+    position = {example_id: k for k, example_id in enumerate(first)}
+    metrics = [name for name in ALL_METRICS
+               if all(name in values for seeds in runs.values() for _, values in seeds)]
+    aligned = {}
+    for method, seeds in runs.items():
+        rows = []
+        for seed, (ids, values) in enumerate(seeds):
+            missing, extra = set(first) - set(ids), set(ids) - set(first)
+            if missing or extra:
+                which = f" seed {seed}" if len(seeds) > 1 else ""
+                raise ValueError(f"run {method!r}{which}: examples differ from those of "
+                                 f"{first_method!r}: missing ids {sorted(missing)}, "
+                                 f"unexpected ids {sorted(extra)}")
+            order = np.argsort([position[example_id] for example_id in ids])
+            rows.append({name: np.asarray(values[name], np.float64)[order] for name in metrics})
+        aligned[method] = {name: np.stack([row[name] for row in rows]) for name in metrics}
+    if groups is None:
+        groups = {ALL_GROUP: set(first)}
+    masks = {group: np.array([example_id in members for example_id in first])
+             for group, members in groups.items()}
+    return list(first), aligned, masks
+
+
+def p_cell(test) -> str:
+    """A paired test's cell: 'p (n=pairs[, k dropped])', 'reference' for None."""
+    if test is None:
+        return "reference"
+    p = "n/a" if test["p"] is None else f"{test['p']:.3g}"
+    dropped = f", {test['n_dropped']} dropped" if test["n_dropped"] else ""
+    return f"{p} (n={test['n_pairs']}{dropped})"
+
+
+def compare_runs(run_dirs, reference, out_dir, figures=()):
+    """Compares runs written by write_report: writes comparison.md, comparison.html (with
+    `figures`) and comparison.json.
 
     Args:
       run_dirs: {method name: run folder holding per_example.csv}, in table order.
       reference: the method every other one is tested against (e.g. Fproi-GAN).
       out_dir: folder, created if needed.
-    Examples are aligned by id; every run must hold exactly the reference's ids. Metrics are
-    those present in every run. In comparison.md a method's cell is underlined and starred
-    where its paired t-test against the reference gives p < 0.05.
+    Examples are aligned by id (`align`, on the reference's order); metrics are those
+    present in every run. A method's cell is starred where its paired t-test against the
+    reference gives p < ALPHA.
     Returns the dict written to comparison.json:
       {"reference", "alpha", "n_examples", "methods", "metrics": {metric: {method: stats}},
        "tests": {metric: {method: {"t", "p", "n_pairs", "n_dropped", "significant"}}}}.
     """
     if reference not in run_dirs:
         raise ValueError(f"reference {reference!r} is not one of the runs {list(run_dirs)}")
-    runs = {method: read_per_example(path) for method, path in run_dirs.items()}
-    reference_ids = runs[reference][0]
-    aligned = {}
-    for method, (ids, values) in runs.items():
-        missing, extra = set(reference_ids) - set(ids), set(ids) - set(reference_ids)
-        if missing or extra:
-            raise ValueError(
-                f"run {method!r}: examples differ from the reference {reference!r}: "
-                f"missing ids {sorted(missing)}, unexpected ids {sorted(extra)}"
-            )
-        position = {example_id: k for k, example_id in enumerate(ids)}
-        order = np.array([position[example_id] for example_id in reference_ids])
-        aligned[method] = {name: v[order] for name, v in values.items()}
-    metrics = [name for name in ALL_METRICS if all(name in v for v in aligned.values())]
-
+    order = [reference, *(m for m in run_dirs if m != reference)]
+    ids, by_seed, _ = align({m: [read_per_example(run_dirs[m])] for m in order})
+    aligned = {m: {name: v[0] for name, v in by_seed[m].items()} for m in run_dirs}
+    metrics = list(aligned[reference])
     statistics = {m: {name: sample_summary(aligned[m][name]) for name in metrics} for m in aligned}
-    tests = {
-        name: {
-            m: paired_t_test(aligned[reference][name], aligned[m][name])
-            for m in aligned
-            if m != reference
-        }
-        for name in metrics
-    }
+    tests = {name: {m: paired_t_test(aligned[reference][name], aligned[m][name])
+                    for m in aligned if m != reference} for name in metrics}
     comparison = {
         "reference": reference,
         "alpha": ALPHA,
-        "n_examples": len(reference_ids),
+        "n_examples": len(ids),
         "methods": list(aligned),
         "metrics": {name: {m: statistics[m][name] for m in aligned} for name in metrics},
         "tests": tests,
     }
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(
-        out_dir / "comparison.json", json.dumps(comparison, indent=2, allow_nan=False) + "\n"
-    )
-    atomic.write_text(out_dir / "comparison.md", _comparison_markdown(comparison, statistics))
-    return comparison
 
-
-def _comparison_markdown(comparison, statistics):
-    reference, tests = comparison["reference"], comparison["tests"]
+    def test(method, name):
+        return None if method == reference else tests[name][method]
 
     def marked(method, name):
-        text = _cell(statistics[method][name])
-        significant = method != reference and tests[name][method]["significant"]
-        return f"<u>{text}</u>*" if significant else text
+        significant = test(method, name) is not None and test(method, name)["significant"]
+        return summary_cell(statistics[method][name]) + (" *" if significant else "")
 
-    def p_value(method, name):
-        if method == reference:
-            return "reference"
-        test = tests[name][method]
-        p = "n/a" if test["p"] is None else f"{test['p']:.3g}"
-        dropped = f", {test['n_dropped']} dropped" if test["n_dropped"] else ""
-        return f"{p} (n={test['n_pairs']}{dropped})"
-
-    metrics = list(comparison["metrics"])
-
-    def table(cell):
+    def cells(cell):
         return {m: {name: cell(m, name) for name in metrics} for m in statistics}
 
-    return (
-        f"# Comparison against {reference}\n\n"
-        f"{comparison['n_examples']} paired examples, mean ± standard deviation (ddof=1). "
-        f"<u>Underlined</u>*: paired-samples t-test against {reference} significant at "
-        f"p < {ALPHA}.\n\n"
-        + _paper_tables(table(marked), metrics)
-        + f"\n# p-values of the paired t-test against {reference}\n\n"
-        "n: pairs tested; dropped: pairs with an infinite value in either run.\n\n"
-        + _paper_tables(table(p_value), metrics)
-        + "\n"
-        + _footnote(statistics, comparison["n_examples"])
-    )
+    tables = [*paper_tables(cells(marked), metrics),
+              *paper_tables(cells(lambda m, name: p_cell(test(m, name))), metrics,
+                            f"p-values of the paired t-test against {reference}: ")]
+    results.write_page(
+        out_dir, f"Comparison against {reference}",
+        f"{len(ids)} paired examples, mean ± standard deviation (ddof=1). *: paired-samples "
+        f"t-test against {reference} significant at p < {ALPHA}. p-values: n pairs tested; "
+        f"dropped: pairs with an infinite value in either run. "
+        + _footnote(statistics, len(ids)),
+        tables, figures, comparison, stem="comparison", json_name="comparison.json")
+    return comparison

@@ -25,13 +25,12 @@ import pathlib
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 
 from fproi_jax import atomic, results, statistics, tasks
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import evaluate as evaluate_lib
-from fproi_jax.evaluation import figures, report
+from fproi_jax.evaluation import report
 from fproi_jax.experiment import tables
 from fproi_jax.evaluation.load import example_id
 from fproi_jax.methods import REGISTRY, get_method
@@ -43,14 +42,6 @@ REFERENCE = "fproi_gan"
 REPORT = "report"
 EVALUATED = "experiment_evaluated.json"
 GRADES = {0: "HGG", 1: "LGG"}
-FIGURES = (
-    results.Figure("Figures 6-7: real and synthesized images F(G(x)), whole and tumour region",
-                   "comparison_grid.png"),
-    results.Figure("Figure 8: grey-level histograms of real and synthesized images",
-                   "grey_histograms.png"),
-    results.Figure("ROI synthesis G(F(y)): real ROI (solid lime) and synthesized ROI (dashed "
-                   "red)", "roi_grid.png"),
-)
 
 
 def run_dir(workdir, method: str, seed: int) -> pathlib.Path:
@@ -134,34 +125,13 @@ def test_examples(config) -> tuple[dict, dict]:
     source = pipeline.load_split(config.data, config.data.test_split)
     examples = [source[i] for i in range(len(source))]
     ids = [example_id(example, i) for i, example in enumerate(examples)]
-    groups = {tables.ALL_GROUP: set(ids)}
+    groups = {report.ALL_GROUP: set(ids)}
     if examples and all("grade" in example for example in examples):
         for value, name in GRADES.items():
             groups[name] = {i for i, e in zip(ids, examples) if int(e["grade"]) == value}
     patients = {i: e["patient_id"].decode() if "patient_id" in e else i
                 for i, e in zip(ids, examples)}
     return groups, patients
-
-
-def _figures(out_dir, seed0_dirs, n) -> list:
-    """The figures of every method side by side, from seed 0's samples.npz."""
-    samples = {}
-    for label, eval_dir in seed0_dirs.items():
-        with np.load(eval_dir / evaluate_lib.SAMPLES) as stored:
-            samples[label] = {key: stored[key] for key in stored.files}
-    reference = next(iter(samples.values()))
-    n = min(n, *(len(s["ids"]) for s in samples.values()))
-    for label, stored in samples.items():
-        if list(stored["ids"][:n]) != list(reference["ids"][:n]):
-            raise ValueError(f"{seed0_dirs[label] / evaluate_lib.SAMPLES}: examples differ "
-                             f"from those of the other methods")
-    images, rois = reference["image"][:n], reference["roi"][:n]
-    synthesized = {label: s["F(G(x))"][:n] for label, s in samples.items()}
-    figures.comparison_grid(out_dir / FIGURES[0].path, images, rois, synthesized, n)
-    figures.grey_histograms(out_dir / FIGURES[1].path, images, synthesized)
-    figures.roi_grid(out_dir / FIGURES[2].path, rois,
-                     {label: s["G(F(y))"][:n] for label, s in samples.items()}, images, n)
-    return list(FIGURES)
 
 
 def write_report(config, workdir, eval_dirs, labels, task_results) -> dict:
@@ -173,13 +143,14 @@ def write_report(config, workdir, eval_dirs, labels, task_results) -> dict:
     reference = labels[REFERENCE] if REFERENCE in labels else labels[next(iter(labels))]
     runs = {labels[m]: [report.read_per_example(d) for d in dirs] for m, dirs in eval_dirs.items()}
     groups, patients = test_examples(config)
-    ids, aligned, masks = tables.align(runs, groups)
+    ids, aligned, masks = report.align(runs, groups)
     pooled = tables.pool(aligned, masks, reference)
     verdict = tables.verdict(aligned, [patients[i] for i in ids], reference)
     seeds = config.experiment.seeds
     dataset = f"{config.data.name} {config.data.test_split}"
-    figure_list = _figures(out_dir, {labels[m]: dirs[0] for m, dirs in eval_dirs.items()},
-                           config.eval.num_samples)
+    n, samples = evaluate_lib.read_samples(
+        {labels[m]: dirs[0] for m, dirs in eval_dirs.items()}, config.eval.num_samples)
+    figure_list = evaluate_lib.draw_figures(out_dir, samples, n)
     table_list = [verdict, *tables.tables(pooled, reference)]
     intro = tables.legend(reference, seeds)
     if seeds == 1:

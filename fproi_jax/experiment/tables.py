@@ -25,46 +25,12 @@ from fproi_jax import results
 from fproi_jax.evaluation import report
 from fproi_jax.statistics import ALPHA, bootstrap_difference, paired_t_test, sample_summary
 
-ALL_GROUP = "All slices"
-
-
-def align(runs, groups=None):
-    """Per-example values of every seed on the same examples, in the same order.
-
-    Args:
-      runs: {method: [(example ids, {metric: (N,) values}) per seed]}, the first method's
-        first seed giving the order of the examples.
-      groups: {group name: set of example ids}; None: one group, ALL_GROUP, of every example.
-    Returns (ids, {method: {metric: (seeds, N) array}}, {group: (N,) bool mask}); the
-      metrics are those every run has, in report.ALL_METRICS order.
-    """
-    first = next(iter(runs.values()))[0][0]
-    position = {example_id: k for k, example_id in enumerate(first)}
-    metrics = [name for name in report.ALL_METRICS
-               if all(name in values for seeds in runs.values() for _, values in seeds)]
-    aligned = {}
-    for method, seeds in runs.items():
-        rows = []
-        for seed, (ids, values) in enumerate(seeds):
-            if sorted(ids) != sorted(first):
-                missing, extra = set(first) - set(ids), set(ids) - set(first)
-                raise ValueError(f"{method} seed {seed}: examples differ from those of the "
-                                 f"first run: missing {sorted(missing)}, extra {sorted(extra)}")
-            order = np.argsort([position[example_id] for example_id in ids])
-            rows.append({name: np.asarray(values[name], np.float64)[order] for name in metrics})
-        aligned[method] = {name: np.stack([row[name] for row in rows]) for name in metrics}
-    if groups is None:
-        groups = {ALL_GROUP: set(first)}
-    masks = {group: np.array([example_id in members for example_id in first])
-             for group, members in groups.items()}
-    return list(first), aligned, masks
-
 
 def pool(aligned, masks, reference):
     """Pooled statistics and paired t-tests per group (see the module docstring).
 
     Args:
-      aligned: {method: {metric: (seeds, N) array}} (align's second result).
+      aligned: {method: {metric: (seeds, N) array}} (report.align's second result).
       masks: {group: (N,) bool mask}.
       reference: the method the others are tested against.
     Returns {group: {"n_examples", "metrics": {metric: {method: {"mean", "std", "n",
@@ -111,7 +77,7 @@ def verdict(aligned, units, reference) -> results.Table:
     """Per metric the ranking and `reference` - each other method,
     mean (95% interval over seeds and patients), 'better'/'worse' where it excludes 0.
 
-    aligned: {method: {metric: (seeds, N)}} (align); units: (N,) patient of each example.
+    aligned: {method: {metric: (seeds, N)}} (report.align); units: (N,) patient of each example.
     """
     others = [m for m in aligned if m != reference]
     rows = []
@@ -139,18 +105,10 @@ def verdict(aligned, units, reference) -> results.Table:
 
 def _cell(stat, test):
     """'mean ± std (seeds ± s)', '*' where the t-test against the reference is significant."""
-    text = report._cell(stat)
+    text = report.summary_cell(stat)
     if stat["seed_std"] is not None:
         text += f" (seeds ± {stat['seed_std']:.3f})"
     return text + (" *" if test is not None and test["significant"] else "")
-
-
-def _p_cell(test):
-    if test is None:
-        return "reference"
-    p = "n/a" if test["p"] is None else f"{test['p']:.3g}"
-    return p + (f" (n={test['n_pairs']}, {test['n_dropped']} dropped)" if test["n_dropped"]
-                else f" (n={test['n_pairs']})")
 
 
 def tables(pooled, reference) -> list:
@@ -189,7 +147,7 @@ def tables(pooled, reference) -> list:
         return None if method == reference else result["tests"][name][method]
 
     values = build(lambda r, name, m: _cell(r["metrics"][name][m], test(r, name, m)))
-    p_values = build(lambda r, name, m: _p_cell(test(r, name, m)))
+    p_values = build(lambda r, name, m: report.p_cell(test(r, name, m)))
     return [results.Table("Image synthesis", *values[0]),
             results.Table("ROI synthesis", *values[1]),
             results.Table(f"Image synthesis: p-values of the paired t-test against {reference}",
