@@ -240,7 +240,7 @@ def measure_eval(size: int, pairs: int) -> dict:
     import numpy as np
 
     from configs import base
-    from fproi_jax.evaluation import evaluate
+    from fproi_jax.evaluation import evaluate, scores
 
     batch_size = base.get_config().eval.batch_size
     step = evaluate.make_eval_step(_PairsOnly(), {}, size)
@@ -259,7 +259,7 @@ def measure_eval(size: int, pairs: int) -> dict:
     seconds = best_time(all_batches, 1)
     return {"pairs": pairs, "batch": batch_size, "size": size, "seconds": seconds,
             "pairs_per_s": pairs / seconds, "compile_s": compile_s,
-            "ms_ssim": size >= evaluate.MS_SSIM_MIN_SIZE}
+            "ms_ssim": size >= scores.MS_SSIM_MIN_SIZE}
 
 
 def build_phantom_dataset(root: pathlib.Path, size: int, cases: int = 6, depth: int = 40):

@@ -7,8 +7,9 @@ Per test example (x image, y its real ROI):
 - ROI synthesis y -> F(y) -> G(F(y)~): Dice (eq. 5), Hausdorff and HD95 (eq. 6, all ROI
   pixels) and their boundary-based versions (metrics.surface_hausdorff) of G(F(y)) against y,
   all four from one distance transform per ROI (metrics.hausdorff_distances).
-MS-SSIM needs images of at least 176 px (5 scales of an 11-px window); at smaller sizes
-(the 64 px demo) it is not computed and its cells read "—".
+The metrics are the registry of evaluation/scores.py. MS-SSIM needs images of at least
+176 px (5 scales of an 11-px window); at smaller sizes (the 64 px demo) it is not computed
+and its cells read "—".
 
 `evaluate` writes into <workdir>/eval/<method>/ (output_dir): per_example.csv,
 summary.md/html/json (report.write_report), the FIGURES (comparison_grid.png, Figs 6-7;
@@ -22,22 +23,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from fproi_jax import atomic, metrics, results
+from fproi_jax import atomic, results
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation import figures, report
+from fproi_jax.evaluation import figures, report, scores
 from fproi_jax.evaluation.load import (example_id, load_generators, map_batches,
                                        with_run_image_size)
 
-MS_SSIM_MIN_SIZE = 11 * 2 ** 4
 SAMPLES = "samples.npz"
 SAMPLE_KEYS = ("image", "roi", "F(G(x))", "G(F(y))")
-
-
-def _image_metrics(synthesized, real, with_ms_ssim):
-    functions = {"psnr": metrics.psnr, "ssim": metrics.ssim}
-    if with_ms_ssim:
-        functions["ms_ssim"] = metrics.ms_ssim
-    return {name: fn(synthesized, real) for name, fn in functions.items()}
 
 
 def output_dir(workdir, label: str) -> pathlib.Path:
@@ -46,22 +39,16 @@ def output_dir(workdir, label: str) -> pathlib.Path:
 
 
 def make_eval_step(method, variables, image_size: int):
-    """One jitted function: a batch {'image', 'roi'} -> both syntheses and every metric."""
-    with_ms_ssim = image_size >= MS_SSIM_MIN_SIZE
+    """One jitted function: a batch {'image', 'roi'} -> both syntheses and every score
+    (scores.compute) defined at image_size."""
 
     @jax.jit
     def step(variables, batch):
         x, y = batch["image"], batch["roi"]
         _, f_g_x = method.image_synthesis(variables, x, y)
         _, g_f_y = method.roi_synthesis(variables, y)
-        regions = {"whole": (f_g_x, x), "tumour": (metrics.tumour_region(f_g_x, y),
-                                                   metrics.tumour_region(x, y))}
-        out = {f"{region}_{name}": value
-               for region, pair in regions.items()
-               for name, value in _image_metrics(*pair, with_ms_ssim).items()}
-        out.update(dice=metrics.dice(g_f_y, y),
-                   **metrics.hausdorff_distances(g_f_y, y, percentile=95))
-        return {**out, "F(G(x))": f_g_x, "G(F(y))": g_f_y}
+        return {**scores.compute(x, y, f_g_x, g_f_y, image_size),
+                "F(G(x))": f_g_x, "G(F(y))": g_f_y}
 
     return lambda batch: step(variables, {"image": batch["image"], "roi": batch["roi"]})
 

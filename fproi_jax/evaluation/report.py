@@ -1,9 +1,9 @@
 """Evaluation reports: per-example metrics -> CSV, summaries and comparisons laid out as the paper.
 
-Image synthesis metrics (paper Tables 1 and 3) per region, whole image and tumour region,
-and ROI synthesis metrics (Tables 2 and 4), Dice and Hausdorff (eq. 6), plus optional HD95
-and the boundary-based Hausdorff and HD95 that segmentation papers report.
-MS-SSIM is optional too (it needs images of at least 176 px); an absent metric reads "—".
+The columns are those of evaluation/scores.py: image synthesis metrics (paper Tables 1
+and 3) per region, whole image and tumour region, and ROI synthesis metrics (Tables 2 and
+4), Dice and Hausdorff (eq. 6), plus HD95 and the boundary-based Hausdorff and HD95 that
+segmentation papers report. A column absent from a run (MS-SSIM below 176 px) reads "—".
 Choices:
 - mean ± sample standard deviation (ddof=1) over the examples;
 - +inf values (a Hausdorff distance where exactly one ROI is empty, a PSNR of identical
@@ -20,24 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from fproi_jax import atomic, results
+from fproi_jax.evaluation import scores
+from fproi_jax.evaluation.scores import ALL_METRICS, IMAGE_METRICS, METRICS, REGIONS, ROI_METRICS
 from fproi_jax.statistics import ALPHA, paired_t_test, sample_summary
 
-REGIONS = {"whole": "Whole image", "tumour": "Tumour region"}
-IMAGE_METRICS = {"psnr": "PSNR", "ssim": "SSIM", "ms_ssim": "MS-SSIM"}
-# Hausdorff two ways (fproi_jax.metrics.hausdorff): the paper's eq. 6 over all ROI pixels,
-# and between the ROI boundaries as MONAI, medpy and BraTS report it.
-ROI_METRICS = {"dice": "Dice", "hausdorff": "Hausdorff (eq. 6, pixels)",
-               "hausdorff95": "HD95 (eq. 6, pixels)", "surface_hausdorff": "Hausdorff (surface)",
-               "surface_hausdorff95": "HD95 (surface)"}
-# MS-SSIM needs images of at least 176 px: smaller runs leave both columns out. Runs
-# evaluated before the surface distances existed have no such columns.
-OPTIONAL = ("hausdorff95", "surface_hausdorff", "surface_hausdorff95", "whole_ms_ssim",
-            "tumour_ms_ssim")
-METRICS = {
-    "image": {region: tuple(f"{region}_{name}" for name in IMAGE_METRICS) for region in REGIONS},
-    "roi": tuple(ROI_METRICS),
-}
-ALL_METRICS = (*(name for names in METRICS["image"].values() for name in names), *METRICS["roi"])
+# Runs evaluated before these columns existed lack them; images under a score's minimum
+# size (scores.size_limited: MS-SSIM below 176 px) leave its columns out.
+OPTIONAL = ("hausdorff95", "surface_hausdorff", "surface_hausdorff95", *scores.size_limited())
 ALL_GROUP = "All slices"  # the group of every example (align)
 ID_COLUMN = "example_id"
 PER_EXAMPLE = "per_example.csv"
@@ -108,9 +97,9 @@ def _footnote(statistics, n_examples):
         "one ROI empty, PSNR of identical images) are excluded from mean ± std: "
         + ("; ".join(left_out) if left_out else "none")
         + "."
-        + (" — MS-SSIM not computed: it needs images of at least 176 px."
-           if any("whole_ms_ssim" not in by_metric for by_metric in statistics.values())
-           else "")
+        + (" " + scores.size_note() if any(
+            name not in by_metric for by_metric in statistics.values()
+            for name in scores.size_limited()) else "")
     )
 
 

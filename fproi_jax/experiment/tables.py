@@ -22,7 +22,7 @@ patient, not the slice, is the independent unit.
 import numpy as np
 
 from fproi_jax import results
-from fproi_jax.evaluation import report
+from fproi_jax.evaluation import report, scores
 from fproi_jax.statistics import ALPHA, bootstrap_difference, paired_t_test, sample_summary
 
 
@@ -63,16 +63,6 @@ def pool(aligned, masks, reference):
     return out
 
 
-HIGHER_IS_BETTER = ("psnr", "ssim", "ms_ssim", "dice")
-
-
-def _metric_label(name):
-    region, _, key = name.partition("_")
-    if region in report.REGIONS and key in report.IMAGE_METRICS:
-        return f"{report.IMAGE_METRICS[key]} ({report.REGIONS[region].lower()})"
-    return report.ROI_METRICS[name]
-
-
 def verdict(aligned, units, reference) -> results.Table:
     """Per metric the ranking and `reference` - each other method,
     mean (95% interval over seeds and patients), 'better'/'worse' where it excludes 0.
@@ -82,7 +72,7 @@ def verdict(aligned, units, reference) -> results.Table:
     others = [m for m in aligned if m != reference]
     rows = []
     for name in next(iter(aligned.values())):
-        higher = name.split("_")[-1] in HIGHER_IS_BETTER
+        higher = scores.higher_is_better(name)
         means = {m: sample_summary(v[name].ravel())["mean"] for m, v in aligned.items()}
         ranked = sorted((m for m in means if means[m] is not None),
                         key=lambda m: -means[m] if higher else means[m])
@@ -96,7 +86,7 @@ def verdict(aligned, units, reference) -> results.Table:
             if d["excludes_0"]:
                 text += " better" if (d["mean"] > 0) == higher else " worse"
             cells.append(text)
-        rows.append([_metric_label(name), " > ".join(ranked), *cells])
+        rows.append([scores.label(name), " > ".join(ranked), *cells])
     n_patients = len(set(np.asarray(units).tolist()))
     return results.Table(f"Verdict: {reference} against each method ({n_patients} test patients)",
                          ["Metric", "Ranking (best first)", *(f"{reference} − {m}" for m in others)],
