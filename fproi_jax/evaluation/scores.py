@@ -89,9 +89,8 @@ def size_note() -> str:
 
 def compute(images, rois, synthesized_images, synthesized_rois, image_size: int) -> dict:
     """{column: (N,) values}, in ALL_METRICS order, of every score defined at
-    `image_size`: image scores of
-    F(G(x)) against x over both regions (the tumour region: both times the REAL ROI), ROI
-    scores of G(F(y)) against y."""
+    `image_size`: image scores of F(G(x)) against x over both regions (the tumour region:
+    both times the REAL ROI), ROI scores of G(F(y)) against y."""
     pairs = {"whole": (synthesized_images, images),
              "tumour": (metrics.tumour_region(synthesized_images, rois),
                         metrics.tumour_region(images, rois))}
