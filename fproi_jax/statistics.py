@@ -1,4 +1,5 @@
-"""The statistics every report uses: one summary of a sample, one paired t-test, one alpha.
+"""The statistics every report uses: one summary of a sample, one paired t-test, one
+percentile interval, one patient-and-seed bootstrap, one alpha.
 
 At the package top level so that evaluation/ and classify/ both import it (neither
 imports the other's reports).
@@ -55,6 +56,16 @@ def paired_t_test(reference, other):
     return result
 
 
+def percentile_interval(samples, level: float = 1 - ALPHA) -> tuple[float, float]:
+    """Two-sided `level` (1 - ALPHA) percentile interval of 1-D samples (NaN, NaN if none)."""
+    samples = np.asarray(samples, np.float64)
+    if samples.size == 0:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_difference(reference, other, units, resamples: int = 2000, seed: int = 0):
     """Mean of other - reference with a 95% (1 - ALPHA) percentile interval that resamples
     the independent units: seeds and patients.
@@ -88,7 +99,7 @@ def bootstrap_difference(reference, other, units, resamples: int = 2000, seed: i
         seed_sums = by_seed[seeds].mean(axis=1)            # (resamples, patients)
         means[name] = (weight * seed_sums).sum(axis=1) / (weight * counts).sum(axis=1)
     differences = means["other"] - means["reference"]
-    low, high = np.percentile(differences, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
+    low, high = percentile_interval(differences)
     result.update(mean=float(other.mean() - reference.mean()), low=float(low),
                   high=float(high), n_patients=int(len(patients)),
                   excludes_0=bool(low > 0 or high < 0))

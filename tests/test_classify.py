@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from fproi_jax import statistics
 from fproi_jax.classify import convert, features, metrics, report, resnet18, svm
 
 BATCH = 32
@@ -163,7 +164,7 @@ def test_significant_is_the_patient_bootstrap_interval_not_the_refit_seed_t_test
 
     vs = rows["+ GAN"]["vs_baseline"]
     lo, hi = vs["auc_difference_ci95"]
-    assert (lo, hi) == metrics.percentile_interval(boot[:, 1] - boot[:, 0])
+    assert (lo, hi) == statistics.percentile_interval(boot[:, 1] - boot[:, 0])
     assert lo < 0 < hi
     from scipy import stats
     want = stats.ttest_rel(per_seed["+ GAN"]["auc"], per_seed["Real only"]["auc"]).pvalue

@@ -127,17 +127,6 @@ def bootstrap_aucs(
     return np.asarray(out).reshape(-1, s.shape[0]), dropped
 
 
-def percentile_interval(samples, level: float = 1 - statistics.ALPHA) -> tuple[float, float]:
-    """Two-sided ``level`` (1 - ALPHA) percentile interval of 1-D samples (NaN, NaN if
-    none)."""
-    samples = np.asarray(samples, np.float64)
-    if samples.size == 0:
-        return float("nan"), float("nan")
-    a = (1 - level) / 2 * 100
-    lo, hi = np.percentile(samples, [a, 100 - a])
-    return float(lo), float(hi)
-
-
 def bootstrap_auc_ci(
     y_true, scores, groups=None, n_resamples: int = 2000, seed: int = 0,
     level: float = 1 - statistics.ALPHA,
@@ -145,7 +134,7 @@ def bootstrap_auc_ci(
     """95% (``level`` = 1 - ALPHA) percentile bootstrap interval of the AUC (of the
     seed-mean AUC when ``scores`` is (S, N)); see :func:`bootstrap_aucs`."""
     aucs, _ = bootstrap_aucs(y_true, scores, groups, n_resamples, seed)
-    return percentile_interval(aucs[:, 0], level)
+    return statistics.percentile_interval(aucs[:, 0], level)
 
 
 def paired_seed_test(baseline_aucs, group_aucs) -> dict:

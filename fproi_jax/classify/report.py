@@ -43,6 +43,7 @@ from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fproi_jax import atomic, results  # noqa: E402
+from fproi_jax import statistics  # noqa: E402
 from fproi_jax.statistics import ALPHA, sample_summary  # noqa: E402
 from fproi_jax.classify import features as features_lib  # noqa: E402
 from fproi_jax.classify import metrics, svm  # noqa: E402
@@ -237,9 +238,9 @@ def score_rows(per_seed: dict, boot: np.ndarray, baseline: str) -> dict:
     rows = {}
     for gi, name in enumerate(names):
         row = {m: dict(sample_summary(v), per_seed=v) for m, v in per_seed[name].items()}
-        row["auc"]["ci95"] = list(metrics.percentile_interval(boot[:, gi]))
+        row["auc"]["ci95"] = list(statistics.percentile_interval(boot[:, gi]))
         if gi != b:
-            lo, hi = metrics.percentile_interval(boot[:, gi] - boot[:, b])
+            lo, hi = statistics.percentile_interval(boot[:, gi] - boot[:, b])
             row["vs_baseline"] = dict(
                 auc_difference=float(np.mean(per_seed[name]["auc"]) - np.mean(base_aucs)),
                 auc_difference_ci95=[lo, hi],
