@@ -110,7 +110,7 @@ def main(argv):
         if grid.run(config, workdir) is not None and not config.experiment.only:
             print(f"Experiment report: {(workdir / grid.REPORT / 'index.html').absolute()}")
     elif FLAGS.mode == "synthesize":
-        synthesize.synthesize(config, workdir)
+        print(f"Synthetic pairs: {synthesize.synthesize(config, workdir)}")
     elif FLAGS.mode == "classify":
         runs = evaluate.parse_runs(config.classify.runs, "classify.runs", 1, "RUN_DIR")
         result = tasks.get_task("classification").run(config, runs, workdir / "classify")

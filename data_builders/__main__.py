@@ -9,11 +9,10 @@ tumour-free slices, clipped ROIs (inbreast) and skipped files with their reasons
 result with ``import data_builders; tfds.data_source(NAME, data_dir=DIR, split='train')``.
 """
 
-import logging
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 import tensorflow_datasets as tfds
 
 import data_builders
@@ -95,9 +94,7 @@ def main(argv):
         raise app.UsageError(
             "usage: python -m data_builders brats2017|inbreast --manual_dir=DIR --data_dir=DIR"
         )
-    logging.getLogger("data_builders").setLevel(logging.INFO)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(message)s")
+    logging.set_verbosity(logging.INFO)
     t = time.time()
     try:
         builder = build(

@@ -21,15 +21,13 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
-
-log = logging.getLogger("data_builders")
+from absl import logging as log  # the one channel of messages: absl logging
 
 IMAGE_SIZE = 256
 TRAIN_FRACTION = 0.7

@@ -41,6 +41,7 @@ import ml_collections
 import nibabel as nib
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 from PIL import Image
 
 from data_builders.common import fit_to_size, pair_features
@@ -320,5 +321,5 @@ def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
-    print(f"Wrote {len(records)} synthetic pairs to {final}")
+    logging.info("Wrote %d synthetic pairs to %s", len(records), final)
     return final

@@ -11,7 +11,6 @@ checkpoint is kept only once the step after it has been seen finite too (its par
 can be finite but so large that the next loss overflows), else it is moved aside into
 checkpoints_diverged/.
 """
-import logging
 import pathlib
 import time
 
@@ -22,6 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import tensorboardX
 import tqdm
+from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
