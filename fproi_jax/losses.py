@@ -9,7 +9,10 @@ Cycle-consistency loss (eq. 2): mean absolute error between the input and its cy
 `gan_mode='lsgan'` is the least-squares GAN (Mao et al. 2017) of the canonical CycleGAN:
 discriminator 0.5 (D(real) - 1)^2 + 0.5 D(fake)^2, generator (D(G(x)) - 1)^2. Logits of
 any shape (one per image, or a PatchGAN map) are averaged over every element.
+
+`dice_bce_loss` is the downstream segmenter's (tasks/segmentation.py).
 """
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -35,3 +38,14 @@ def generator_adversarial_loss(fake_logits, gan_mode: str = "log"):
 def cycle_loss(reconstruction, original):
     """Eq. 2 term: E ||reconstruction - original||_1, as a per-pixel mean."""
     return jnp.abs(reconstruction - original).mean()
+
+
+def dice_bce_loss(logits, target, smooth: float = 1e-5):
+    """The segmenter's loss, MONAI's DiceCELoss for one sigmoid channel: soft Dice loss
+    1 - (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth) per example (p = sigmoid(logits),
+    smooth 1e-5 as MONAI's smooth_nr/smooth_dr), averaged, plus the mean binary
+    cross-entropy, weighted 1:1."""
+    p = jax.nn.sigmoid(logits)
+    axes = tuple(range(1, logits.ndim))
+    dice = (2 * (p * target).sum(axes) + smooth) / (p.sum(axes) + target.sum(axes) + smooth)
+    return (1 - dice).mean() + optax.sigmoid_binary_cross_entropy(logits, target).mean()

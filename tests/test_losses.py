@@ -58,3 +58,18 @@ def test_image_pool_of_size_zero_passes_through():
     fakes = jnp.ones((2, 4, 4, 1))
     _, _, out = image_pool.query(jnp.zeros((0, 4, 4, 1)), jnp.int32(0), fakes, jax.random.key(0))
     np.testing.assert_array_equal(out, fakes)
+
+
+def test_dice_bce_loss_is_soft_dice_plus_mean_cross_entropy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 8, 8, 1)).astype(np.float32)
+    target = (rng.uniform(size=logits.shape) > 0.7).astype(np.float32)
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    dice = [(2 * (p[i] * target[i]).sum() + 1e-5) / (p[i].sum() + target[i].sum() + 1e-5)
+            for i in range(3)]
+    bce = -(target * np.log(p) + (1 - target) * np.log(1 - p)).mean()
+    np.testing.assert_allclose(losses.dice_bce_loss(logits, target), 1 - np.mean(dice) + bce,
+                               rtol=1e-5)
+    # a confident, correct prediction costs almost nothing; an empty one misses the Dice
+    assert losses.dice_bce_loss(40 * (2 * target - 1), target) < 1e-5
+    assert losses.dice_bce_loss(-40 * np.ones_like(target), target) > 0.99

@@ -320,3 +320,19 @@ def test_rfb_upsampling_is_chosen_by_name():
     assert "UpBlock_0" in RegionalFeatureBlock((4, 8, 8, 4)).init(jax.random.key(0), x)["params"]
     with pytest.raises(ValueError, match="upsampling must be one of .*got 'bilinear'"):
         RegionalFeatureBlock((4, 8, 8, 4), "bilinear").init(jax.random.key(0), x)
+
+
+def test_segmenter_is_a_four_level_unet_with_logits_of_the_image_size():
+    from fproi_jax.models.segmenter import Segmenter
+    x = jnp.zeros((2, 32, 32, 1))
+    model = Segmenter(features=(4, 4, 8, 16, 32, 4))
+    variables = model.init(jax.random.PRNGKey(0), x)
+    assert set(variables) == {"params"}  # instance norm: no running statistics
+    assert model.apply(variables, x).shape == (2, 32, 32, 1)
+    # one TwoConv per level and four transposed convs: 9 TwoConvs, 18 convs of 3x3
+    kernels = [leaf.shape for path, leaf in jax.tree_util.tree_leaves_with_path(variables)
+               if path[-1].key == "kernel"]
+    assert sum(k[:2] == (3, 3) for k in kernels) == 18
+    assert sum(k[:2] == (2, 2) for k in kernels) == 4
+    with pytest.raises(ValueError, match="Segmenter input height and width must be divisible"):
+        model.apply(variables, jnp.zeros((1, 24, 24, 1)))
