@@ -1,9 +1,9 @@
 """Results as data: a table, a figure, what a producer returns, and the one writer of pages.
 
 Every producer (one run's evaluation, a multi-seed comparison, a downstream task) returns
-`Table`s and `Figure`s and a JSON-able summary; `write_page` lays them out once, as
-Markdown, as one self-contained HTML page and as JSON, each file written atomically. No
-producer renders Markdown of its own and nothing parses it back.
+`Table`s and `Figure`s and a JSON-able summary; `write_page` lays them out once, in reading
+order, as Markdown, as one self-contained HTML page and as JSON, each file written
+atomically. No producer renders Markdown of its own and nothing parses it back.
 
 One NaN policy for JSON: a NaN (an undefined value, e.g. an AUC on a test set of one grade)
 is written as null, and +/-inf as the strings "inf"/"-inf", so the files are strict JSON
@@ -60,6 +60,14 @@ class Figure:
     title: str
     path: str
 
+    def markdown(self, level: int = 2) -> str:
+        return f"{'#' * level} {self.title}\n\n![{self.title}]({self.path})\n"
+
+    def html(self) -> str:
+        esc = html_lib.escape
+        return (f"<h2>{esc(self.title)}</h2>\n<p><img src=\"{esc(self.path)}\" "
+                f"alt=\"{esc(self.title)}\"></p>")
+
 
 @dataclasses.dataclass
 class Result:
@@ -91,13 +99,15 @@ def json_text(value) -> str:
     return json.dumps(strict_json(value), indent=2, allow_nan=False) + "\n"
 
 
-def markdown(title: str, intro: str, tables) -> str:
+def markdown(title: str, intro: str, items) -> str:
+    """The page in Markdown: `items` (Tables and Figures) in reading order."""
     return "\n".join([f"# {title}\n", *(f"{intro}\n",) * bool(intro),
-                      *(table.markdown() for table in tables)])
+                      *(item.markdown() for item in items)])
 
 
-def html(title: str, intro: str, tables, figures) -> str:
-    """One self-contained page: the tables as HTML tables, the figures by relative path."""
+def html(title: str, intro: str, items) -> str:
+    """One self-contained page: `items` in reading order, tables as HTML tables, figures by
+    relative path."""
     esc = html_lib.escape
     parts = [
         "<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">", f"<title>{esc(title)}</title>",
@@ -105,20 +115,20 @@ def html(title: str, intro: str, tables, figures) -> str:
         "margin-bottom:1em}td,th{border:1px solid #999;padding:3px 8px;text-align:left}"
         "th{background:#eee}img{max-width:100%}</style></head><body>",
         f"<h1>{esc(title)}</h1>", *(f"<p>{esc(intro)}</p>",) * bool(intro)]
-    parts += [table.html() for table in tables]
-    parts += [f"<h2>{esc(f.title)}</h2>\n<p><img src=\"{esc(f.path)}\" alt=\"{esc(f.title)}\">"
-              f"</p>" for f in figures]
+    parts += [item.html() for item in items]
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
-def write_page(out_dir, title: str, intro: str, tables, figures, summary: dict,
+def write_page(out_dir, title: str, intro: str, items, summary: dict,
                stem: str = "report", json_name: str = "summary.json") -> None:
     """Writes <stem>.md, index.html (<stem>.html for another stem) and `json_name` into
-    out_dir, each atomically; the summary is checked to be strict JSON before any is written."""
+    out_dir, each atomically: `items`, Tables and Figures in reading order (a figure beside
+    the table it illustrates). The summary is checked to be strict JSON before any file is
+    written."""
     out_dir = pathlib.Path(out_dir)
     text = json_text(summary)
     page = "index.html" if stem == "report" else f"{stem}.html"
     atomic.write_text(out_dir / json_name, text)
-    atomic.write_text(out_dir / f"{stem}.md", markdown(title, intro, tables))
-    atomic.write_text(out_dir / page, html(title, intro, tables, figures))
+    atomic.write_text(out_dir / f"{stem}.md", markdown(title, intro, items))
+    atomic.write_text(out_dir / page, html(title, intro, items))

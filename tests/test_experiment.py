@@ -92,6 +92,11 @@ def test_experiment_trains_evaluates_and_reports_every_method(experiment_run):
     assert page.count("<table>") == 5   # the verdict, then Tables 1-4 and their p-values
     images = re.findall(r'<img src="([^"]+)"', page)
     assert images == ["comparison_grid.png", "grey_histograms.png", "roi_grid.png"]
+    # each figure beside the table it illustrates
+    at = {key: page.index(key) for key in ("<h2>Image synthesis</h2>", "comparison_grid.png",
+                                           "<h2>ROI synthesis</h2>", "roi_grid.png",
+                                           "<h2>Image synthesis: p-values")}
+    assert list(at.values()) == sorted(at.values())
     for name in images:
         assert (out / name).stat().st_size > 1000
     for label in LABELS:

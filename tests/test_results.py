@@ -39,18 +39,20 @@ def test_nan_is_null_and_infinities_are_strings_in_strict_json():
 
 def test_write_page_writes_the_three_files_from_one_set_of_tables(tmp_path):
     figure = results.Figure("Figure 9: ROC", "classification/figure9_roc.png")
-    results.write_page(tmp_path, "Comparison", "Intro.", [TABLE], [figure], {"a": float("nan")})
+    results.write_page(tmp_path, "Comparison", "Intro.", [TABLE, figure], {"a": float("nan")})
     assert json.loads((tmp_path / "summary.json").read_text()) == {"a": None}
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# Comparison\n\nIntro.\n") and TABLE.markdown() in md
     page = (tmp_path / "index.html").read_text()
     assert TABLE.html() in page
     assert '<img src="classification/figure9_roc.png" alt="Figure 9: ROC">' in page
+    assert page.index("</table>") < page.index("<h2>Figure 9: ROC</h2>")  # in reading order
+    assert md.endswith("## Figure 9: ROC\n\n![Figure 9: ROC](classification/figure9_roc.png)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html", "report.md",
                                                           "summary.json"]
 
 
 def test_a_summary_that_is_not_json_leaves_no_file_behind(tmp_path):
     with pytest.raises(TypeError):
-        results.write_page(tmp_path, "T", "", [TABLE], [], {"bad": object()})
+        results.write_page(tmp_path, "T", "", [TABLE], {"bad": object()})
     assert list(tmp_path.iterdir()) == []

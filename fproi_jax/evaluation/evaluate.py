@@ -86,7 +86,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     return summary
 
 
-FIGURES = (
+GRID, HISTOGRAMS, ROI_GRID = (
     results.Figure("Figures 6-7: real and synthesized images F(G(x)), whole and tumour region",
                    "comparison_grid.png"),
     results.Figure("Figure 8: grey-level histograms of real and synthesized images",
@@ -94,19 +94,21 @@ FIGURES = (
     results.Figure("ROI synthesis G(F(y)): real ROI (solid lime) and synthesized ROI (dashed "
                    "red)", "roi_grid.png"),
 )
+FIGURES = {"image": (GRID, HISTOGRAMS), "roi": (ROI_GRID,)}  # beside the tables they show
 
 
-def draw_figures(out_dir, samples: dict, n: int) -> list:
+def draw_figures(out_dir, samples: dict, n: int) -> dict:
     """FIGURES into out_dir from {label: samples (SAMPLE_KEYS)} on the same examples, the
     methods side by side; returns FIGURES."""
+    out_dir = pathlib.Path(out_dir)
     reference = next(iter(samples.values()))
     images, rois = reference["image"][:n], reference["roi"][:n]
     synthesized = {label: s["F(G(x))"][:n] for label, s in samples.items()}
-    figures.comparison_grid(pathlib.Path(out_dir) / FIGURES[0].path, images, rois, synthesized, n)
-    figures.grey_histograms(pathlib.Path(out_dir) / FIGURES[1].path, images, synthesized)
-    figures.roi_grid(pathlib.Path(out_dir) / FIGURES[2].path, rois,
+    figures.comparison_grid(out_dir / GRID.path, images, rois, synthesized, n)
+    figures.grey_histograms(out_dir / HISTOGRAMS.path, images, synthesized)
+    figures.roi_grid(out_dir / ROI_GRID.path, rois,
                      {label: s["G(F(y))"][:n] for label, s in samples.items()}, images, n)
-    return list(FIGURES)
+    return FIGURES
 
 
 def read_samples(eval_dirs: dict, n: int) -> tuple[int, dict]:

@@ -84,6 +84,14 @@ def paper_tables(cells, metrics, title: str = "") -> list:
     return [image, roi]
 
 
+def beside(paper, figures=None) -> list:
+    """The image and ROI tables of `paper_tables` each followed by its figures, {"image":
+    [results.Figure], "roi": [...]}: the page's reading order."""
+    image, roi = paper
+    figures = figures or {}
+    return [image, *figures.get("image", ()), roi, *figures.get("roi", ())]
+
+
 def _footnote(statistics, n_examples):
     """statistics: {method: {metric: stats}}; lists the +inf values left out."""
     left_out = [
@@ -103,9 +111,10 @@ def _footnote(statistics, n_examples):
     )
 
 
-def write_report(per_example, example_ids, out_dir, method, dataset, figures=()):
+def write_report(per_example, example_ids, out_dir, method, dataset, figures=None):
     """Writes per_example.csv, summary.json, summary.md and summary.html (with `figures`,
-    results.Figure in out_dir) for one method on one dataset.
+    {"image": [results.Figure], "roi": [...]} in out_dir, see `beside`) for one method on
+    one dataset.
 
     Args:
       per_example: {metric: (N,) values}, with every name of ALL_METRICS except the
@@ -135,12 +144,11 @@ def write_report(per_example, example_ids, out_dir, method, dataset, figures=())
         "metrics": {name: sample_summary(v) for name, v in values.items()},
     }
     cells = {method: {name: summary_cell(stat) for name, stat in summary["metrics"].items()}}
-    tables = paper_tables(cells, values)
     results.write_page(
         out_dir, f"{method} on {dataset}",
         f"{len(example_ids)} examples, mean ± standard deviation (ddof=1). "
         + _footnote({method: summary["metrics"]}, len(example_ids)),
-        tables, figures, summary, stem="summary")
+        beside(paper_tables(cells, values), figures), summary, stem="summary")
     return summary
 
 
@@ -201,7 +209,7 @@ def p_cell(test) -> str:
     return f"{p} (n={test['n_pairs']}{dropped})"
 
 
-def compare_runs(run_dirs, reference, out_dir, figures=()):
+def compare_runs(run_dirs, reference, out_dir, figures=None):
     """Compares runs written by write_report: writes comparison.md, comparison.html (with
     `figures`) and comparison.json.
 
@@ -244,7 +252,7 @@ def compare_runs(run_dirs, reference, out_dir, figures=()):
     def cells(cell):
         return {m: {name: cell(m, name) for name in metrics} for m in statistics}
 
-    tables = [*paper_tables(cells(marked), metrics),
+    tables = [*beside(paper_tables(cells(marked), metrics), figures),
               *paper_tables(cells(lambda m, name: p_cell(test(m, name))), metrics,
                             f"p-values of the paired t-test against {reference}: ")]
     results.write_page(
@@ -253,5 +261,5 @@ def compare_runs(run_dirs, reference, out_dir, figures=()):
         f"t-test against {reference} significant at p < {ALPHA}. p-values: n pairs tested; "
         f"dropped: pairs with an infinite value in either run. "
         + _footnote(statistics, len(ids)),
-        tables, figures, comparison, stem="comparison", json_name="comparison.json")
+        tables, comparison, stem="comparison", json_name="comparison.json")
     return comparison

@@ -151,7 +151,8 @@ def write_report(config, workdir, eval_dirs, labels, task_results) -> dict:
     n, samples = evaluate_lib.read_samples(
         {labels[m]: dirs[0] for m, dirs in eval_dirs.items()}, config.eval.num_samples)
     figure_list = evaluate_lib.draw_figures(out_dir, samples, n)
-    table_list = [verdict, *tables.tables(pooled, reference)]
+    image, roi, *p_values = tables.tables(pooled, reference)
+    items = [verdict, *report.beside((image, roi), figure_list), *p_values]
     intro = tables.legend(reference, seeds)
     if seeds == 1:
         intro += " One seed: the spread between training runs is unknown."
@@ -173,12 +174,13 @@ def write_report(config, workdir, eval_dirs, labels, task_results) -> dict:
             intro += f" Task {name} skipped: {result.skipped}"
             summary["tasks"][name] = {"skipped": result.skipped}
             continue
-        table_list += result.tables
-        figure_list += [results.Figure(f.title, f"{name}/{f.path}") for f in result.figures]
+        items += [*result.tables,
+                  *(results.Figure(f.title, f"{name}/{f.path}") for f in result.figures)]
         summary["tasks"][name] = result.summary
-    summary["figures"] = [{"title": f.title, "path": f.path} for f in figure_list]
+    summary["figures"] = [{"title": f.title, "path": f.path} for f in items
+                          if isinstance(f, results.Figure)]
     title = f"Comparison on {dataset}: {len(eval_dirs)} methods x {seeds} seed(s)"
-    results.write_page(out_dir, title, intro, table_list, figure_list, summary)
+    results.write_page(out_dir, title, intro, items, summary)
     return summary
 
 
