@@ -13,7 +13,7 @@ Paper section 2.1, as implemented here:
   logged and counted in ``info.metadata``. A requested index outside the volume is a
   ``BadInputError`` naming the file (pass ``Brats2017Config(hgg_slices=..., lgg_slices=...)``
   for volumes with fewer than 155 slices).
-* ROI = seg > 0 (labels 1, 2 and 4 together: whole tumour).
+* ROI = seg label 1, 2 or 4 (``TUMOUR_LABELS`` together: whole tumour).
 * Bad data, each a ``BadInputError`` naming the file (skipped, and listed, with
   ``skip_bad``): a seg label outside {0, 1, 2, 4} (negative ones included); a NaN or Inf
   ANYWHERE in the modality volume (a volume with one is not trusted, even if the slices
@@ -63,7 +63,8 @@ from data_builders.common import BadInputError
 
 GRADES = ("HGG", "LGG")
 MODALITIES = ("t1", "t1ce", "t2", "flair")
-SEG_LABELS = (0, 1, 2, 4)
+TUMOUR_LABELS = (1, 2, 4)
+SEG_LABELS = (0, *TUMOUR_LABELS)
 PAPER_HGG_SLICES = (90, 100)
 PAPER_LGG_SLICES = (90, 95, 100, 105)
 
@@ -111,6 +112,12 @@ class Brats2017Config(tfds.core.BuilderConfig):
 
     def slices_for(self, grade: str) -> tuple[int, ...] | None:
         return self.hgg_slices if grade == "HGG" else self.lgg_slices
+
+
+def tumour(seg: np.ndarray) -> np.ndarray:
+    """The whole-tumour ROI of a seg array: a label selection (labels are checked to be in
+    SEG_LABELS), so no threshold."""
+    return np.isin(seg, TUMOUR_LABELS)
 
 
 def patient_of(case_id: str) -> str:
@@ -346,9 +353,10 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
     def _tumour_split(self, seg, img_path, grade) -> tuple[list[int], list[int], bool]:
         """(requested slices whose seg has tumour, requested slices without, whether the
         slices were requested explicitly)."""
-        tumour = (seg > 0).reshape(-1, seg.shape[2]).any(axis=0)
+        has_tumour = tumour(seg).reshape(-1, seg.shape[2]).any(axis=0)
         indices, explicit = self._requested(grade, seg.shape, img_path)
-        return [k for k in indices if tumour[k]], [k for k in indices if not tumour[k]], explicit
+        return ([k for k in indices if has_tumour[k]], [k for k in indices if not has_tumour[k]],
+                explicit)
 
     def _load_seg(self, img_path, seg_path, img_shape) -> np.ndarray:
         seg, _ = load_nifti(seg_path)
@@ -412,7 +420,7 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         out = []
         for k in indices:
             image = common.max_normalise(vol[:, :, k])
-            image, roi = common.fit_to_size(image, seg[:, :, k] > 0, cfg.image_size)
+            image, roi = common.fit_to_size(image, tumour(seg[:, :, k]), cfg.image_size)
             out.append(
                 (
                     f"{case_id}_{k:03d}",
