@@ -13,9 +13,8 @@ the new image, not the one it was asked for). <workdir>/synthetic/ holds:
   png/<name>_image.png   F(y), 16-bit grey (round(value * 65535))
   png/<name>_roi.png     G(F(y)), 8-bit grey, 0 or 255
   nifti/<name>_{image,roi}.nii.gz   the same as (H, W, 1) volumes (float32, uint8)
-  tfds/synthetic_pairs/  a TFDS dataset (array_record, split 'train') with the features
-                         image, roi, patient_id of the source datasets, plus source_id,
-                         grade (0 HGG, 1 LGG, -1 unknown), case_id and slice_index
+  tfds/synthetic_pairs/  a TFDS dataset (array_record, split 'train'; its builder and
+                         features: data_builders/synthetic_pairs.py)
 
 Read the dataset with tfds.data_source('synthetic_pairs', data_dir=<workdir>/synthetic/tfds,
 split='train'), or train on it with --config.data.name=synthetic_pairs
@@ -40,10 +39,10 @@ import jax
 import ml_collections
 import nibabel as nib
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image
 
-from data_builders.common import fit_to_size, pair_features
+from data_builders.common import fit_to_size
+from data_builders.synthetic_pairs import SOURCE_KEYS, UNKNOWN_SOURCE, SyntheticPairs
 from fproi_jax import metrics
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation.load import (example_id, load_generators, map_batches,
@@ -51,7 +50,6 @@ from fproi_jax.evaluation.load import (example_id, load_generators, map_batches,
 from fproi_jax.roi import binarise
 
 MASK_SUFFIXES = (".png", ".nii.gz", ".nii")
-TFDS_NAME = "synthetic_pairs"
 MANIFEST = "manifest.txt"
 
 
@@ -188,10 +186,6 @@ def _inputs(config: ml_collections.ConfigDict):
     return records, batches
 
 
-UNKNOWN_SOURCE = {"grade": -1, "case_id": "", "slice_index": -1}
-SOURCE_KEYS = tuple(UNKNOWN_SOURCE)
-
-
 def _source_ids(example: dict) -> dict:
     """The grade, case id and slice index of a dataset example, where it has them."""
     ids = dict(UNKNOWN_SOURCE)
@@ -202,41 +196,6 @@ def _source_ids(example: dict) -> dict:
     if "slice_index" in example:
         ids["slice_index"] = int(example["slice_index"])
     return ids
-
-
-with tfds.core.registered.skip_registration():
-    # Not registered: tfds reads the written dataset from its own files (features and
-    # sizes in dataset_info.json), whatever the image size.
-
-    class SyntheticPairs(tfds.core.GeneratorBasedBuilder):
-        """Synthesized image/ROI pairs of a trained Fproi-GAN (one split, 'train')."""
-
-        VERSION = tfds.core.Version("1.0.0")
-        RELEASE_NOTES = {"1.0.0": "Initial release."}
-
-        def __init__(self, *, pairs: list, image_size: int, description: str, **kwargs):
-            self._pairs, self._image_size, self._description = pairs, image_size, description
-            super().__init__(file_format="array_record", **kwargs)
-
-        def _info(self):
-            return tfds.core.DatasetInfo(
-                builder=self, description=self._description,
-                features=tfds.features.FeaturesDict({
-                    **pair_features(self._image_size),
-                    "source_id": tfds.features.Text(),
-                    "grade": tfds.features.Scalar(np.int32),
-                    "case_id": tfds.features.Text(),
-                    "slice_index": tfds.features.Scalar(np.int32),
-                }),
-                supervised_keys=("image", "roi"))
-
-        def _split_generators(self, dl_manager):
-            del dl_manager
-            return {"train": self._generate_examples()}
-
-        def _generate_examples(self):
-            for pair in self._pairs:
-                yield pair["source_id"], pair
 
 
 def _write_png(path, image: np.ndarray, bits: int):
