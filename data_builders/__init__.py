@@ -5,7 +5,8 @@
 ``python -m data_builders NAME --manual_dir=DIR --data_dir=DIR``. Synthetic raw data in the
 same layouts: ``python -m data_builders.phantom brats|inbreast --out=DIR``. The third
 builder, ``synthetic_pairs`` (``SyntheticPairs``, not registered), holds what
-``launch.py --mode=synthesize`` wrote.
+``launch.py --mode=synthesize`` wrote. What the rest of fproi-jax knows about each dataset
+(ids, patients, groups, geometry, how to build it): ``data_builders.registry``.
 """
 
 from data_builders.common import BadInputError

@@ -130,14 +130,15 @@ def _tree(root):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-@pytest.mark.parametrize("name, config, folder, command", [
+@pytest.mark.parametrize("name, config, folder, command, phantom", [
     ("brats2017", "paper", "brats2017/paper/1.1.0",
-     "python -m data_builders brats2017 --manual_dir=RAW_DIR --data_dir={} --config=paper"),
+     "python -m data_builders brats2017 --manual_dir=RAW_DIR --data_dir={} --config=paper",
+     "brats"),
     ("inbreast", "", "inbreast/paper/1.0.0",  # the builder's default config
-     "python -m data_builders inbreast --manual_dir=RAW_DIR --data_dir={}\n"),
+     "python -m data_builders inbreast --manual_dir=RAW_DIR --data_dir={}\n", "inbreast"),
 ])
 def test_a_dataset_not_built_stops_with_the_build_command_and_creates_nothing(
-        tmp_path, name, config, folder, command):
+        tmp_path, name, config, folder, command, phantom):
     (tmp_path / "tfds").mkdir()
     before = _tree(tmp_path)
     data = ml_collections.ConfigDict({"name": name, "builder_config": config,
@@ -148,6 +149,7 @@ def test_a_dataset_not_built_stops_with_the_build_command_and_creates_nothing(
     assert f"Dataset {name!r}" in message and f"data_dir={tmp_path / 'tfds'}" in message
     assert f"no {folder}/dataset_info.json" in message
     assert command.format(tmp_path / "tfds") in message
+    assert f"`python -m data_builders.phantom {phantom} --out=RAW_DIR` writes a phantom" in message
     assert len(message.splitlines()) <= 6
     assert _tree(tmp_path) == before  # no downloads/ or <name>/<config>/ left behind
 

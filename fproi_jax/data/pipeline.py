@@ -18,13 +18,11 @@ import tensorflow_datasets as tfds
 from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-import data_builders  # noqa: F401  (registers the TFDS builders)
+from data_builders import registry  # importing it registers the TFDS builders
 from fproi_jax.mesh import DATA_AXIS
 from fproi_jax.roi import binarise
 
 BATCH_KEYS = ("image", "roi")
-# Datasets that `python -m data_builders NAME` builds: {name: its phantom's name}.
-BUILD_COMMAND_DATASETS = {"brats2017": "brats", "inbreast": "inbreast"}
 
 
 class DatasetNotBuiltError(FileNotFoundError):
@@ -80,13 +78,14 @@ def _not_built_message(data: ml_collections.ConfigDict, expected: str) -> str:
              f"in data.data_dir={where}: no {expected}/dataset_info.json there."]
     if others:
         lines.append(f"Built there: {', '.join(others)}.")
-    if data.name in BUILD_COMMAND_DATASETS:
+    dataset = registry.get(data.name)
+    if dataset.build_command:
         config = f" --config={data.builder_config}" if data.builder_config else ""
         lines.append("Build it from the raw release (layout: README.md, section Data) with\n"
                      f"  python -m data_builders {data.name} --manual_dir=RAW_DIR "
                      f"--data_dir={data.data_dir}{config}\n"
                      f"(no raw data at hand? `python -m data_builders.phantom "
-                     f"{BUILD_COMMAND_DATASETS[data.name]} --out=RAW_DIR` writes a phantom)")
+                     f"{dataset.phantom} --out=RAW_DIR` writes a phantom)")
     else:
         lines.append("Write it there first (synthetic_pairs: launch.py --mode=synthesize writes "
                      "WORKDIR/synthetic/tfds).")
