@@ -34,7 +34,7 @@ class Dataset:
       group_field, groups: the feature holding the example's group label, and the group
         names by label (label i is groups[i], NO_GROUP is none); () for no groups.
       source_slice_size: the in-plane size of the released source volumes, None where the
-        examples have no volume geometry.
+        examples have no volume geometry; a build that records its own wins (`slice_size`).
       phantom: ``python -m data_builders.phantom PHANTOM`` writes stand-in raw data.
       build_command: whether ``python -m data_builders NAME`` builds it from raw data.
     """
@@ -65,6 +65,12 @@ class Dataset:
         if self.patient_field in example:
             return _text(example[self.patient_field])
         return self.example_id(example, position)
+
+    def slice_size(self, metadata) -> int | None:
+        """The in-plane size of one build's source volumes, as its builder recorded it
+        (info.metadata['source_slice_size']; a phantom may be of any size; None: they share
+        no square shape), else source_slice_size (builds from before it was recorded)."""
+        return (metadata or {}).get("source_slice_size", self.source_slice_size)
 
     def group(self, example: dict) -> int:
         """The example's group label (an index into groups), NO_GROUP without groups."""

@@ -45,6 +45,15 @@ def test_the_facts_of_an_example_of_each_dataset():
     assert generic.group({}) == registry.NO_GROUP
 
 
+def test_the_source_slice_size_is_the_builds_else_the_releases():
+    brats = registry.get("brats2017")
+    assert brats.slice_size({"source_slice_size": 48}) == 48  # a phantom's build
+    assert brats.slice_size({"examples": {}}) == 240  # a build from before it was recorded
+    assert brats.slice_size({"source_slice_size": None}) is None  # volumes of several sizes
+    assert registry.get("inbreast").slice_size({}) is None
+    assert registry.get("synthetic_pairs").slice_size(None) is None  # no metadata at all
+
+
 def test_an_example_without_an_id_field_names_the_dataset_and_the_field():
     with pytest.raises(ValueError, match="brats2017: an example without the feature "
                                          "'slice_index' \\(it has case_id, patient_id\\)"):

@@ -42,8 +42,7 @@ def synthetic(export, tiny_brats, tmp_path_factory):
         [sys.executable, "launch.py", "--config=configs/base.py", f"--workdir={workdir}",
          "--mode=synthesize", f"--config.eval.checkpoint={export}",
          f"--config.data.builder_config={tiny_brats.builder_config}",
-         f"--config.data.data_dir={tiny_brats.data_dir}", "--config.data.image_size=32",
-         f"--config.eval.source_slice_size={TINY_SHAPE[0]}"],
+         f"--config.data.data_dir={tiny_brats.data_dir}", "--config.data.image_size=32"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [p.name for p in workdir.iterdir()] == ["synthetic"]  # no temporary folder left
@@ -86,6 +85,7 @@ def test_nifti_voxels_land_on_the_source_world_points(synthetic, tiny_brats):
     """The input ROI's centroid, through the synthetic slice's affine, is the world centroid
     of the source seg slice (48x48 phantom resized to 32x32: 1.5 mm voxels)."""
     source = pipeline.load_split(tiny_brats, "test")
+    assert source.dataset_info.metadata["source_slice_size"] == TINY_SHAPE[0]  # not BRATS' 240
     raw = pathlib.Path(tiny_brats.data_dir).parent / "raw"
     batch = next(pipeline.eval_batches(source, tiny_brats, len(source)))
     for k, row in enumerate(_rows(synthetic)):

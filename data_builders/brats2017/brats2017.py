@@ -42,6 +42,10 @@ Paper section 2.1, as implemented here:
   (:func:`data_builders.common.patient_split`). Patient id = case name without its
   trailing ``_<digits>`` (``Brats17_TCIA_105_1`` -> ``Brats17_TCIA_105``), so several
   acquisitions of one patient can never straddle the split.
+* Geometry: ``info.metadata['source_slice_size']`` is the in-plane side of the volumes the
+  examples come from (240 for the release; a phantom may be of any size), None if they do
+  not all share one square shape: with the stored ``affine`` and ``slice_index`` it places
+  a stored slice in the world (data_builders.registry: ``Dataset.slice_size``).
 * Counts: ``info.metadata['examples']`` = ``{split: {grade: n}}`` of the examples written
   (and, with balancing, ``info.metadata['balance']``: slices per grade before and after);
   the build summary prints both.
@@ -216,6 +220,7 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         """
         super().__init__(skip_bad=skip_bad, file_format=file_format, **kwargs)
         self._excluded_count = 0
+        self._slice_shapes: set[tuple[int, int]] = set()  # in-plane shapes of the volumes read
 
     def _info(self) -> tfds.core.DatasetInfo:
         s = self.builder_config.image_size
@@ -243,6 +248,7 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             raise ValueError(f"modality must be one of {MODALITIES}, got {cfg.modality!r}")
         self._log = common.SkipLog(self._skip_bad)
         self._excluded_count = 0
+        self._slice_shapes = set()
         cases = find_cases(self._manual_dir(dl_manager))
         md = self.info.metadata
         md["skipped"] = self._log.skipped
@@ -257,6 +263,7 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         )
         md["normalisation"] = "per-slice max normalisation to [0, 1]"
         md["examples"] = {s: {g: 0 for g in GRADES} for s in ("train", "test")}
+        md["source_slice_size"] = None
         slices_of: dict[str, list[int]] | None = None  # case_id -> kept slices, if balanced
         if cfg.balance_grades:
             slices_of = self._balanced_slices(cases)
@@ -330,6 +337,8 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             examples = self._log.call(self.case_examples, grade, case_id, case_dir, only)
             common.log.info("brats2017: %s/%s -> %d slices", grade, case_id, len(examples or ()))
             counts[grade] += len(examples or ())
+            sides = {side for shape in self._slice_shapes for side in shape}
+            self.info.metadata["source_slice_size"] = sides.pop() if len(sides) == 1 else None
             if slices_of is None:
                 self.info.metadata["excluded_slice_count"] = self._excluded_count
             yield from examples or ()
@@ -415,6 +424,7 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         """
         cfg = self.builder_config
         vol, affine, seg, indices = self._read_case(grade, case_id, case_dir, only is None)
+        self._slice_shapes.add(tuple(int(n) for n in vol.shape[:2]))
         if only is not None:
             indices = list(only)
         out = []

@@ -22,8 +22,10 @@ split='train'), or train on it with --config.data.name=synthetic_pairs
 
 NIfTI affines: for brats2017 test examples, the source volume's affine moved to the slice,
 so each voxel lands on the world point of the source voxel it was made from (viewable over
-the source volume in ITK-SNAP); see `slice_affine`. INbreast examples and mask files get
-the identity affine (no scanner geometry is known).
+the source volume in ITK-SNAP); see `slice_affine` (the source volumes' in-plane size is the
+dataset's: data_builders.registry, Dataset.slice_size). INbreast examples, mask files and a
+build whose volumes share no square in-plane size get the identity affine (no scanner
+geometry is known).
 
 Everything is written into a temporary folder renamed into place at the end, so there is
 never a half-written synthetic/. Output names are the input ids (mask file names without
@@ -41,6 +43,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
+from data_builders import registry
 from data_builders.common import fit_to_size
 from data_builders.synthetic_pairs import SOURCE_KEYS, UNKNOWN_SOURCE, SyntheticPairs
 from fproi_jax import metrics
@@ -168,14 +171,14 @@ def _inputs(config: ml_collections.ConfigDict):
                    for i in range(0, len(rois), batch_size))
         return records, batches
     source = pipeline.load_split(config.data, config.data.test_split)
+    source_size = registry.get(config.data.name).slice_size(source.dataset_info.metadata)
     records = []
     for index in range(len(source)):
         example = source[index]
         affine = np.eye(4)
-        if "affine" in example:
+        if "affine" in example and source_size is not None:
             affine = slice_affine(example["affine"], int(example["slice_index"]),
-                                  example["image"].shape[0], size,
-                                  config.eval.source_slice_size)
+                                  example["image"].shape[0], size, source_size)
         name = example_id(example, index)
         records.append({"id": name, "source_id": f"{config.data.name}/{name}",
                         "patient_id": example["patient_id"].decode(), **_source_ids(example),
