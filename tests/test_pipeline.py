@@ -118,12 +118,24 @@ def test_global_batch_is_sharded_over_four_devices(tiny_brats):
                                       local[key])
 
 
-def test_eval_batches_cover_the_split_in_order(tiny_brats):
-    source = pipeline.load_split(tiny_brats, "test")
+def test_eval_batches_cover_the_split_in_order_with_the_facts_of_each_example(tiny_brats):
+    source = pipeline.load_split(tiny_brats, "train")
     batches = list(pipeline.eval_batches(source, tiny_brats, 3))
     np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches]),
                                   np.arange(len(source)))
     assert all(len(b["image"]) <= 3 for b in batches)
+    assert all(len(value) == len(b["image"]) for b in batches for value in b.values())
+    split = pipeline.concatenate(batches)
+    examples = [source[i] for i in range(len(source))]
+    assert list(split["example_id"]) == [f"{e['case_id'].decode()}/{e['slice_index']}"
+                                         for e in examples]
+    assert list(split["patient_id"]) == [e["patient_id"].decode() for e in examples]
+    assert list(split["group"]) == [int(e["grade"]) for e in examples]
+    assert set(split["group"]) == {0, 1}  # both grades in this split
+    # the other stored features, text as str
+    assert list(split["case_id"]) == [e["case_id"].decode() for e in examples]
+    np.testing.assert_array_equal(split["slice_index"], [e["slice_index"] for e in examples])
+    np.testing.assert_array_equal(split["affine"], [e["affine"] for e in examples])
 
 
 def _tree(root):

@@ -17,9 +17,10 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from conftest import REPO, TINY_SHAPE, tiny_config
+from data_builders import registry
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import synthesize as synth
-from fproi_jax.evaluation.load import example_id, load_generators
+from fproi_jax.evaluation.load import load_generators
 from fproi_jax.methods import get_method
 from fproi_jax.store import export as export_lib
 
@@ -124,7 +125,8 @@ def test_tfds_dataset_is_readable_and_mixable(synthetic, tiny_brats):
     assert len(dataset) == len(rows)
     by_source = {dataset[i]["source_id"].decode(): dataset[i] for i in range(len(dataset))}
     test_split = pipeline.load_split(tiny_brats, "test")
-    sources = {example_id(test_split[i], i): test_split[i] for i in range(len(test_split))}
+    dataset = registry.get(tiny_brats.name)
+    sources = {dataset.example_id(test_split[i], i): test_split[i] for i in range(len(test_split))}
     assert set(by_source) == {r["source_id"] for r in rows}
     for row in rows:
         example = by_source[row["source_id"]]

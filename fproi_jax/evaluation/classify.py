@@ -22,6 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from data_builders import registry
 from fproi_jax import atomic
 from fproi_jax.classify import report as classify_report
 from fproi_jax.classify import svm
@@ -44,17 +45,13 @@ class InsufficientDataError(ValueError):
 def load_slices(config: ml_collections.ConfigDict, split: str) -> dict:
     """{'image', 'roi', 'grade', 'patient_id'} of a whole split at config.data.image_size."""
     source = pipeline.load_split(config.data, split)
-    if len(source) == 0 or "grade" not in source[0]:
+    if len(source) == 0 or not registry.get(config.data.name).groups:
         raise InsufficientDataError(f"{config.data.name} {split}: the classifier needs a "
                                     f"dataset with a 'grade' feature (brats2017)")
-    columns = {"image": [], "roi": []}
-    for batch in pipeline.eval_batches(source, config.data, config.eval.batch_size):
-        columns["image"].append(batch["image"])
-        columns["roi"].append(batch["roi"])
-    examples = [source[i] for i in range(len(source))]
-    return {"image": np.concatenate(columns["image"]), "roi": np.concatenate(columns["roi"]),
-            "grade": np.array([int(e["grade"]) for e in examples]),
-            "patient_id": np.array([e["patient_id"].decode() for e in examples])}
+    columns = pipeline.concatenate(pipeline.eval_batches(source, config.data,
+                                                         config.eval.batch_size))
+    return {"image": columns["image"], "roi": columns["roi"], "grade": columns["group"],
+            "patient_id": columns["patient_id"]}
 
 
 def check_patients(train: dict, test: dict, config: ml_collections.ConfigDict):

@@ -48,8 +48,7 @@ from data_builders.common import fit_to_size
 from data_builders.synthetic_pairs import SOURCE_KEYS, UNKNOWN_SOURCE, SyntheticPairs
 from fproi_jax import metrics
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation.load import (example_id, load_generators, map_batches,
-                                       with_run_image_size)
+from fproi_jax.evaluation.load import load_generators, map_batches, with_run_image_size
 from fproi_jax.roi import binarise
 
 MASK_SUFFIXES = (".png", ".nii.gz", ".nii")
@@ -157,48 +156,43 @@ def _check_replaceable(folder: pathlib.Path):
                 "write (move it, or the folder, away)")
 
 
+RECORD_KEYS = ("id", "source_id", "patient_id", *SOURCE_KEYS, "affine")
+
+
 def _inputs(config: ml_collections.ConfigDict):
-    """(records, batches of {'roi'}): one record {id, source_id, patient_id, grade,
-    case_id, slice_index, affine} per input ROI, from eval.mask_dir or else the test split."""
+    """(batches, number of ROIs, where they come from): batches of input ROIs 'roi' with the
+    fields of their records (RECORD_KEYS), from eval.mask_dir or else the test split."""
     size, batch_size = config.data.image_size, config.eval.batch_size
     if config.eval.mask_dir:
         files = mask_files(pathlib.Path(config.eval.mask_dir))
-        rois = [read_mask(path, size) for path in files]
-        records = [{"id": _mask_name(p), "source_id": p.name, "patient_id": _mask_name(p),
-                    **UNKNOWN_SOURCE, "affine": np.eye(4)} for p in files]
-        _check_unique_names(records, f"eval.mask_dir={config.eval.mask_dir!r}")
-        batches = ({"roi": np.stack(rois[i:i + batch_size])}
-                   for i in range(0, len(rois), batch_size))
-        return records, batches
-    source = pipeline.load_split(config.data, config.data.test_split)
-    source_size = registry.get(config.data.name).slice_size(source.dataset_info.metadata)
-    records = []
-    for index in range(len(source)):
-        example = source[index]
-        affine = np.eye(4)
-        if "affine" in example and source_size is not None:
-            affine = slice_affine(example["affine"], int(example["slice_index"]),
-                                  example["image"].shape[0], size, source_size)
-        name = example_id(example, index)
-        records.append({"id": name, "source_id": f"{config.data.name}/{name}",
-                        "patient_id": example["patient_id"].decode(), **_source_ids(example),
-                        "affine": affine})
-    _check_unique_names(records, f"{config.data.name} {config.data.test_split}")
-    batches = ({"roi": batch["roi"]}
-               for batch in pipeline.eval_batches(source, config.data, batch_size))
-    return records, batches
+        names = np.array([_mask_name(p) for p in files])
+        columns = {"roi": np.stack([read_mask(path, size) for path in files]), "id": names,
+                   "source_id": np.array([p.name for p in files]), "patient_id": names,
+                   **{key: np.full(len(files), value) for key, value in UNKNOWN_SOURCE.items()},
+                   "affine": np.tile(np.eye(4), (len(files), 1, 1))}
+        batches = ({key: value[i:i + batch_size] for key, value in columns.items()}
+                   for i in range(0, len(files), batch_size))
+        return batches, len(files), f"eval.mask_dir={config.eval.mask_dir!r}"
+    data = config.data
+    source = pipeline.load_split(data, data.test_split)
+    source_size = registry.get(data.name).slice_size(source.dataset_info.metadata)
+    stored_size = source.dataset_info.features["image"].shape[0]
 
+    def records(batch):
+        n = len(batch["roi"])
+        affine = np.tile(np.eye(4), (n, 1, 1))
+        if "affine" in batch and source_size is not None:
+            affine = np.stack([slice_affine(a, int(k), stored_size, size, source_size)
+                               for a, k in zip(batch["affine"], batch["slice_index"])])
+        return {"roi": batch["roi"], "id": batch["example_id"],
+                "source_id": np.array([f"{data.name}/{i}" for i in batch["example_id"]]),
+                "patient_id": batch["patient_id"], "grade": batch["group"],
+                **{key: batch.get(key, np.full(n, UNKNOWN_SOURCE[key]))
+                   for key in ("case_id", "slice_index")},
+                "affine": affine}
 
-def _source_ids(example: dict) -> dict:
-    """The grade, case id and slice index of a dataset example, where it has them."""
-    ids = dict(UNKNOWN_SOURCE)
-    if "grade" in example:
-        ids["grade"] = int(example["grade"])
-    if "case_id" in example:
-        ids["case_id"] = example["case_id"].decode()
-    if "slice_index" in example:
-        ids["slice_index"] = int(example["slice_index"])
-    return ids
+    batches = map(records, pipeline.eval_batches(source, data, batch_size))
+    return batches, len(source), f"{data.name} {data.test_split}"
 
 
 def _write_png(path, image: np.ndarray, bits: int):
@@ -255,7 +249,7 @@ def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
     checkpoint = pathlib.Path(config.eval.checkpoint or workdir)
     run_config, method, variables = load_generators(checkpoint)
     config = with_run_image_size(config, run_config)
-    records, batches = _inputs(config)
+    batches, total, inputs = _inputs(config)
 
     @jax.jit
     def step(variables, y):
@@ -263,12 +257,13 @@ def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
         roi = binarise(g_f_y).astype(np.uint8)
         return {"image": f_y, "roi": roi, "dice": metrics.dice(g_f_y, y)}
 
-    done = 0
-    for _, outputs in map_batches(lambda batch: step(variables, batch["roi"]), batches,
-                                  config.eval.batch_size, len(records), "synthesize"):
-        for k in range(len(outputs["image"])):
-            records[done + k].update({key: value[k] for key, value in outputs.items()})
-        done += len(outputs["image"])
+    records = []
+    for batch, outputs in map_batches(lambda batch: step(variables, batch["roi"]), batches,
+                                      config.eval.batch_size, total, "synthesize"):
+        records += [{**{key: batch[key][k] for key in RECORD_KEYS},
+                     **{key: value[k] for key, value in outputs.items()}}
+                    for k in range(len(batch["roi"]))]
+    _check_unique_names(records, inputs)
 
     tmp = workdir / f".synthetic.tmp-{os.getpid()}"
     old = workdir / f".synthetic.old-{os.getpid()}"
