@@ -6,6 +6,9 @@ global batches, and each host reads only its own contiguous slice of each global
 Augmentation draws from a generator seeded by (seed, position in the stream), so a run
 on 1 device, on N devices or on N hosts sees the same global batches, and an iterator
 restored from its checkpointed position continues the same sequence.
+
+Evaluation reads a split once, in order, through eval_batches: each batch carries its
+examples' ids, patients and group labels (data_builders.registry) with the pixels.
 """
 import os
 from typing import Iterable, Iterator
