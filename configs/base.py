@@ -53,8 +53,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.num_samples = 4            # examples drawn in figures and kept in samples.npz
     config.eval.compare_runs = ""          # --mode=compare: "Fproi-GAN=EVAL_DIR,CycleGAN=EVAL_DIR"
     config.eval.mask_dir = ""              # --mode=synthesize: PNG/NIfTI masks; "" = test ROIs
-    config.eval.source_slice_size = 240    # in-plane size of the source volumes (BRATS: 240),
-                                           # for the NIfTI affine of synthesized slices
 
     # The downstream tasks' settings (fproi_jax/tasks/), e.g. config.classify of paper
     # Table 5 (--mode=classify): an HGG/LGG classifier trained on the test split's real

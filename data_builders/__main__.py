@@ -15,10 +15,7 @@ import time
 from absl import app, flags, logging
 import tensorflow_datasets as tfds
 
-import data_builders
-from data_builders import common
-
-BUILDERS = {"brats2017": data_builders.Brats2017, "inbreast": data_builders.Inbreast}
+from data_builders import common, registry
 
 _MANUAL = flags.DEFINE_string("manual_dir", None, "folder with the raw release", required=True)
 _DATA = flags.DEFINE_string("data_dir", None, "TFDS data dir to write to", required=True)
@@ -38,9 +35,11 @@ def build(
     overwrite: bool = False,
 ):
     """Builds dataset ``name``; returns the builder (``.info`` has splits and metadata)."""
-    if name not in BUILDERS:
-        raise app.UsageError(f"dataset must be one of {sorted(BUILDERS)}, got {name!r}")
-    builder = BUILDERS[name](data_dir=data_dir, config=config, skip_bad=skip_bad)
+    if name not in registry.BUILDABLE:
+        raise app.UsageError(f"dataset must be one of {', '.join(registry.BUILDABLE)}, got "
+                             f"{name!r}")
+    builder = registry.DATASETS[name].builder(data_dir=data_dir, config=config,
+                                              skip_bad=skip_bad)
     mode = (
         tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
         if overwrite
@@ -91,9 +90,8 @@ def summary(builder) -> str:
 
 def main(argv):
     if len(argv) != 2:
-        raise app.UsageError(
-            "usage: python -m data_builders brats2017|inbreast --manual_dir=DIR --data_dir=DIR"
-        )
+        raise app.UsageError(f"usage: python -m data_builders {'|'.join(registry.BUILDABLE)} "
+                             "--manual_dir=DIR --data_dir=DIR")
     logging.set_verbosity(logging.INFO)
     t = time.time()
     try:

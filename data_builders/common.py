@@ -29,6 +29,8 @@ from PIL import Image
 import tensorflow_datasets as tfds
 from absl import logging as log  # the one channel of messages: absl logging
 
+from fproi_jax.roi import binarise
+
 IMAGE_SIZE = 256
 TRAIN_FRACTION = 0.7
 SPLIT_SEED = 0
@@ -197,11 +199,11 @@ def check_not_blank(path: str | os.PathLike, image: np.ndarray, what: str) -> No
 
 
 def resize_pair(image: np.ndarray, roi: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resizes 2-D ``image`` (bilinear, float32) and ``roi`` (nearest, binary uint8) to
-    size x size."""
+    """Resizes 2-D ``image`` (bilinear, float32) and ``roi`` (binarised by
+    fproi_jax.roi.binarise, then nearest: binary uint8) to size x size."""
     img = Image.fromarray(np.asarray(image, np.float32), mode="F")
     img = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32)
-    r = Image.fromarray((np.asarray(roi) > 0).astype(np.uint8), mode="L")
+    r = Image.fromarray(binarise(np.asarray(roi)).astype(np.uint8), mode="L")
     r = np.asarray(r.resize((size, size), Image.NEAREST), dtype=np.uint8)
     return img, r
 
@@ -222,10 +224,11 @@ def fit_to_size(
     If both sides are <= size: centred zero padding (BRATS 240x240 -> 8 px on each side;
     pixels are untouched and the ROI stays exactly the source mask). Otherwise: centred zero
     padding to a square of the longer side, then resize (image bilinear, ROI nearest
-    neighbour so it stays binary). Returns (float32 image, uint8 ROI in {0, 1}).
+    neighbour so it stays binary). The ROI is binarised first (fproi_jax.roi.binarise: above
+    0.5). Returns (float32 image, uint8 ROI in {0, 1}).
     """
     image = np.asarray(image, np.float32)
-    roi = (np.asarray(roi) > 0).astype(np.uint8)
+    roi = binarise(np.asarray(roi)).astype(np.uint8)
     if image.shape != roi.shape or image.ndim != 2:
         raise ValueError(f"image {image.shape} and ROI {roi.shape} must be equal 2-D shapes")
     h, w = image.shape

@@ -35,7 +35,7 @@ def test_classify_mode_writes_table5_with_each_group(classify_brats, tmp_path):
     groups = summary["groups"]
     assert list(groups) == ["Real only", "+ Fproi-GAN", "+ Fproi-GAN (new ROIs)"]
     real = pairs.load_slices(config, "test")  # the classifier's training slices
-    n = {"HGG": int((real["grade"] == 0).sum()), "LGG": int((real["grade"] == 1).sum())}
+    n = {"HGG": int((real["group"] == 0).sum()), "LGG": int((real["group"] == 1).sum())}
     assert groups["Real only"]["n_train"] == n
     for name in ("+ Fproi-GAN", "+ Fproi-GAN (new ROIs)"):
         assert groups[name]["n_train"] == {k: 2 * v for k, v in n.items()}

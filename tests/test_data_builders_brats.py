@@ -197,6 +197,15 @@ def test_data_source_reads_after_import_and_metadata_round_trip(built):
               for s, v in ex.items()}
     assert rb.info.metadata["examples"] == counts
     assert "balance" not in rb.info.metadata  # off unless the config asks for it
+    # the side of the volumes' slices, for their geometry (data_builders.registry)
+    assert ds.dataset_info.metadata["source_slice_size"] == SHAPE[0]
+
+
+def test_no_source_slice_size_is_recorded_for_slices_that_are_not_square(tmp_path):
+    phantom.write_brats(tmp_path / "raw", cases=6, shape=(48, 40, 40), seed=0)
+    b = build(tmp_path / "raw", tmp_path / "data")
+    assert sum(s.num_examples for s in b.info.splits.values()) > 0
+    assert b.info.metadata["source_slice_size"] is None
 
 
 def test_all_tumour_slices_config(raw, tmp_path):

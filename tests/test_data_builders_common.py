@@ -69,6 +69,18 @@ def test_fit_to_size_resizes_larger_and_roi_stays_binary_and_aligned():
     assert i2[r2 == 1].mean() > 0.9 and i2[r2 == 0].mean() < 0.1
 
 
+def test_pad_and_resize_binarise_a_soft_roi_as_fproi_jax_roi():
+    """The builders' ROI threshold is the one of fproi_jax.roi: above 0.5 (0.5 itself is
+    background), on the padding path and on the resizing one."""
+    roi = np.resize(np.array([0.0, 0.3, 0.5, 0.51, 1.0, 255.0]), (24, 30))
+    image = np.ones(roi.shape, np.float32)
+    _, padded = common.fit_to_size(image, roi, 256)
+    np.testing.assert_array_equal(padded[116:140, 113:143], roi > 0.5)  # (256 - 24) / 2, ...
+    assert padded.sum() == (roi > 0.5).sum()
+    _, same_size = common.resize_pair(image[:, :24], roi[:, :24], 24)  # nearest, 1:1
+    np.testing.assert_array_equal(same_size, roi[:, :24] > 0.5)
+
+
 def test_skip_log():
     def bad(path):
         raise BadInputError(path, "broken")

@@ -18,10 +18,11 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, grid_cells, tiny_config
+from data_builders import registry
 from fproi_jax import metrics
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import evaluate, figures, report
-from fproi_jax.evaluation.load import example_id, load_generators
+from fproi_jax.evaluation.load import load_generators
 from fproi_jax.methods import get_method
 from fproi_jax.store import export as export_lib
 from fproi_jax.train import loop
@@ -95,7 +96,8 @@ def test_evaluate_writes_one_row_per_test_example(evaluated, tiny_brats):
     out_dir, _ = evaluated
     source = pipeline.load_split(tiny_brats, "test")
     rows = _rows(out_dir / "per_example.csv")
-    assert [r["example_id"] for r in rows] == [example_id(source[i], i)
+    dataset = registry.get(tiny_brats.name)
+    assert [r["example_id"] for r in rows] == [dataset.example_id(source[i], i)
                                                for i in range(len(source))]
     assert rows[0]["example_id"].startswith("Brats17_PHANTOM_")
     # 32 px is below MS-SSIM's 176: those columns are left out, every other metric is there.

@@ -12,10 +12,10 @@ import pytest
 from scipy import stats
 
 from conftest import run_launch, start_launch, tiny_config, write_config_file
+from data_builders import registry
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import report
 from fproi_jax.experiment import grid as experiment, tables as experiment_report
-from fproi_jax.evaluation.load import example_id
 from fproi_jax.methods import REGISTRY
 from fproi_jax.store import config_file
 
@@ -65,7 +65,8 @@ def test_experiment_trains_evaluates_and_reports_every_method(experiment_run):
     assert list(groups) == ["All slices", "HGG", "LGG"]
     assert [groups[g]["n_examples"] for g in groups] == [
         len(grades), grades.count(0), grades.count(1)]
-    ids = [example_id(source[i], i) for i in range(len(source))]
+    dataset = registry.get(config.data.name)
+    ids = [dataset.example_id(source[i], i) for i in range(len(source))]
     assert summary["runs"]["DCGAN"] == ["dcgan/seed_0/eval/DCGAN"]
     assert summary["runs"]["Fproi-GAN w/o RFB"] == [
         "fproi_gan_no_rfb/seed_0/eval/Fproi-GAN w_o RFB"]

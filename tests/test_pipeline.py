@@ -118,26 +118,39 @@ def test_global_batch_is_sharded_over_four_devices(tiny_brats):
                                       local[key])
 
 
-def test_eval_batches_cover_the_split_in_order(tiny_brats):
-    source = pipeline.load_split(tiny_brats, "test")
+def test_eval_batches_cover_the_split_in_order_with_the_facts_of_each_example(tiny_brats):
+    source = pipeline.load_split(tiny_brats, "train")
     batches = list(pipeline.eval_batches(source, tiny_brats, 3))
     np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches]),
                                   np.arange(len(source)))
     assert all(len(b["image"]) <= 3 for b in batches)
+    assert all(len(value) == len(b["image"]) for b in batches for value in b.values())
+    split = pipeline.concatenate(batches)
+    examples = [source[i] for i in range(len(source))]
+    assert list(split["example_id"]) == [f"{e['case_id'].decode()}/{e['slice_index']}"
+                                         for e in examples]
+    assert list(split["patient_id"]) == [e["patient_id"].decode() for e in examples]
+    assert list(split["group"]) == [int(e["grade"]) for e in examples]
+    assert set(split["group"]) == {0, 1}  # both grades in this split
+    # the other stored features, text as str
+    assert list(split["case_id"]) == [e["case_id"].decode() for e in examples]
+    np.testing.assert_array_equal(split["slice_index"], [e["slice_index"] for e in examples])
+    np.testing.assert_array_equal(split["affine"], [e["affine"] for e in examples])
 
 
 def _tree(root):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-@pytest.mark.parametrize("name, config, folder, command", [
+@pytest.mark.parametrize("name, config, folder, command, phantom", [
     ("brats2017", "paper", "brats2017/paper/1.1.0",
-     "python -m data_builders brats2017 --manual_dir=RAW_DIR --data_dir={} --config=paper"),
+     "python -m data_builders brats2017 --manual_dir=RAW_DIR --data_dir={} --config=paper",
+     "brats"),
     ("inbreast", "", "inbreast/paper/1.0.0",  # the builder's default config
-     "python -m data_builders inbreast --manual_dir=RAW_DIR --data_dir={}\n"),
+     "python -m data_builders inbreast --manual_dir=RAW_DIR --data_dir={}\n", "inbreast"),
 ])
 def test_a_dataset_not_built_stops_with_the_build_command_and_creates_nothing(
-        tmp_path, name, config, folder, command):
+        tmp_path, name, config, folder, command, phantom):
     (tmp_path / "tfds").mkdir()
     before = _tree(tmp_path)
     data = ml_collections.ConfigDict({"name": name, "builder_config": config,
@@ -148,6 +161,7 @@ def test_a_dataset_not_built_stops_with_the_build_command_and_creates_nothing(
     assert f"Dataset {name!r}" in message and f"data_dir={tmp_path / 'tfds'}" in message
     assert f"no {folder}/dataset_info.json" in message
     assert command.format(tmp_path / "tfds") in message
+    assert f"`python -m data_builders.phantom {phantom} --out=RAW_DIR` writes a phantom" in message
     assert len(message.splitlines()) <= 6
     assert _tree(tmp_path) == before  # no downloads/ or <name>/<config>/ left behind
 

@@ -134,6 +134,28 @@ def test_a_longer_run_and_a_lower_learning_rate_are_accepted_and_recorded(traine
                                      "train.num_steps": {"from": 4, "to": 6}}
 
 
+def test_a_run_from_before_the_source_slice_size_was_a_dataset_fact_loads_and_resumes(
+        trained, tmp_path):
+    """Older runs' config.json hold eval.source_slice_size (it is now the dataset's, in
+    data_builders.registry): their generators load for evaluation, the experiment mode may
+    reuse them, and training continues, recording the field as gone."""
+    config, workdir = _copy(trained, tmp_path)
+    stored = json.loads((workdir / "config.json").read_text())
+    assert "source_slice_size" not in stored["eval"] and "source_slice_size" not in config.eval
+    stored["eval"]["source_slice_size"] = 240
+    (workdir / "config.json").write_text(json.dumps(stored, indent=2))
+    run_config, _, variables = load_generators(workdir)
+    assert run_config.eval.source_slice_size == 240 and variables["params"]
+    assert config_file.check(config, workdir, strict=True) == {
+        "eval.source_slice_size": (240, "<absent>")}
+    config.train.num_steps = 6
+    loop.train(config, workdir)
+    assert _steps(workdir) == [2, 4, 6]
+    assert "source_slice_size" not in json.loads((workdir / "config.json").read_text())["eval"]
+    (change,) = [json.loads(line) for line in (workdir / "config_changes.jsonl").open()]
+    assert change["changes"]["eval.source_slice_size"] == {"from": 240, "to": "<absent>"}
+
+
 def test_the_length_of_a_decaying_schedule_and_a_reused_runs_rate_are_fixed(trained, tmp_path):
     config, _ = trained
     decaying = config.copy_and_resolve_references()

@@ -17,9 +17,10 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from conftest import REPO, TINY_SHAPE, tiny_config
+from data_builders import registry
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import synthesize as synth
-from fproi_jax.evaluation.load import example_id, load_generators
+from fproi_jax.evaluation.load import load_generators
 from fproi_jax.methods import get_method
 from fproi_jax.store import export as export_lib
 
@@ -42,8 +43,7 @@ def synthetic(export, tiny_brats, tmp_path_factory):
         [sys.executable, "launch.py", "--config=configs/base.py", f"--workdir={workdir}",
          "--mode=synthesize", f"--config.eval.checkpoint={export}",
          f"--config.data.builder_config={tiny_brats.builder_config}",
-         f"--config.data.data_dir={tiny_brats.data_dir}", "--config.data.image_size=32",
-         f"--config.eval.source_slice_size={TINY_SHAPE[0]}"],
+         f"--config.data.data_dir={tiny_brats.data_dir}", "--config.data.image_size=32"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [p.name for p in workdir.iterdir()] == ["synthetic"]  # no temporary folder left
@@ -86,6 +86,7 @@ def test_nifti_voxels_land_on_the_source_world_points(synthetic, tiny_brats):
     """The input ROI's centroid, through the synthetic slice's affine, is the world centroid
     of the source seg slice (48x48 phantom resized to 32x32: 1.5 mm voxels)."""
     source = pipeline.load_split(tiny_brats, "test")
+    assert source.dataset_info.metadata["source_slice_size"] == TINY_SHAPE[0]  # not BRATS' 240
     raw = pathlib.Path(tiny_brats.data_dir).parent / "raw"
     batch = next(pipeline.eval_batches(source, tiny_brats, len(source)))
     for k, row in enumerate(_rows(synthetic)):
@@ -124,7 +125,8 @@ def test_tfds_dataset_is_readable_and_mixable(synthetic, tiny_brats):
     assert len(dataset) == len(rows)
     by_source = {dataset[i]["source_id"].decode(): dataset[i] for i in range(len(dataset))}
     test_split = pipeline.load_split(tiny_brats, "test")
-    sources = {example_id(test_split[i], i): test_split[i] for i in range(len(test_split))}
+    dataset = registry.get(tiny_brats.name)
+    sources = {dataset.example_id(test_split[i], i): test_split[i] for i in range(len(test_split))}
     assert set(by_source) == {r["source_id"] for r in rows}
     for row in rows:
         example = by_source[row["source_id"]]

@@ -13,7 +13,7 @@ Paper section 2.1, as implemented here:
   logged and counted in ``info.metadata``. A requested index outside the volume is a
   ``BadInputError`` naming the file (pass ``Brats2017Config(hgg_slices=..., lgg_slices=...)``
   for volumes with fewer than 155 slices).
-* ROI = seg > 0 (labels 1, 2 and 4 together: whole tumour).
+* ROI = seg label 1, 2 or 4 (``TUMOUR_LABELS`` together: whole tumour).
 * Bad data, each a ``BadInputError`` naming the file (skipped, and listed, with
   ``skip_bad``): a seg label outside {0, 1, 2, 4} (negative ones included); a NaN or Inf
   ANYWHERE in the modality volume (a volume with one is not trusted, even if the slices
@@ -42,6 +42,10 @@ Paper section 2.1, as implemented here:
   (:func:`data_builders.common.patient_split`). Patient id = case name without its
   trailing ``_<digits>`` (``Brats17_TCIA_105_1`` -> ``Brats17_TCIA_105``), so several
   acquisitions of one patient can never straddle the split.
+* Geometry: ``info.metadata['source_slice_size']`` is the in-plane side of the volumes the
+  examples come from (240 for the release; a phantom may be of any size), None if they do
+  not all share one square shape: with the stored ``affine`` and ``slice_index`` it places
+  a stored slice in the world (data_builders.registry: ``Dataset.slice_size``).
 * Counts: ``info.metadata['examples']`` = ``{split: {grade: n}}`` of the examples written
   (and, with balancing, ``info.metadata['balance']``: slices per grade before and after);
   the build summary prints both.
@@ -63,7 +67,8 @@ from data_builders.common import BadInputError
 
 GRADES = ("HGG", "LGG")
 MODALITIES = ("t1", "t1ce", "t2", "flair")
-SEG_LABELS = (0, 1, 2, 4)
+TUMOUR_LABELS = (1, 2, 4)
+SEG_LABELS = (0, *TUMOUR_LABELS)
 PAPER_HGG_SLICES = (90, 100)
 PAPER_LGG_SLICES = (90, 95, 100, 105)
 
@@ -111,6 +116,12 @@ class Brats2017Config(tfds.core.BuilderConfig):
 
     def slices_for(self, grade: str) -> tuple[int, ...] | None:
         return self.hgg_slices if grade == "HGG" else self.lgg_slices
+
+
+def tumour(seg: np.ndarray) -> np.ndarray:
+    """The whole-tumour ROI of a seg array: a label selection (labels are checked to be in
+    SEG_LABELS), so no threshold."""
+    return np.isin(seg, TUMOUR_LABELS)
 
 
 def patient_of(case_id: str) -> str:
@@ -209,6 +220,7 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         """
         super().__init__(skip_bad=skip_bad, file_format=file_format, **kwargs)
         self._excluded_count = 0
+        self._slice_shapes: set[tuple[int, int]] = set()  # in-plane shapes of the volumes read
 
     def _info(self) -> tfds.core.DatasetInfo:
         s = self.builder_config.image_size
@@ -236,6 +248,7 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             raise ValueError(f"modality must be one of {MODALITIES}, got {cfg.modality!r}")
         self._log = common.SkipLog(self._skip_bad)
         self._excluded_count = 0
+        self._slice_shapes = set()
         cases = find_cases(self._manual_dir(dl_manager))
         md = self.info.metadata
         md["skipped"] = self._log.skipped
@@ -250,6 +263,7 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         )
         md["normalisation"] = "per-slice max normalisation to [0, 1]"
         md["examples"] = {s: {g: 0 for g in GRADES} for s in ("train", "test")}
+        md["source_slice_size"] = None
         slices_of: dict[str, list[int]] | None = None  # case_id -> kept slices, if balanced
         if cfg.balance_grades:
             slices_of = self._balanced_slices(cases)
@@ -323,6 +337,8 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             examples = self._log.call(self.case_examples, grade, case_id, case_dir, only)
             common.log.info("brats2017: %s/%s -> %d slices", grade, case_id, len(examples or ()))
             counts[grade] += len(examples or ())
+            sides = {side for shape in self._slice_shapes for side in shape}
+            self.info.metadata["source_slice_size"] = sides.pop() if len(sides) == 1 else None
             if slices_of is None:
                 self.info.metadata["excluded_slice_count"] = self._excluded_count
             yield from examples or ()
@@ -346,9 +362,10 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
     def _tumour_split(self, seg, img_path, grade) -> tuple[list[int], list[int], bool]:
         """(requested slices whose seg has tumour, requested slices without, whether the
         slices were requested explicitly)."""
-        tumour = (seg > 0).reshape(-1, seg.shape[2]).any(axis=0)
+        has_tumour = tumour(seg).reshape(-1, seg.shape[2]).any(axis=0)
         indices, explicit = self._requested(grade, seg.shape, img_path)
-        return [k for k in indices if tumour[k]], [k for k in indices if not tumour[k]], explicit
+        return ([k for k in indices if has_tumour[k]], [k for k in indices if not has_tumour[k]],
+                explicit)
 
     def _load_seg(self, img_path, seg_path, img_shape) -> np.ndarray:
         seg, _ = load_nifti(seg_path)
@@ -407,12 +424,13 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         """
         cfg = self.builder_config
         vol, affine, seg, indices = self._read_case(grade, case_id, case_dir, only is None)
+        self._slice_shapes.add(tuple(int(n) for n in vol.shape[:2]))
         if only is not None:
             indices = list(only)
         out = []
         for k in indices:
             image = common.max_normalise(vol[:, :, k])
-            image, roi = common.fit_to_size(image, seg[:, :, k] > 0, cfg.image_size)
+            image, roi = common.fit_to_size(image, tumour(seg[:, :, k]), cfg.image_size)
             out.append(
                 (
                     f"{case_id}_{k:03d}",

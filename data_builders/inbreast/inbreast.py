@@ -52,6 +52,7 @@ import tensorflow_datasets as tfds
 
 from data_builders import common
 from data_builders.common import BadInputError
+from fproi_jax.roi import binarise
 
 MASS_NAMES = ("mass", "spiculated region", "espiculated region")
 FILE_RE = re.compile(
@@ -260,7 +261,7 @@ def crop_lesion(
     r0 = _start(cr, side, image.shape[0])
     c0 = _start(cc, side, image.shape[1])
     img = _window(image, r0, c0, side)
-    r = _window((roi > 0).astype(np.uint8), r0, c0, side)
+    r = _window(binarise(roi).astype(np.uint8), r0, c0, side)
     img = common.max_normalise(img)
     if side != size:
         img, r = common.resize_pair(img, r, size)

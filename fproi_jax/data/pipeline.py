@@ -6,9 +6,12 @@ global batches, and each host reads only its own contiguous slice of each global
 Augmentation draws from a generator seeded by (seed, position in the stream), so a run
 on 1 device, on N devices or on N hosts sees the same global batches, and an iterator
 restored from its checkpointed position continues the same sequence.
+
+Evaluation reads a split once, in order, through eval_batches: each batch carries its
+examples' ids, patients and group labels (data_builders.registry) with the pixels.
 """
 import os
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import grain
 import jax
@@ -18,13 +21,11 @@ import tensorflow_datasets as tfds
 from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-import data_builders  # noqa: F401  (registers the TFDS builders)
+from data_builders import registry  # importing it registers the TFDS builders
 from fproi_jax.mesh import DATA_AXIS
 from fproi_jax.roi import binarise
 
 BATCH_KEYS = ("image", "roi")
-# Datasets that `python -m data_builders NAME` builds: {name: its phantom's name}.
-BUILD_COMMAND_DATASETS = {"brats2017": "brats", "inbreast": "inbreast"}
 
 
 class DatasetNotBuiltError(FileNotFoundError):
@@ -80,13 +81,14 @@ def _not_built_message(data: ml_collections.ConfigDict, expected: str) -> str:
              f"in data.data_dir={where}: no {expected}/dataset_info.json there."]
     if others:
         lines.append(f"Built there: {', '.join(others)}.")
-    if data.name in BUILD_COMMAND_DATASETS:
+    dataset = registry.get(data.name)
+    if dataset.build_command:
         config = f" --config={data.builder_config}" if data.builder_config else ""
         lines.append("Build it from the raw release (layout: README.md, section Data) with\n"
                      f"  python -m data_builders {data.name} --manual_dir=RAW_DIR "
                      f"--data_dir={data.data_dir}{config}\n"
                      f"(no raw data at hand? `python -m data_builders.phantom "
-                     f"{BUILD_COMMAND_DATASETS[data.name]} --out=RAW_DIR` writes a phantom)")
+                     f"{dataset.phantom} --out=RAW_DIR` writes a phantom)")
     else:
         lines.append("Write it there first (synthetic_pairs: launch.py --mode=synthesize writes "
                      "WORKDIR/synthetic/tfds).")
@@ -167,9 +169,8 @@ def augment(image: np.ndarray, roi: np.ndarray, rng: np.random.Generator,
 class _ReadHostSlice:
     """Reads, resizes and augments this host's slice of one global batch of positions."""
 
-    def __init__(self, source, data: ml_collections.ConfigDict, host_slice: slice,
-                 train: bool):
-        self.source, self.data, self.host_slice, self.train = source, data, host_slice, train
+    def __init__(self, source, data: ml_collections.ConfigDict, host_slice: slice):
+        self.source, self.data, self.host_slice = source, data, host_slice
 
     def __call__(self, batch):
         positions, indices = batch
@@ -177,9 +178,8 @@ class _ReadHostSlice:
         for position, index in zip(positions[self.host_slice], indices[self.host_slice]):
             example = self.source[int(index)]
             image, roi = resize_example(example["image"], example["roi"], self.data.image_size)
-            if self.train:
-                rng = np.random.default_rng((self.data.seed, int(position)))
-                image, roi = augment(image, roi, rng, self.data.augment)
+            rng = np.random.default_rng((self.data.seed, int(position)))
+            image, roi = augment(image, roi, rng, self.data.augment)
             images.append(image)
             rois.append(roi)
         return {"image": np.stack(images), "roi": np.stack(rois),
@@ -201,17 +201,52 @@ def train_dataset(source, data: ml_collections.ConfigDict, global_batch_size: in
     batches = order.map_with_index(lambda position, index: (position, index)).batch(
         global_batch_size, drop_remainder=True,
         batch_fn=lambda items: tuple(np.asarray(column) for column in zip(*items)))
-    return batches.map(_ReadHostSlice(source, data, host_slice(global_batch_size),
-                                      train=True)).to_iter_dataset()
+    return batches.map(_ReadHostSlice(source, data,
+                                      host_slice(global_batch_size))).to_iter_dataset()
 
 
 def eval_batches(source, data: ml_collections.ConfigDict, batch_size: int) -> Iterator[dict]:
-    """The whole split in order, in batches of at most `batch_size` (single host)."""
-    n = len(source)
-    reader = _ReadHostSlice(source, data, slice(None), train=False)
-    for start in range(0, n, batch_size):
-        index = np.arange(start, min(start + batch_size, n))
-        yield reader((index, index))
+    """The whole split in order, in batches of at most `batch_size` (single host), each with
+    everything known of its examples, so that one pass over a split serves any reader.
+
+    A batch holds numpy arrays with one row per example: 'image' and 'roi' (resized as in
+    training, not augmented), 'index' (position in the split), the dataset's facts
+    (data_builders.registry) 'example_id' and 'patient_id' (str) and 'group' (int, the
+    label of the dataset's groups, registry.NO_GROUP for none), and every other stored
+    feature under its own name (text as str), e.g. brats2017's 'case_id', 'slice_index'
+    and 'affine'.
+    """
+    dataset = registry.get(data.name)
+    for start in range(0, len(source), batch_size):
+        positions = range(start, min(start + batch_size, len(source)))
+        examples = [source[position] for position in positions]
+        pairs = [resize_example(e["image"], e["roi"], data.image_size) for e in examples]
+        stored = {key: np.asarray([_plain(e[key]) for e in examples])
+                  for key in examples[0] if key not in BATCH_KEYS}
+        yield {**stored,
+               "image": np.stack([image for image, _ in pairs]),
+               "roi": np.stack([roi for _, roi in pairs]),
+               "index": np.asarray(positions, np.int64),
+               "example_id": np.asarray([dataset.example_id(e, p)
+                                         for e, p in zip(examples, positions)]),
+               "patient_id": np.asarray([dataset.patient_id(e, p)
+                                         for e, p in zip(examples, positions)]),
+               "group": np.asarray([dataset.group(e) for e in examples], np.int64)}
+
+
+def _plain(value):
+    """A stored feature's value with text as str (tfds returns bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def concatenate(batches: Iterable[dict]) -> dict:
+    """The batches' arrays joined along the example axis, one per key: a whole split
+    (of eval_batches) in memory."""
+    columns = {}
+    for batch in batches:
+        for key, value in batch.items():
+            columns.setdefault(key, []).append(value)
+    return {key: np.concatenate(value) for key, value in columns.items()}
 
 
 def to_global_batch(local_batch: dict, mesh: Mesh) -> dict:

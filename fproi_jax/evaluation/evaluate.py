@@ -26,8 +26,7 @@ import numpy as np
 from fproi_jax import atomic, results
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import figures, report, scores
-from fproi_jax.evaluation.load import (example_id, load_generators, map_batches,
-                                       with_run_image_size)
+from fproi_jax.evaluation.load import load_generators, map_batches, with_run_image_size
 
 SAMPLES = "samples.npz"
 SAMPLE_KEYS = ("image", "roi", "F(G(x))", "G(F(y))")
@@ -64,16 +63,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     label = config.eval.method or method.label
     out_dir = output_dir(workdir, label)
     source = pipeline.load_split(config.data, config.data.test_split)
-    ids = [example_id(source[i], i) for i in range(len(source))]
 
     step = make_eval_step(method, variables, config.data.image_size)
     batches = pipeline.eval_batches(source, config.data, config.eval.batch_size)
-    columns = {}
-    for batch, outputs in map_batches(step, batches, config.eval.batch_size, len(source),
-                                      f"evaluate {label}"):
-        for key, value in {**batch, **outputs}.items():
-            columns.setdefault(key, []).append(value)
-    columns = {key: np.concatenate(value) for key, value in columns.items()}
+    columns = pipeline.concatenate(
+        {**batch, **outputs} for batch, outputs in map_batches(
+            step, batches, config.eval.batch_size, len(source), f"evaluate {label}"))
+    ids = list(columns["example_id"])
 
     per_example = {name: columns[name] for name in report.ALL_METRICS if name in columns}
     summary = report.write_report(per_example, ids, out_dir, label,

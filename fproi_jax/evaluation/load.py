@@ -78,14 +78,3 @@ def map_batches(fn: Callable[[dict], dict], batches: Iterable[dict], batch_size:
                                          for k, v in batch.items()}))
             bar.update(n)
             yield batch, {k: np.asarray(v)[:n] for k, v in outputs.items()}
-
-
-def example_id(example: dict, index: int) -> str:
-    """A stable id of a dataset example: `<case_id>/<slice_index>` (brats2017),
-    `<file_id>/<index>` (inbreast: one example per lesion, index in the split), else the
-    index in the split."""
-    if "case_id" in example:
-        return f"{example['case_id'].decode()}/{int(example['slice_index'])}"
-    if "file_id" in example:
-        return f"{example['file_id'].decode()}/{index}"
-    return str(index)

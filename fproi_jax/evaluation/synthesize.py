@@ -13,9 +13,8 @@ the new image, not the one it was asked for). <workdir>/synthetic/ holds:
   png/<name>_image.png   F(y), 16-bit grey (round(value * 65535))
   png/<name>_roi.png     G(F(y)), 8-bit grey, 0 or 255
   nifti/<name>_{image,roi}.nii.gz   the same as (H, W, 1) volumes (float32, uint8)
-  tfds/synthetic_pairs/  a TFDS dataset (array_record, split 'train') with the features
-                         image, roi, patient_id of the source datasets, plus source_id,
-                         grade (0 HGG, 1 LGG, -1 unknown), case_id and slice_index
+  tfds/synthetic_pairs/  a TFDS dataset (array_record, split 'train'; its builder and
+                         features: data_builders/synthetic_pairs.py)
 
 Read the dataset with tfds.data_source('synthetic_pairs', data_dir=<workdir>/synthetic/tfds,
 split='train'), or train on it with --config.data.name=synthetic_pairs
@@ -23,8 +22,10 @@ split='train'), or train on it with --config.data.name=synthetic_pairs
 
 NIfTI affines: for brats2017 test examples, the source volume's affine moved to the slice,
 so each voxel lands on the world point of the source voxel it was made from (viewable over
-the source volume in ITK-SNAP); see `slice_affine`. INbreast examples and mask files get
-the identity affine (no scanner geometry is known).
+the source volume in ITK-SNAP); see `slice_affine` (the source volumes' in-plane size is the
+dataset's: data_builders.registry, Dataset.slice_size). INbreast examples, mask files and a
+build whose volumes share no square in-plane size get the identity affine (no scanner
+geometry is known).
 
 Everything is written into a temporary folder renamed into place at the end, so there is
 never a half-written synthetic/. Output names are the input ids (mask file names without
@@ -40,19 +41,18 @@ import jax
 import ml_collections
 import nibabel as nib
 import numpy as np
-import tensorflow_datasets as tfds
 from absl import logging
 from PIL import Image
 
-from data_builders.common import fit_to_size, pair_features
+from data_builders import registry
+from data_builders.common import fit_to_size
+from data_builders.synthetic_pairs import SOURCE_KEYS, UNKNOWN_SOURCE, SyntheticPairs
 from fproi_jax import metrics
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation.load import (example_id, load_generators, map_batches,
-                                       with_run_image_size)
+from fproi_jax.evaluation.load import load_generators, map_batches, with_run_image_size
 from fproi_jax.roi import binarise
 
 MASK_SUFFIXES = (".png", ".nii.gz", ".nii")
-TFDS_NAME = "synthetic_pairs"
 MANIFEST = "manifest.txt"
 
 
@@ -157,87 +157,43 @@ def _check_replaceable(folder: pathlib.Path):
                 "write (move it, or the folder, away)")
 
 
+RECORD_KEYS = ("id", "source_id", "patient_id", *SOURCE_KEYS, "affine")
+
+
 def _inputs(config: ml_collections.ConfigDict):
-    """(records, batches of {'roi'}): one record {id, source_id, patient_id, grade,
-    case_id, slice_index, affine} per input ROI, from eval.mask_dir or else the test split."""
+    """(batches, number of ROIs, where they come from): batches of input ROIs 'roi' with the
+    fields of their records (RECORD_KEYS), from eval.mask_dir or else the test split."""
     size, batch_size = config.data.image_size, config.eval.batch_size
     if config.eval.mask_dir:
         files = mask_files(pathlib.Path(config.eval.mask_dir))
-        rois = [read_mask(path, size) for path in files]
-        records = [{"id": _mask_name(p), "source_id": p.name, "patient_id": _mask_name(p),
-                    **UNKNOWN_SOURCE, "affine": np.eye(4)} for p in files]
-        _check_unique_names(records, f"eval.mask_dir={config.eval.mask_dir!r}")
-        batches = ({"roi": np.stack(rois[i:i + batch_size])}
-                   for i in range(0, len(rois), batch_size))
-        return records, batches
-    source = pipeline.load_split(config.data, config.data.test_split)
-    records = []
-    for index in range(len(source)):
-        example = source[index]
-        affine = np.eye(4)
-        if "affine" in example:
-            affine = slice_affine(example["affine"], int(example["slice_index"]),
-                                  example["image"].shape[0], size,
-                                  config.eval.source_slice_size)
-        name = example_id(example, index)
-        records.append({"id": name, "source_id": f"{config.data.name}/{name}",
-                        "patient_id": example["patient_id"].decode(), **_source_ids(example),
-                        "affine": affine})
-    _check_unique_names(records, f"{config.data.name} {config.data.test_split}")
-    batches = ({"roi": batch["roi"]}
-               for batch in pipeline.eval_batches(source, config.data, batch_size))
-    return records, batches
+        names = np.array([_mask_name(p) for p in files])
+        columns = {"roi": np.stack([read_mask(path, size) for path in files]), "id": names,
+                   "source_id": np.array([p.name for p in files]), "patient_id": names,
+                   **{key: np.full(len(files), value) for key, value in UNKNOWN_SOURCE.items()},
+                   "affine": np.tile(np.eye(4), (len(files), 1, 1))}
+        batches = ({key: value[i:i + batch_size] for key, value in columns.items()}
+                   for i in range(0, len(files), batch_size))
+        return batches, len(files), f"eval.mask_dir={config.eval.mask_dir!r}"
+    data = config.data
+    source = pipeline.load_split(data, data.test_split)
+    source_size = registry.get(data.name).slice_size(source.dataset_info.metadata)
+    stored_size = source.dataset_info.features["image"].shape[0]
 
+    def records(batch):
+        n = len(batch["roi"])
+        affine = np.tile(np.eye(4), (n, 1, 1))
+        if "affine" in batch and source_size is not None:
+            affine = np.stack([slice_affine(a, int(k), stored_size, size, source_size)
+                               for a, k in zip(batch["affine"], batch["slice_index"])])
+        return {"roi": batch["roi"], "id": batch["example_id"],
+                "source_id": np.array([f"{data.name}/{i}" for i in batch["example_id"]]),
+                "patient_id": batch["patient_id"], "grade": batch["group"],
+                **{key: batch.get(key, np.full(n, UNKNOWN_SOURCE[key]))
+                   for key in ("case_id", "slice_index")},
+                "affine": affine}
 
-UNKNOWN_SOURCE = {"grade": -1, "case_id": "", "slice_index": -1}
-SOURCE_KEYS = tuple(UNKNOWN_SOURCE)
-
-
-def _source_ids(example: dict) -> dict:
-    """The grade, case id and slice index of a dataset example, where it has them."""
-    ids = dict(UNKNOWN_SOURCE)
-    if "grade" in example:
-        ids["grade"] = int(example["grade"])
-    if "case_id" in example:
-        ids["case_id"] = example["case_id"].decode()
-    if "slice_index" in example:
-        ids["slice_index"] = int(example["slice_index"])
-    return ids
-
-
-with tfds.core.registered.skip_registration():
-    # Not registered: tfds reads the written dataset from its own files (features and
-    # sizes in dataset_info.json), whatever the image size.
-
-    class SyntheticPairs(tfds.core.GeneratorBasedBuilder):
-        """Synthesized image/ROI pairs of a trained Fproi-GAN (one split, 'train')."""
-
-        VERSION = tfds.core.Version("1.0.0")
-        RELEASE_NOTES = {"1.0.0": "Initial release."}
-
-        def __init__(self, *, pairs: list, image_size: int, description: str, **kwargs):
-            self._pairs, self._image_size, self._description = pairs, image_size, description
-            super().__init__(file_format="array_record", **kwargs)
-
-        def _info(self):
-            return tfds.core.DatasetInfo(
-                builder=self, description=self._description,
-                features=tfds.features.FeaturesDict({
-                    **pair_features(self._image_size),
-                    "source_id": tfds.features.Text(),
-                    "grade": tfds.features.Scalar(np.int32),
-                    "case_id": tfds.features.Text(),
-                    "slice_index": tfds.features.Scalar(np.int32),
-                }),
-                supervised_keys=("image", "roi"))
-
-        def _split_generators(self, dl_manager):
-            del dl_manager
-            return {"train": self._generate_examples()}
-
-        def _generate_examples(self):
-            for pair in self._pairs:
-                yield pair["source_id"], pair
+    batches = map(records, pipeline.eval_batches(source, data, batch_size))
+    return batches, len(source), f"{data.name} {data.test_split}"
 
 
 def _write_png(path, image: np.ndarray, bits: int):
@@ -294,7 +250,7 @@ def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
     checkpoint = pathlib.Path(config.eval.checkpoint or workdir)
     run_config, method, variables = load_generators(checkpoint)
     config = with_run_image_size(config, run_config)
-    records, batches = _inputs(config)
+    batches, total, inputs = _inputs(config)
 
     @jax.jit
     def step(variables, y):
@@ -302,12 +258,13 @@ def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
         roi = binarise(g_f_y).astype(np.uint8)
         return {"image": f_y, "roi": roi, "dice": metrics.dice(g_f_y, y)}
 
-    done = 0
-    for _, outputs in map_batches(lambda batch: step(variables, batch["roi"]), batches,
-                                  config.eval.batch_size, len(records), "synthesize"):
-        for k in range(len(outputs["image"])):
-            records[done + k].update({key: value[k] for key, value in outputs.items()})
-        done += len(outputs["image"])
+    records = []
+    for batch, outputs in map_batches(lambda batch: step(variables, batch["roi"]), batches,
+                                      config.eval.batch_size, total, "synthesize"):
+        records += [{**{key: batch[key][k] for key in RECORD_KEYS},
+                     **{key: value[k] for key, value in outputs.items()}}
+                    for k in range(len(batch["roi"]))]
+    _check_unique_names(records, inputs)
 
     tmp = workdir / f".synthetic.tmp-{os.getpid()}"
     old = workdir / f".synthetic.old-{os.getpid()}"

@@ -27,12 +27,12 @@ import jax
 import ml_collections
 from absl import logging
 
+from data_builders import registry
 from fproi_jax import atomic, results, statistics, tasks
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import evaluate as evaluate_lib
 from fproi_jax.evaluation import report
 from fproi_jax.experiment import tables
-from fproi_jax.evaluation.load import example_id
 from fproi_jax.methods import REGISTRY, get_method
 from fproi_jax.store import config_file
 from fproi_jax.store.checkpoints import TrainCheckpointer
@@ -41,7 +41,6 @@ from fproi_jax.train import loop
 REFERENCE = "fproi_gan"
 REPORT = "report"
 EVALUATED = "experiment_evaluated.json"
-GRADES = {0: "HGG", 1: "LGG"}
 
 
 def run_dir(workdir, method: str, seed: int) -> pathlib.Path:
@@ -120,18 +119,17 @@ def _train_and_evaluate(config, directory, final_step, label):
 
 def test_examples(config) -> tuple[dict, dict]:
     """({group name: example ids}, {example id: patient}) of the test split: the groups are
-    all slices and, if it has grades, one per grade; the patient is the example's
-    `patient_id` (each example its own patient for a dataset without one)."""
-    source = pipeline.load_split(config.data, config.data.test_split)
-    examples = [source[i] for i in range(len(source))]
-    ids = [example_id(example, i) for i, example in enumerate(examples)]
+    all slices and one per group of the dataset (data_builders.registry: brats2017's
+    grades); the patient is the example's `patient_id` (each example its own patient for a
+    dataset without one)."""
+    data = config.data
+    columns = pipeline.concatenate(pipeline.eval_batches(
+        pipeline.load_split(data, data.test_split), data, config.eval.batch_size))
+    ids = [str(i) for i in columns["example_id"]]
     groups = {report.ALL_GROUP: set(ids)}
-    if examples and all("grade" in example for example in examples):
-        for value, name in GRADES.items():
-            groups[name] = {i for i, e in zip(ids, examples) if int(e["grade"]) == value}
-    patients = {i: e["patient_id"].decode() if "patient_id" in e else i
-                for i, e in zip(ids, examples)}
-    return groups, patients
+    for label, name in enumerate(registry.get(data.name).groups):
+        groups[name] = {i for i, group in zip(ids, columns["group"]) if group == label}
+    return groups, {i: str(patient) for i, patient in zip(ids, columns["patient_id"])}
 
 
 def write_report(config, workdir, eval_dirs, labels, task_results) -> dict:

@@ -17,6 +17,7 @@ fproi_jax/classify; this module assembles the groups from the runs.
 import ml_collections
 import numpy as np
 
+from data_builders import registry
 from fproi_jax import results
 from fproi_jax.classify import report as classify_report
 from fproi_jax.classify import svm
@@ -25,7 +26,6 @@ from fproi_jax.tasks.base import InsufficientDataError, Task
 
 REAL = "Real only"
 FIGURE = results.Figure("Figure 9: ROC curves of the HGG/LGG classifier", "figure9_roc.png")
-GRADES = ("HGG", "LGG")  # the brats2017 builder's grade encoding: 0 = HGG, 1 = LGG
 PROTOCOL = (
     "Protocol (paper section 3.2): the classifier trains on {data.name} split "
     "'{data.test_split}' (real slices, plus each group's synthesized ones) and is tested on "
@@ -51,11 +51,12 @@ def check_patients(train: dict, test: dict, config: ml_collections.ConfigDict):
     """InsufficientDataError unless the classifier's training split has grades, svm.CV_FOLDS
     patients of each grade, and no patient of its test split (checked before any synthesis
     or feature extraction)."""
-    if "grade" not in train or "grade" not in test:
+    grades = registry.get(config.data.name).groups
+    if grades != ("HGG", "LGG"):
         raise InsufficientDataError(f"{config.data.name}: the classifier needs a dataset with "
-                                    f"a 'grade' feature (brats2017)")
-    for grade, name in enumerate(GRADES):
-        patients = set(train["patient_id"][train["grade"] == grade])
+                                    f"HGG/LGG grades (brats2017)")
+    for grade, name in enumerate(grades):
+        patients = set(train["patient_id"][train["group"] == grade])
         if len(patients) < svm.CV_FOLDS:
             raise InsufficientDataError(
                 f"{config.data.name} split '{config.data.test_split}' (the classifier's "
@@ -73,18 +74,18 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
     settings = config.classify
     rois = (pairs.new_rois(real["roi"], settings.seed, settings.deform_alpha,
                            settings.deform_sigma) if settings.new_rois else None)
-    groups = {REAL: (real["image"], real["grade"], real["patient_id"])}
+    groups = {REAL: (real["image"], real["group"], real["patient_id"])}
     for run_path in runs.values():
         label, made = pairs.synthesized(run_path, config, real, rois)
         for name, images in ((f"+ {label}", made["images"]),
                              (f"+ {label} (new ROIs)", made.get("new"))):
             if images is not None:
                 groups[name] = tuple(np.concatenate([a, b]) for a, b in zip(
-                    groups[REAL], (images, real["grade"], real["patient_id"])))
+                    groups[REAL], (images, real["group"], real["patient_id"])))
     protocol = PROTOCOL.format(data=config.data, runs=", ".join(
         f"{name}={path}" for name, path in runs.items()))
     summary = classify_report.run_experiment(
-        groups, (test["image"], test["grade"], test["patient_id"]), settings.features,
+        groups, (test["image"], test["group"], test["patient_id"]), settings.features,
         seeds=range(settings.seeds), out_dir=out_dir, baseline=REAL, protocol=protocol)
     return results.Result([classify_report.table5(summary)], [FIGURE], summary)
 

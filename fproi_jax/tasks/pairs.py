@@ -1,8 +1,8 @@
 """What every downstream task starts from: the real slices of a split, and each trained
 run's synthesized images of them, with the patient of each.
 
-- `load_slices`: the real images, ROIs, patients (and grades, where the dataset has them)
-  of a whole split, in one pass;
+- `load_slices`: the real images, ROIs, ids, patients (and groups, where the dataset has
+  them) of a whole split, in one pass;
 - `check_disjoint`: no patient on both sides of a task's train/test cut;
 - `synthesized`: a run's F(G(x)) of every real slice, and its F(y') for new ROIs y'
   (`new_rois`: seeded elastic deformations of the real ROIs, beyond the paper: pairs the
@@ -14,27 +14,25 @@ import jax
 import ml_collections
 import numpy as np
 
+from data_builders import registry
 from fproi_jax.data import deform, pipeline
 from fproi_jax.evaluation.load import load_generators, map_batches
 from fproi_jax.tasks.base import InsufficientDataError
 
 
 def load_slices(config: ml_collections.ConfigDict, split: str) -> dict:
-    """{'image', 'roi', 'patient_id'} (+ 'grade' where every example has one) of a whole
-    split at config.data.image_size."""
+    """{'image', 'roi', 'example_id', 'patient_id'}, plus 'group' (the dataset's group label
+    of each slice, data_builders.registry: brats2017's grade, 0 = HGG, 1 = LGG) where the
+    dataset has groups, of a whole split at config.data.image_size, in one pass."""
     source = pipeline.load_split(config.data, split)
     if len(source) == 0:
         raise InsufficientDataError(f"{config.data.name} split '{split}' is empty")
-    columns = {"image": [], "roi": []}
-    for batch in pipeline.eval_batches(source, config.data, config.eval.batch_size):
-        columns["image"].append(batch["image"])
-        columns["roi"].append(batch["roi"])
-    examples = [source[i] for i in range(len(source))]
-    slices = {"image": np.concatenate(columns["image"]), "roi": np.concatenate(columns["roi"]),
-              "patient_id": np.array([e["patient_id"].decode() for e in examples])}
-    if all("grade" in e for e in examples):
-        slices["grade"] = np.array([int(e["grade"]) for e in examples])
-    return slices
+    columns = pipeline.concatenate(pipeline.eval_batches(source, config.data,
+                                                         config.eval.batch_size))
+    keys = ("image", "roi", "example_id", "patient_id")
+    if registry.get(config.data.name).groups:
+        keys += ("group",)
+    return {key: columns[key] for key in keys}
 
 
 def check_disjoint(train: dict, test: dict, train_split: str, test_split: str):
