@@ -63,11 +63,11 @@ def render(config, out: pathlib.Path):
         variables = {"params": records.unflatten(run, prefix, np.float32),
                      "batch_stats": records.unflatten(run, prefix.replace("params", "stats"),
                                                  np.float32)}
-        cycles = method.cycles(variables, batch["image"], batch["roi"])
+        samples = method.samples(variables, batch)
         if not columns:
-            columns.update({"x": cycles["x"], "y": cycles["y"]})
+            columns.update({"x": samples["x"], "y": samples["y"]})
         for name in ("G(x)", "F(G(x))", "F(y)", "G(F(y))"):
-            columns[f"{label}: {name}"] = cycles[name]
+            columns[f"{label}: {name}"] = samples[name]
     path = out / f"{config.model.name}_side_by_side.png"
     write_sample_grid(path, columns, f"{method.label}, {steps} steps on the same batches "
                                      f"from the same start: ours and the PyTorch twin")

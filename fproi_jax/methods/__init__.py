@@ -10,7 +10,7 @@ import functools
 import ml_collections
 
 from fproi_jax.methods import cycle_gan, dcgan, fproi_gan, pix2pix
-from fproi_jax.methods.base import COMPUTE_DTYPES, CYCLE_NAMES, Method  # noqa: F401
+from fproi_jax.methods.base import COMPUTE_DTYPES, Method
 
 # name -> (key of its settings under config.model, factory(settings, image_size) -> Method)
 REGISTRY = {
