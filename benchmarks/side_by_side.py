@@ -34,9 +34,9 @@ EXAMPLES = flags.DEFINE_integer("examples", 4, "test examples in the grid")
 
 def _config():
     config = CONFIG.value.unlock()
-    for settings_key, _ in REGISTRY.values():
-        if "pool_size" in config.model[settings_key]:
-            config.model[settings_key].pool_size = 0
+    for entry in REGISTRY.values():
+        if "pool_size" in config.model[entry.settings_key]:
+            config.model[entry.settings_key].pool_size = 0
     return config
 
 

@@ -136,7 +136,7 @@ def _objective_terms(name, weight):
     """The generator objective of `name` on the disc batch with its main weight (cycle or L1)
     set to `weight`: (total, terms, method, variables, batch)."""
     config = _config(name)
-    key = REGISTRY[name][0]
+    key = REGISTRY[name].settings_key
     weight_field = "l1_weight" if name == "pix2pix" else "cycle_weight"
     config.model[key][weight_field] = weight
     method = get_method(config)

@@ -24,7 +24,7 @@ synthesis and classification score the two directions of the paired methods
 declares `init` (fresh parameters per network, and BatchNorm statistics where a network
 has them), `label` (its name in tables), `export_networks` (what an export keeps; all its
 networks unless it says otherwise) and `progress_terms` (the metrics its progress bar
-shows).
+shows). A method module registers it with an `Entry` (methods/__init__.py).
 
 `compute_dtype` (set by `get_method` from `config.train.compute_dtype`) is the dtype the
 training objectives run their networks in; see `Networks`.
@@ -36,6 +36,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 # config.train.compute_dtype -> the dtype the training networks compute in.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -136,6 +137,18 @@ class Synthesis:
     outputs: tuple[str, ...]       # what fn returns, in order: ('G(x)', 'F(G(x))')
     fn: Callable[..., tuple[jax.Array, ...]]
     given: tuple[str, ...] = ()    # further inputs fn sees: ('y',) for Fproi-GAN's RFB
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A method's line in the registry: `factory(config.model[settings_key], image_size)`."""
+    name: str                      # config.model.name
+    settings_key: str              # its settings: config.model.<settings_key>
+    default_config: Callable[[], ml_collections.ConfigDict]
+    factory: Callable[[ml_collections.ConfigDict, int], "Method"]
+    # Its 3x3 transposed convolutions were aligned with PyTorch's at ALIGNMENT_COMMIT
+    # (methods/__init__.py): its configs from before are refused.
+    realigned: bool = False
 
 
 class Method(abc.ABC):

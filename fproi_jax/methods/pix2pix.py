@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from fproi_jax import losses
-from fproi_jax.methods.base import Networks, init_networks
+from fproi_jax.methods.base import Entry, Networks, init_networks
 from fproi_jax.methods.paired import PairedMethod
 from fproi_jax.models.patch_gan import PatchDiscriminator
 from fproi_jax.models.unet import UnetGenerator, unet_levels
@@ -101,3 +101,6 @@ class Pix2Pix(PairedMethod):
         nets = Networks(self.modules, variables["params"], variables["batch_stats"], False)
         f_y = nets("F", y)
         return f_y, nets("G", f_y)
+
+
+ENTRY = Entry("pix2pix", "pix2pix", default_config, Pix2Pix.from_config)
