@@ -57,7 +57,7 @@ def parity_config(name: str):
     model.dcgan.update(generator_features=(4, 8, 8), discriminator_features=(4, 8))
     config.train.update(batch_size=BATCH, learning_rate=0.005, adam_eps=1.0,
                         lr_schedule="constant")
-    config.model[REGISTRY[method][0]].update(changes)
+    config.model[REGISTRY[method].settings_key].update(changes)
     return config
 
 

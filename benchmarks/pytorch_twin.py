@@ -350,7 +350,8 @@ def replay(record: dict, dtype, plant: str | None, jitter: int | None = None):
             params[k].grad = torch.zeros_like(params[k]) if g is None else g
         for opt in optimizers.values():
             opt.step()
-        terms = {**gen_terms, **disc_terms, "generator_total": gen_total}
+        terms = {**gen_terms, **disc_terms, "generator_total": gen_total,
+                 "discriminator_total": disc_total}
         history.append({k: float(v.detach()) for k, v in terms.items()})
         if step + 1 in (1, images.shape[0]):
             snapshots[step + 1] = {

@@ -34,9 +34,9 @@ EXAMPLES = flags.DEFINE_integer("examples", 4, "test examples in the grid")
 
 def _config():
     config = CONFIG.value.unlock()
-    for settings_key, _ in REGISTRY.values():
-        if "pool_size" in config.model[settings_key]:
-            config.model[settings_key].pool_size = 0
+    for entry in REGISTRY.values():
+        if "pool_size" in config.model[entry.settings_key]:
+            config.model[entry.settings_key].pool_size = 0
     return config
 
 
@@ -63,11 +63,11 @@ def render(config, out: pathlib.Path):
         variables = {"params": records.unflatten(run, prefix, np.float32),
                      "batch_stats": records.unflatten(run, prefix.replace("params", "stats"),
                                                  np.float32)}
-        cycles = method.cycles(variables, batch["image"], batch["roi"])
+        samples = method.samples(variables, batch)
         if not columns:
-            columns.update({"x": cycles["x"], "y": cycles["y"]})
+            columns.update({"x": samples["x"], "y": samples["y"]})
         for name in ("G(x)", "F(G(x))", "F(y)", "G(F(y))"):
-            columns[f"{label}: {name}"] = cycles[name]
+            columns[f"{label}: {name}"] = samples[name]
     path = out / f"{config.model.name}_side_by_side.png"
     write_sample_grid(path, columns, f"{method.label}, {steps} steps on the same batches "
                                      f"from the same start: ours and the PyTorch twin")

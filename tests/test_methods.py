@@ -20,7 +20,8 @@ from fproi_jax.evaluation import evaluate
 from fproi_jax.evaluation.load import load_generators
 from fproi_jax.mesh import data_mesh
 from fproi_jax.methods import REGISTRY, get_method
-from fproi_jax.methods.base import GENERATORS, NETWORKS, Networks
+from fproi_jax.methods.base import Networks
+from fproi_jax.methods.paired import GENERATORS
 from fproi_jax.store import export as export_lib
 from fproi_jax.train import loop
 from fproi_jax.train import state as state_lib
@@ -120,7 +121,7 @@ def test_four_devices_give_the_same_update_as_one(name):
     for key in one_metrics[0]:  # the first step's losses: before any update
         np.testing.assert_allclose(one_metrics[0][key], four_metrics[0][key], rtol=1e-4,
                                    err_msg=key)
-    assert set(one.params) == set(NETWORKS)
+    assert set(one.params) == set(one.opt_state) == {"G", "F", "Dx", "Dy"}
     assert bool(one.batch_stats) == (name in ("pix2pix", "dcgan"))
 
 
@@ -135,13 +136,13 @@ def _objective_terms(name, weight):
     """The generator objective of `name` on the disc batch with its main weight (cycle or L1)
     set to `weight`: (total, terms, method, variables, batch)."""
     config = _config(name)
-    key = REGISTRY[name][0]
+    key = REGISTRY[name].settings_key
     weight_field = "l1_weight" if name == "pix2pix" else "cycle_weight"
     config.model[key][weight_field] = weight
     method = get_method(config)
     params, batch_stats = jax.jit(method.init, static_argnums=1)(jax.random.key(0), (32, 32))
     total, (terms, _, _) = _on_one_device(
-        lambda p, s, b: method.generator_objective({n: p[n] for n in GENERATORS}, p, s, b,
+        lambda p, s, b: method.generator_objective({n: p[n] for n in GENERATORS}, p, s, b, {},
                                                    jax.random.key(1)),
         params, batch_stats, disc_batch())
     return float(total), {k: float(v) for k, v in terms.items()}, method, params, batch_stats
@@ -193,7 +194,7 @@ def test_cycle_gan_parameter_counts_equal_the_reference_networks():
     config.model.name = "cycle_gan"
     params, batch_stats = jax.eval_shape(lambda: get_method(config).init(
         jax.random.key(0), (256, 256)))
-    assert {name: _count(params[name]) for name in NETWORKS} == {
+    assert {name: _count(params[name]) for name in params} == {
         "G": 11_365_633, "F": 11_365_633, "Dx": 2_762_689, "Dy": 2_762_689}
     assert batch_stats == {}
 
@@ -210,7 +211,7 @@ def test_pix2pix_unet_256_parameter_count_and_depth_from_size():
         jax.random.key(0), (256, 256)))
     assert _count(params["G"]) == 54_407_809
     assert _count(params["Dy"]) == 2_764_609
-    assert set(batch_stats) == set(NETWORKS)
+    assert set(batch_stats) == {"G", "F", "Dx", "Dy"}
     config.data.image_size = 64
     method = get_method(config)
     params, batch_stats = jax.eval_shape(lambda: method.init(jax.random.key(0), (64, 64)))

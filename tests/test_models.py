@@ -10,7 +10,7 @@ from jax.sharding import PartitionSpec as P
 
 from configs import base
 from conftest import tiny_config
-from fproi_jax.methods import CYCLE_NAMES, get_method
+from fproi_jax.methods import get_method
 from fproi_jax.methods.base import Networks
 from fproi_jax.models.discriminator import Discriminator
 from fproi_jax.models.generator import Generator
@@ -225,9 +225,10 @@ def test_both_synthesis_paths(name, use_rfb):
     assert ("rfb" in params["G"]) == use_rfb
     x = jax.random.uniform(jax.random.key(1), (3, 32, 32, 1))
     y = (x > 0.5).astype(jnp.float32)
-    out = method.cycles(variables, x, y)
-    assert set(out) == set(CYCLE_NAMES)
-    for name in CYCLE_NAMES:
+    out = method.samples(variables, {"image": x, "roi": y})
+    assert method.sample_names == ("x", "G(x)", "F(G(x))", "y", "F(y)", "G(F(y))")
+    assert set(out) == set(method.sample_names)
+    for name in method.sample_names:
         assert out[name].shape == (3, 32, 32, 1)
         assert float(out[name].min()) >= 0.0 and float(out[name].max()) <= 1.0
     # The RFB makes G depend on the ROI; without it, G sees the image alone.

@@ -1,44 +1,34 @@
-"""The synthesis methods of the paper's comparison, found by name (`config.model.name`).
+"""The methods of the paper's comparison, found by name (`config.model.name`).
 
-Each method's settings live under `config.model.<key>` with the defaults of its module;
-the no-RFB ablation shares Fproi-GAN's settings, so it differs from it by the RFB alone.
-Adding a method: one module with `default_config()` and a `Method` subclass, one line in
-each table below.
+Each method module provides its `Entry` (name, settings key, default settings, factory);
+REGISTRY is their one table, in the order the experiments list them. A method's settings
+live under `config.model.<settings key>` with the defaults of its module. Adding a method:
+one module (networks, a `Method` subclass, its `Entry`) and one line below.
 """
-import functools
-
 import ml_collections
 
 from fproi_jax.methods import cycle_gan, dcgan, fproi_gan, pix2pix
-from fproi_jax.methods.base import COMPUTE_DTYPES, CYCLE_NAMES, Method  # noqa: F401
+from fproi_jax.methods.base import COMPUTE_DTYPES, Entry, Method
 
-# name -> (key of its settings under config.model, factory(settings, image_size) -> Method)
-REGISTRY = {
-    "fproi_gan": ("fproi_gan", functools.partial(fproi_gan.FproiGAN.from_config, use_rfb=True)),
-    "fproi_gan_no_rfb": ("fproi_gan",
-                         functools.partial(fproi_gan.FproiGAN.from_config, use_rfb=False)),
-    "cycle_gan": ("cycle_gan", cycle_gan.CycleGAN.from_config),
-    "pix2pix": ("pix2pix", pix2pix.Pix2Pix.from_config),
-    "dcgan": ("dcgan", dcgan.DCGAN.from_config),
-}
-# The methods with 3x3 stride-2 transposed convolutions, whose alignment changed in
-# ALIGNMENT_COMMIT; their configs from before it (they lack model.fproi_gan.
-# generator_upsample, added just after) are refused.
+REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (
+    fproi_gan.ENTRY,
+    fproi_gan.NO_RFB_ENTRY,
+    cycle_gan.ENTRY,
+    pix2pix.ENTRY,
+    dcgan.ENTRY,
+)}
+# The methods with 3x3 stride-2 transposed convolutions (`Entry.realigned`) changed their
+# alignment in ALIGNMENT_COMMIT; their configs from before it (they lack
+# model.fproi_gan.generator_upsample, added just after) are refused.
 ALIGNMENT_COMMIT = "230de02"
-REALIGNED = ("fproi_gan", "fproi_gan_no_rfb", "cycle_gan")
-DEFAULT_SETTINGS = {
-    "fproi_gan": fproi_gan.default_config,
-    "cycle_gan": cycle_gan.default_config,
-    "pix2pix": pix2pix.default_config,
-    "dcgan": dcgan.default_config,
-}
 
 
 def model_config(name: str = "fproi_gan") -> ml_collections.ConfigDict:
     """config.model: the method's name and every method's default settings."""
     config = ml_collections.ConfigDict({"name": name})
-    for key, defaults in DEFAULT_SETTINGS.items():
-        config[key] = defaults()
+    for entry in REGISTRY.values():
+        if entry.settings_key not in config:
+            config[entry.settings_key] = entry.default_config()
     return config
 
 
@@ -54,13 +44,13 @@ def get_method(config: ml_collections.ConfigDict) -> Method:
     if dtype not in COMPUTE_DTYPES:
         raise ValueError(f"config.train.compute_dtype={dtype!r} is not supported; choose one "
                          f"of {', '.join(COMPUTE_DTYPES)}")
-    if name in REALIGNED and "generator_upsample" not in config.model.fproi_gan:
+    entry = REGISTRY[name]
+    if entry.realigned and "generator_upsample" not in config.model.fproi_gan:
         raise ValueError(
             f"this {name} run was written before its 3x3 transposed convolutions were aligned "
             f"with PyTorch's (fproi-jax commit {ALIGNMENT_COMMIT}): with this code its "
             f"parameters would compute every upsampled map one pixel off. Retrain it, or "
             f"evaluate it with a checkout from before that commit.")
-    key, factory = REGISTRY[name]
-    method = factory(config.model[key], config.data.image_size)
+    method = entry.factory(config.model[entry.settings_key], config.data.image_size)
     method.compute_dtype = COMPUTE_DTYPES[dtype]
     return method

@@ -1,40 +1,47 @@
-"""What a synthesis method declares; the train step, state, export and evaluation ask it.
+"""What a method declares; the train step, state, export and evaluation ask it.
 
-Every method of the paper's comparison is two generators and two discriminators, each with
-its own optimizer:
+A method is a set of named networks (`networks`), each with its own optimizer, trained by
+its update groups (`update_groups`), in order, each step:
 
-    G:  X -> Y  (image -> ROI)          Dx: real vs synthesized images
-    F:  Y -> X  (ROI -> image)          Dy: real vs synthesized ROIs
+    UpdateGroup(name, networks, objective, pooled=())
 
-and two objectives, differentiated from the same state in this order: the generators'
-(which also returns the step's synthesized samples) and the discriminators' (on those
-samples, through the image pools when `pool_size` > 0). A method declares:
+Every group's `objective(own_params, params, batch_stats, batch, earlier, rng) -> (total,
+(terms, outputs, batch_stats))` is differentiated in `own_params` (its networks) from the
+same state, the other networks held fixed. BatchNorm statistics are threaded through the
+groups in order; `earlier` holds the outputs of the earlier groups (gradients stopped),
+those a group names in `pooled` drawn through the image pools when `pool_size` > 0. Every
+network is updated by exactly one group. The step reports each group's terms and its
+total as `<name>_total`.
 
-- `init`: fresh parameters per network, and BatchNorm statistics where a network has them;
-- `generator_objective`, `discriminator_objective`: pure functions the sharded step
-  differentiates and reduces;
-- `image_synthesis` (x -> ROI -> x-hat) and `roi_synthesis` (y -> image -> y-hat), used by
-  evaluation, synthesis and the sample grids, on `variables` = {'params', 'batch_stats'}
-  holding at least the generators;
-- `label` (its name in tables), `pool_size`, `export_networks` (what an export keeps).
+A trained method synthesizes in the directions it declares (`syntheses`), which the
+sample grids and the exported programs take in order:
+
+    Synthesis(name, source, outputs, fn, given=())   # fn(variables, source, *given)
+
+with inputs named in the paper's notation (INPUTS: x the image, y the ROI). Evaluation,
+synthesis and classification score the two directions of the paired methods
+(methods/paired.py) and call them by name. It also
+declares `init` (fresh parameters per network, and BatchNorm statistics where a network
+has them), `label` (its name in tables), `export_networks` (what an export keeps; all its
+networks unless it says otherwise) and `progress_terms` (the metrics its progress bar
+shows). A method module registers it with an `Entry` (methods/__init__.py).
 
 `compute_dtype` (set by `get_method` from `config.train.compute_dtype`) is the dtype the
 training objectives run their networks in; see `Networks`.
 """
 import abc
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 # config.train.compute_dtype -> the dtype the training networks compute in.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-GENERATORS = ("G", "F")
-DISCRIMINATORS = ("Dx", "Dy")
-NETWORKS = GENERATORS + DISCRIMINATORS
-# The images of both synthesis paths in reading order (pytree utilities sort dict keys).
-CYCLE_NAMES = ("x", "G(x)", "F(G(x))", "y", "F(y)", "G(F(y))")
+# The paper's names of the batch entries a synthesis reads.
+INPUTS = {"x": "image", "y": "roi"}
 
 
 def _lookup(tree: dict, path: str):
@@ -113,42 +120,87 @@ def _nest(tree: dict, path: str, value) -> dict:
     return {**tree, head: _nest(tree.get(head, {}), rest, value)}
 
 
-class Method(abc.ABC):
-    """The interface of a synthesis method (see the module docstring)."""
+@dataclasses.dataclass(frozen=True)
+class UpdateGroup:
+    """Networks updated together from one objective (see the module docstring)."""
+    name: str                      # its total is reported as f"{name}_total"
+    networks: tuple[str, ...]      # the networks its objective is differentiated in
+    objective: Callable[..., tuple[jax.Array, Any]]
+    pooled: tuple[str, ...] = ()   # earlier outputs it sees through the image pools
 
+
+@dataclasses.dataclass(frozen=True)
+class Synthesis:
+    """A direction a trained method synthesizes in: fn(variables, source, *given) -> outputs."""
+    name: str                      # its exported program: <name>.jaxexport
+    source: str                    # the input it maps (INPUTS): 'x'
+    outputs: tuple[str, ...]       # what fn returns, in order: ('G(x)', 'F(G(x))')
+    fn: Callable[..., tuple[jax.Array, ...]]
+    given: tuple[str, ...] = ()    # further inputs fn sees: ('y',) for Fproi-GAN's RFB
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A method's line in the registry: `factory(config.model[settings_key], image_size)`."""
+    name: str                      # config.model.name
+    settings_key: str              # its settings: config.model.<settings_key>
+    default_config: Callable[[], ml_collections.ConfigDict]
+    factory: Callable[[ml_collections.ConfigDict, int], "Method"]
+    # Its 3x3 transposed convolutions were aligned with PyTorch's at ALIGNMENT_COMMIT
+    # (methods/__init__.py): its configs from before are refused.
+    realigned: bool = False
+
+
+class Method(abc.ABC):
+    """The interface of a method (see the module docstring)."""
+
+    networks: tuple[str, ...]      # declared by every method
     label: str = ""
     pool_size: int = 0
-    export_networks: tuple = GENERATORS
     compute_dtype = jnp.float32  # of the training networks (Networks); get_method sets it
 
     @abc.abstractmethod
     def init(self, rng: jax.Array, image_shape) -> tuple[dict, dict]:
         """(params {network: tree}, batch_stats {module path: tree}) for (H, W) images."""
 
+    @property
     @abc.abstractmethod
-    def generator_objective(self, gen_params: dict, params: dict, batch_stats: dict,
-                            batch: dict, rng: jax.Array) -> tuple[jax.Array, Any]:
-        """-> (total, (terms, fakes {'images', 'rois'}, batch_stats)); differentiated in
-        gen_params ({'G', 'F'}), the rest of `params` held fixed."""
+    def update_groups(self) -> tuple[UpdateGroup, ...]:
+        """The groups of networks updated each step, in order."""
 
+    @property
     @abc.abstractmethod
-    def discriminator_objective(self, disc_params: dict, params: dict, batch_stats: dict,
-                                batch: dict, fakes: dict, rng: jax.Array):
-        """-> (total, (terms, batch_stats)); differentiated in disc_params ({'Dx', 'Dy'})."""
+    def syntheses(self) -> tuple[Synthesis, ...]:
+        """The directions it synthesizes in, in reading order."""
 
-    @abc.abstractmethod
-    def image_synthesis(self, variables: dict, x, y) -> tuple[jax.Array, jax.Array]:
-        """x -> (synthesized ROI, reconstructed image x-hat); y is the real ROI."""
+    @property
+    def export_networks(self) -> tuple[str, ...]:
+        return self.networks
 
-    @abc.abstractmethod
-    def roi_synthesis(self, variables: dict, y) -> tuple[jax.Array, jax.Array]:
-        """y -> (synthesized image, reconstructed ROI y-hat)."""
+    @property
+    def progress_terms(self) -> dict:
+        """{label: metric} shown by the progress bar; by default each group's total."""
+        return {group.name: f"{group.name}_total" for group in self.update_groups}
 
-    def cycles(self, variables: dict, x, y) -> dict:
-        """Both synthesis paths by name (CYCLE_NAMES), for sample grids."""
-        g_x, f_g_x = self.image_synthesis(variables, x, y)
-        f_y, g_f_y = self.roi_synthesis(variables, y)
-        return {"x": x, "G(x)": g_x, "F(G(x))": f_g_x, "y": y, "F(y)": f_y, "G(F(y))": g_f_y}
+    @property
+    def pooled(self) -> tuple[str, ...]:
+        """The outputs kept in image pools (when pool_size > 0), in the groups' order."""
+        return tuple(name for group in self.update_groups for name in group.pooled)
+
+    @property
+    def sample_names(self) -> tuple[str, ...]:
+        """The columns of `samples` in reading order (pytree utilities sort dict keys)."""
+        return tuple(name for s in self.syntheses for name in (s.source, *s.outputs))
+
+    def samples(self, variables: dict, batch: dict) -> dict:
+        """Every synthesis of `batch` ({'image', 'roi'}) and its source, by name, for the
+        sample grids."""
+        out = {}
+        for synthesis in self.syntheses:
+            inputs = [batch[INPUTS[name]] for name in (synthesis.source, *synthesis.given)]
+            out[synthesis.source] = inputs[0]
+            out.update(zip(synthesis.outputs, synthesis.fn(variables, *inputs)))
+        return out
 
     def export_variables(self, params: dict, batch_stats: dict) -> dict:
         """The {'params', 'batch_stats'} of `export_networks`: what inference needs."""

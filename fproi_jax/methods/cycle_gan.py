@@ -13,6 +13,7 @@ for every method. G does not see the ROI: CycleGAN has no regional features.
 """
 import ml_collections
 
+from fproi_jax.methods.base import Entry
 from fproi_jax.methods.two_cycle import TwoCycleMethod
 from fproi_jax.models.patch_gan import PatchDiscriminator
 from fproi_jax.models.resnet_generator import ResnetGenerator
@@ -46,3 +47,6 @@ class CycleGAN(TwoCycleMethod):
         return cls(modules, label="CycleGAN", gan_mode=settings.gan_mode,
                    cycle_weight=settings.cycle_weight, identity_weight=settings.identity_weight,
                    pool_size=settings.pool_size)
+
+
+ENTRY = Entry("cycle_gan", "cycle_gan", default_config, CycleGAN.from_config, realigned=True)

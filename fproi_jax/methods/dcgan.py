@@ -12,6 +12,7 @@ live in the train state; evaluation uses their running averages.
 """
 import ml_collections
 
+from fproi_jax.methods.base import Entry
 from fproi_jax.methods.two_cycle import TwoCycleMethod
 from fproi_jax.models.dcgan import DCGANDiscriminator, EncoderDecoder
 
@@ -36,3 +37,6 @@ class DCGAN(TwoCycleMethod):
         modules = {"G": EncoderDecoder(**gen), "F": EncoderDecoder(**gen),
                    "Dx": DCGANDiscriminator(**disc), "Dy": DCGANDiscriminator(**disc)}
         return cls(modules, label="DCGAN", gan_mode="log", cycle_weight=settings.cycle_weight)
+
+
+ENTRY = Entry("dcgan", "dcgan", default_config, DCGAN.from_config)

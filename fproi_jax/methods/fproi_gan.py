@@ -10,10 +10,12 @@ ROI synthesis  (ii):  y -> F(y)  -> G(concat(F(y), RFB(F(y) * y))) ~ y
 `fproi_gan_no_rfb` ("Fproi-GAN w/o RFB") is the same networks and objective with G seeing
 x alone: it isolates what the RFB adds. It is not the CycleGAN baseline (cycle_gan.py).
 """
+import functools
+
 import jax.numpy as jnp
 import ml_collections
 
-from fproi_jax.methods.base import Networks
+from fproi_jax.methods.base import Entry, Networks
 from fproi_jax.methods.two_cycle import TwoCycleMethod
 from fproi_jax.models.discriminator import Discriminator
 from fproi_jax.models.generator import Generator
@@ -69,3 +71,10 @@ class FproiGAN(TwoCycleMethod):
 
     def to_roi(self, nets, x, y):
         return nets("G/net", self.fused_input(nets, x, y))
+
+
+ENTRY = Entry("fproi_gan", "fproi_gan", default_config,
+              functools.partial(FproiGAN.from_config, use_rfb=True), realigned=True)
+# The ablation shares Fproi-GAN's settings, so it differs from it by the RFB alone.
+NO_RFB_ENTRY = Entry("fproi_gan_no_rfb", "fproi_gan", default_config,
+                     functools.partial(FproiGAN.from_config, use_rfb=False), realigned=True)

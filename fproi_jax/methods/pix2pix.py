@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from fproi_jax import losses
-from fproi_jax.methods.base import Method, Networks, init_networks
+from fproi_jax.methods.base import Entry, Networks, init_networks
+from fproi_jax.methods.paired import PairedMethod
 from fproi_jax.models.patch_gan import PatchDiscriminator
 from fproi_jax.models.unet import UnetGenerator, unet_levels
 
@@ -38,7 +39,7 @@ def default_config() -> ml_collections.ConfigDict:
     })
 
 
-class Pix2Pix(Method):
+class Pix2Pix(PairedMethod):
     label = "Pix2Pix"
 
     def __init__(self, modules: dict, l1_weight: float):
@@ -59,7 +60,8 @@ class Pix2Pix(Method):
         pair = jnp.zeros((1, *image_shape, 2), jnp.float32)
         return init_networks(self.modules, rng, {"G": one, "F": one, "Dx": pair, "Dy": pair})
 
-    def generator_objective(self, gen_params, params, batch_stats, batch, rng):
+    def generator_objective(self, gen_params, params, batch_stats, batch, earlier, rng):
+        del earlier
         nets = Networks(self.modules, {**params, **gen_params}, batch_stats, True, rng,
                         self.compute_dtype)
         x, y = batch["image"], batch["roi"]
@@ -76,18 +78,18 @@ class Pix2Pix(Method):
                  + self.l1_weight * (terms["l1_roi"] + terms["l1_image"]))
         return total, (terms, {"images": f_y, "rois": g_x}, nets.batch_stats)
 
-    def discriminator_objective(self, disc_params, params, batch_stats, batch, fakes, rng):
+    def discriminator_objective(self, disc_params, params, batch_stats, batch, earlier, rng):
         nets = Networks(self.modules, {**params, **disc_params}, batch_stats, True, rng,
                         self.compute_dtype)
         x, y = batch["image"], batch["roi"]
         pair = lambda a, b: jnp.concatenate([a, b], axis=-1)  # noqa: E731
         terms = {
             "dx": losses.discriminator_loss(nets("Dx", pair(y, x)),
-                                            nets("Dx", pair(y, fakes["images"]))),
+                                            nets("Dx", pair(y, earlier["images"]))),
             "dy": losses.discriminator_loss(nets("Dy", pair(x, y)),
-                                            nets("Dy", pair(x, fakes["rois"]))),
+                                            nets("Dy", pair(x, earlier["rois"]))),
         }
-        return terms["dx"] + terms["dy"], (terms, nets.batch_stats)
+        return terms["dx"] + terms["dy"], (terms, {}, nets.batch_stats)
 
     def image_synthesis(self, variables, x, y):
         del y
@@ -99,3 +101,6 @@ class Pix2Pix(Method):
         nets = Networks(self.modules, variables["params"], variables["batch_stats"], False)
         f_y = nets("F", y)
         return f_y, nets("G", f_y)
+
+
+ENTRY = Entry("pix2pix", "pix2pix", default_config, Pix2Pix.from_config)

@@ -14,10 +14,11 @@ Fproi-GAN's RFB does) and a ROI to an image (`to_image`).
 import jax.numpy as jnp
 
 from fproi_jax import losses
-from fproi_jax.methods.base import Method, Networks, init_networks
+from fproi_jax.methods.base import Networks, init_networks
+from fproi_jax.methods.paired import PairedMethod
 
 
-class TwoCycleMethod(Method):
+class TwoCycleMethod(PairedMethod):
     """A Method whose generators G (X -> Y) and F (Y -> X) train on both cycles."""
 
     def __init__(self, modules: dict, *, label: str, gan_mode: str, cycle_weight: float,
@@ -45,7 +46,8 @@ class TwoCycleMethod(Method):
         """F: the image synthesized from ROI y."""
         return nets("F", y)
 
-    def generator_objective(self, gen_params, params, batch_stats, batch, rng):
+    def generator_objective(self, gen_params, params, batch_stats, batch, earlier, rng):
+        del earlier
         nets = Networks(self.modules, {**params, **gen_params}, batch_stats, True, rng,
                         self.compute_dtype)
         x, y = batch["image"], batch["roi"]
@@ -69,14 +71,14 @@ class TwoCycleMethod(Method):
                 terms["identity_roi"] + terms["identity_image"])
         return total, (terms, {"images": f_y, "rois": g_x}, nets.batch_stats)
 
-    def discriminator_objective(self, disc_params, params, batch_stats, batch, fakes, rng):
+    def discriminator_objective(self, disc_params, params, batch_stats, batch, earlier, rng):
         nets = Networks(self.modules, {**params, **disc_params}, batch_stats, True, rng,
                         self.compute_dtype)
         real_x_logits, real_y_logits = nets("Dx", batch["image"]), nets("Dy", batch["roi"])
-        fake_x_logits, fake_y_logits = nets("Dx", fakes["images"]), nets("Dy", fakes["rois"])
+        fake_x_logits, fake_y_logits = nets("Dx", earlier["images"]), nets("Dy", earlier["rois"])
         terms = {"dx": losses.discriminator_loss(real_x_logits, fake_x_logits, self.gan_mode),
                  "dy": losses.discriminator_loss(real_y_logits, fake_y_logits, self.gan_mode)}
-        return terms["dx"] + terms["dy"], (terms, nets.batch_stats)
+        return terms["dx"] + terms["dy"], (terms, {}, nets.batch_stats)
 
     def _eval_networks(self, variables):
         return Networks(self.modules, variables["params"], variables["batch_stats"], False)

@@ -1,6 +1,7 @@
-"""Self-contained inference programs: a method's two synthesis chains as `jax.export` files.
+"""Self-contained inference programs: a method's synthesis directions as `jax.export` files.
 
-`--mode=export` writes them beside the Orbax parameters:
+`--mode=export` writes one per direction the method declares (`Method.syntheses`) beside
+the Orbax parameters, taking the direction's inputs in order; the paired methods' two:
 
     image_synthesis.jaxexport   (x, y) -> (synthesized ROI, reconstructed image)
     roi_synthesis.jaxexport     y -> (synthesized image, reconstructed ROI)
@@ -15,6 +16,7 @@ the run's fixed image size. They load with jax alone, without this repository:
     masks = np.zeros((2, 256, 256, 1), np.float32); masks[:, 100:140, 90:150] = 1
     images, rois = program.call(masks)
 """
+import functools
 import pathlib
 
 import jax
@@ -29,14 +31,13 @@ SUFFIX = ".jaxexport"
 
 
 def write_programs(directory: pathlib.Path, method: Method, variables: dict, image_size: int):
-    """Writes image_synthesis.jaxexport and roi_synthesis.jaxexport into `directory`."""
+    """Writes <name>.jaxexport of each of the method's syntheses into `directory`."""
     variables = jax.device_get(variables)  # host constants, whatever devices they came from
     batch, = export.symbolic_shape("batch")
     spec = jax.ShapeDtypeStruct((batch, image_size, image_size, 1), jnp.float32)
-    programs = {
-        "image_synthesis": (lambda x, y: method.image_synthesis(variables, x, y), (spec, spec)),
-        "roi_synthesis": (lambda y: method.roi_synthesis(variables, y), (spec,)),
-    }
-    for name, (fn, specs) in programs.items():
-        exported = export.export(jax.jit(fn), platforms=PLATFORMS)(*specs)
-        atomic.write_bytes(pathlib.Path(directory) / f"{name}{SUFFIX}", exported.serialize())
+    for synthesis in method.syntheses:
+        fn = jax.jit(functools.partial(synthesis.fn, variables))
+        specs = [spec] * (1 + len(synthesis.given))
+        exported = export.export(fn, platforms=PLATFORMS)(*specs)
+        atomic.write_bytes(pathlib.Path(directory) / f"{synthesis.name}{SUFFIX}",
+                           exported.serialize())

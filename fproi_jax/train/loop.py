@@ -27,7 +27,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from fproi_jax.data import pipeline
 from fproi_jax.mesh import DATA_AXIS, data_mesh
-from fproi_jax.methods import CYCLE_NAMES, Method, get_method
+from fproi_jax.methods import Method, get_method
 from fproi_jax.store import config_file
 from fproi_jax.store.checkpoints import TrainCheckpointer, ensure_writable
 from fproi_jax.store.lock import WorkdirLock
@@ -185,7 +185,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     if jax.process_count() > 1:
         train_step = _compile_everywhere(train_step, state, config.train.batch_size,
                                          config.data.image_size, mesh)
-    cycles = jax.jit(method.cycles)
+    samples = jax.jit(method.samples)
     sample_split = config.data.test_split
     if sample_split not in train_source.dataset_info.splits:  # e.g. synthetic_pairs: 'train'
         logging.info("%s has no split %r: the sample grids show the first examples of %r",
@@ -193,6 +193,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         sample_split = config.data.train_split
     sample_batch = next(pipeline.eval_batches(
         pipeline.load_split(config.data, sample_split), config.data, config.train.num_samples))
+    sample_batch = {key: sample_batch[key] for key in pipeline.BATCH_KEYS}
     writer = tensorboardX.SummaryWriter(str(workdir / "tensorboard")) if chief else None
     if writer is not None:
         writer.add_text("config", "```json\n" + config.to_json_best_effort(indent=2) + "\n```",
@@ -235,14 +236,14 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         if due["log"] and chief:
             for name, value in metrics.items():
                 writer.add_scalar(f"train/{name}", value, step)
-            progress.set_postfix(gen=f"{metrics['generator_total']:.3f}",
-                                 dx=f"{metrics['dx']:.3f}", dy=f"{metrics['dy']:.3f}")
+            progress.set_postfix({label: f"{metrics[name]:.3f}"
+                                  for label, name in method.progress_terms.items()})
         if due["sample"]:
             variables = {"params": state.params, "batch_stats": state.batch_stats}
-            grid = jax.device_get(cycles(variables, sample_batch["image"], sample_batch["roi"]))
+            grid = jax.device_get(samples(variables, sample_batch))
             if chief:
                 rgb = write_sample_grid(workdir / "samples" / f"step_{step:07d}.png",
-                                        {name: grid[name] for name in CYCLE_NAMES},
+                                        {name: grid[name] for name in method.sample_names},
                                         title=f"step {step}")
                 writer.add_image("samples", rgb, step, dataformats="HWC")
         if due["checkpoint"] and checkpointer.save(step, state, data_iterator, force=final):

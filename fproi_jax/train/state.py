@@ -1,4 +1,4 @@
-"""Train state and the four optimizers (one per network of the method: G, F, Dx, Dy).
+"""Train state and the optimizers: one state per network the method declares.
 
 Paper section 3: Adam with default parameters and learning rate 2e-4 for every network.
 `lr_schedule='linear_decay'` keeps the rate for the first half of training and decays it
@@ -10,17 +10,17 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from fproi_jax.methods.base import NETWORKS, Method
+from fproi_jax.methods.base import Method
 
 
 @flax.struct.dataclass
 class TrainState:
     step: jax.Array   # int32 scalar: number of updates applied
-    params: dict       # {'G', 'F', 'Dx', 'Dy'}: each network's parameter tree
+    params: dict       # {network: parameter tree} for each of method.networks
     batch_stats: dict  # BatchNorm running averages by module path; {} without BatchNorm
     opt_state: dict    # one optax state per entry of params
     rng: jax.Array     # uint32[2] key; split every step for the image pools and dropout
-    pools: dict        # {'images', 'rois', 'count'}: past synthesized samples; {} without pools
+    pools: dict        # {each of method.pooled, 'count'}: past outputs; {} without pools
 
 
 def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
@@ -37,20 +37,23 @@ def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int) -
 
 
 def make_optimizer(train: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-    """The Adam optimizer used, with its own state, by each of the four networks."""
+    """The Adam optimizer used, with its own state, by each network."""
     return optax.adam(learning_rate_schedule(train, total_steps), eps=train.adam_eps,
                       b1=train.adam_b1, b2=train.adam_b2)
 
 
 def create_train_state(method: Method, optimizer: optax.GradientTransformation,
                        rng: jax.Array, image_size: int) -> TrainState:
-    """Fresh parameters, optimizer states and empty pools; pure, so it can run under jit."""
+    """Fresh parameters, optimizer states and empty pools; pure, so it can run under jit.
+
+    A pool holds `pool_size` one-channel images of the run's size, one pool per output in
+    `method.pooled`; every pool gets the step's batch, so one count serves them all."""
     init_rng, state_rng = jax.random.split(rng)
     params, batch_stats = method.init(init_rng, (image_size, image_size))
     empty = jnp.zeros((method.pool_size, image_size, image_size, 1), jnp.float32)
-    pools = {"images": empty, "rois": empty, "count": jnp.zeros((), jnp.int32)}
+    pools = {**{name: empty for name in method.pooled}, "count": jnp.zeros((), jnp.int32)}
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-        opt_state={name: optimizer.init(params[name]) for name in NETWORKS},
+        opt_state={name: optimizer.init(params[name]) for name in method.networks},
         rng=state_rng,
-        pools=pools if method.pool_size else {})
+        pools=pools if method.pool_size and method.pooled else {})

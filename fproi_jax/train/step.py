@@ -1,4 +1,4 @@
-"""The data-parallel train step: one update of the method's four networks.
+"""The data-parallel train step: one update of every network of the method.
 
 Written as a per-device program: every device holds the full (replicated) state and its
 shard of the global batch, computes local gradients, and averages them over the mesh's
@@ -6,21 +6,20 @@ data axis with an explicit `lax.pmean`, so the update equals that of one device 
 whole global batch. `jax.shard_map` maps it over `jax.make_mesh` devices, on one host or
 many; the state buffers are donated.
 
-The method (methods/) supplies the two objectives, in update order: the generators' (G, F),
-which also returns the step's synthesized images and ROIs, then the discriminators' (Dx,
-Dy) on those fakes, drawn through the image pools when the method keeps pools. Both are
-differentiated from the same state; BatchNorm statistics are threaded through both, in
-call order, and synchronised over the devices by the BatchNorm layers themselves.
+The method (methods/base.py) declares its update groups, taken in order: each group's
+objective is differentiated in its networks from the same state, sees the outputs of the
+earlier groups (e.g. the generators' fakes, for the discriminators), those it names drawn
+through the image pools when the method keeps pools. BatchNorm statistics are threaded
+through the groups in call order and synchronised over the devices by the BatchNorm
+layers themselves. Every network then takes its optimizer's update.
 """
-import functools
-
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, PartitionSpec as P
 
 from fproi_jax.mesh import DATA_AXIS
-from fproi_jax.methods.base import DISCRIMINATORS, GENERATORS, NETWORKS, Method
+from fproi_jax.methods.base import Method
 from fproi_jax.train import image_pool
 from fproi_jax.train.state import TrainState
 
@@ -40,52 +39,62 @@ def _gather_replicated(local: jax.Array) -> jax.Array:
     return jax.lax.psum(full, DATA_AXIS)
 
 
-def _pooled_fakes(state: TrainState, fakes: dict, rng):
-    """Queries the replicated pools with the global batch of fakes; returns this device's share."""
-    local = fakes["images"].shape[0]
-    fake_x, fake_y = _gather_replicated(fakes["images"]), _gather_replicated(fakes["rois"])
-    x_key, y_key = jax.random.split(rng)
-    pools = state.pools
-    images, count, fake_x = image_pool.query(pools["images"], pools["count"], fake_x, x_key)
-    rois, _, fake_y = image_pool.query(pools["rois"], pools["count"], fake_y, y_key)
-    start = jax.lax.axis_index(DATA_AXIS) * local
-    share = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=start, slice_size=local)
-    return ({"images": images, "rois": rois, "count": count},
-            {"images": share(fake_x), "rois": share(fake_y)})
+def _pooled(pools: dict, outputs: dict, keys: dict) -> tuple[dict, dict]:
+    """Queries the replicated pools of `keys` ({output name: key}) with the global batch of
+    each output; returns the pools and the outputs with this device's share of the draws.
+    Every pool holds as many entries as the others, so each starts from the one count."""
+    pools, outputs = dict(pools), dict(outputs)
+    for name, key in keys.items():
+        local = outputs[name].shape[0]
+        pools[name], count, drawn = image_pool.query(
+            pools[name], pools["count"], _gather_replicated(outputs[name]), key)
+        outputs[name] = jax.lax.dynamic_slice_in_dim(
+            drawn, jax.lax.axis_index(DATA_AXIS) * local, local)
+    return {**pools, "count": count}, outputs
+
+
+def _check_groups(method: Method):
+    """Every declared network is updated by exactly one group."""
+    updated = [name for group in method.update_groups for name in group.networks]
+    if sorted(updated) != sorted(method.networks):
+        raise ValueError(f"{method.label or type(method).__name__}: the update groups update "
+                         f"{updated}, not each of the networks {list(method.networks)} once")
 
 
 def make_train_step(method: Method, optimizer: optax.GradientTransformation,
                     learning_rate: optax.Schedule, mesh: Mesh):
     """Returns jitted `step(state, batch) -> (state, metrics)`; batch = {'image', 'roi'}."""
+    _check_groups(method)
+    groups = method.update_groups
 
     def per_device_step(state: TrainState, batch):
         rng, pool_rng = jax.random.split(state.rng)
+        pool_keys = dict(zip(method.pooled, jax.random.split(pool_rng, len(method.pooled))))
         net_rng = jax.random.fold_in(jax.random.fold_in(state.rng, _DROPOUT_STREAM),
                                      jax.lax.axis_index(DATA_AXIS))
-        gen_rng, disc_rng = jax.random.split(net_rng)
         # Differentiate per-device copies (varying over the axis), so each device gets the
         # gradient of its own shard and the pmean below is the one reduction.
         local_params = jax.lax.pcast(state.params, DATA_AXIS, to="varying")
-        (gen_total, (gen_terms, fakes, batch_stats)), gen_grads = jax.value_and_grad(
-            method.generator_objective, has_aux=True)(
-                {name: local_params[name] for name in GENERATORS}, state.params,
-                state.batch_stats, batch, gen_rng)
-        fakes = jax.lax.stop_gradient(fakes)
-        pools = state.pools
-        if pools:  # the method keeps pools (a static property of the state's structure)
-            pools, fakes = _pooled_fakes(state, fakes, pool_rng)
-        (_, (disc_terms, batch_stats)), disc_grads = jax.value_and_grad(
-            method.discriminator_objective, has_aux=True)(
-                {name: local_params[name] for name in DISCRIMINATORS}, state.params,
-                batch_stats, batch, fakes, disc_rng)
-        grads = jax.lax.pmean({**gen_grads, **disc_grads}, DATA_AXIS)
+        batch_stats, pools, earlier, grads, metrics = state.batch_stats, state.pools, {}, {}, {}
+        for group, group_rng in zip(groups, jax.random.split(net_rng, len(groups))):
+            if pools and group.pooled:  # the method keeps pools (static: the state's structure)
+                pools, earlier = _pooled(pools, earlier,
+                                         {name: pool_keys[name] for name in group.pooled})
+            (total, (terms, outputs, batch_stats)), group_grads = jax.value_and_grad(
+                group.objective, has_aux=True)(
+                    {name: local_params[name] for name in group.networks}, state.params,
+                    batch_stats, batch, earlier, group_rng)
+            earlier = {**earlier, **jax.lax.stop_gradient(outputs)}
+            grads.update(group_grads)
+            metrics.update(terms)
+            metrics[f"{group.name}_total"] = total
+        grads = jax.lax.pmean(grads, DATA_AXIS)
         params, opt_state = {}, {}
-        for name in NETWORKS:
+        for name in method.networks:
             updates, opt_state[name] = optimizer.update(
                 grads[name], state.opt_state[name], state.params[name])
             params[name] = optax.apply_updates(state.params[name], updates)
-        metrics = jax.lax.pmean({**gen_terms, **disc_terms, "generator_total": gen_total},
-                                DATA_AXIS)
+        metrics = jax.lax.pmean(metrics, DATA_AXIS)
         metrics["learning_rate"] = learning_rate(state.step)
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                                   opt_state=opt_state, rng=rng, pools=pools)
