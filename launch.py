@@ -12,6 +12,9 @@ Modes:
   classify    paper Table 5: an HGG/LGG classifier on real slices alone and with each run's
               synthesized slices (--config.classify.runs='Fproi-GAN=RUN_DIR,...'), into
               WORKDIR/classify/
+  segment     Table 6: a tumour segmenter trained on real pairs alone, with classical
+              augmentation, copy-paste and each run's pairs (--config.segment.runs=
+              'Fproi-GAN=RUN_DIR,...'), tested on held-out patients, into WORKDIR/segment/
   experiment  the whole comparison: train and evaluate every method of config.experiment.methods
               for config.experiment.seeds seeds into WORKDIR/<method>/seed_<k>/ (finished
               stages are skipped), then tables and figures into WORKDIR/report/index.html
@@ -29,7 +32,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from fproi_jax.data import pipeline
-from fproi_jax import tasks
+from fproi_jax import results, tasks
 from fproi_jax.evaluation import evaluate, synthesize
 from fproi_jax.experiment import grid
 from fproi_jax.methods import get_method
@@ -39,8 +42,9 @@ from fproi_jax.store.checkpoints import CheckpointError, UnwritableError
 from fproi_jax.store.lock import WorkdirLockedError
 from fproi_jax.train import loop
 
+TASK_MODES = {"classify": "classification", "segment": "segmentation"}  # --mode -> task
 MODES = ("train", "summary", "export", "evaluate", "compare", "experiment", "synthesize",
-         "classify")
+         *TASK_MODES)
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
                                 lock_config=True)
@@ -111,10 +115,16 @@ def main(argv):
             print(f"Experiment report: {(workdir / grid.REPORT / 'index.html').absolute()}")
     elif FLAGS.mode == "synthesize":
         print(f"Synthetic pairs: {synthesize.synthesize(config, workdir)}")
-    elif FLAGS.mode == "classify":
-        runs = evaluate.parse_runs(config.classify.runs, "classify.runs", 1, "RUN_DIR")
-        result = tasks.get_task("classification").run(config, runs, workdir / "classify")
+    elif FLAGS.mode in TASK_MODES:
+        task = tasks.get_task(TASK_MODES[FLAGS.mode])
+        runs = evaluate.parse_runs(config[task.config_key].runs, f"{task.config_key}.runs", 1,
+                                   "RUN_DIR")
+        out_dir = workdir / task.config_key
+        result = task.run(config, runs, out_dir)
+        results.write_page(out_dir, f"Task {task.name}", "", [*result.tables, *result.figures],
+                           result.summary)
         print("\n".join(table.markdown() for table in result.tables))
+        print(f"Task report: {(out_dir / 'index.html').absolute()}")
 
 
 def _main_with_clear_errors(argv):

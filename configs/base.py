@@ -54,15 +54,17 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.compare_runs = ""          # --mode=compare: "Fproi-GAN=EVAL_DIR,CycleGAN=EVAL_DIR"
     config.eval.mask_dir = ""              # --mode=synthesize: PNG/NIfTI masks; "" = test ROIs
 
-    # The downstream tasks' settings (fproi_jax/tasks/), e.g. config.classify of paper
-    # Table 5 (--mode=classify): an HGG/LGG classifier trained on the test split's real
-    # slices, alone and with each run's synthesized slices, tested on the train split.
+    # The downstream tasks' settings (fproi_jax/tasks/): config.classify of paper Table 5
+    # (--mode=classify: an HGG/LGG classifier trained on the test split's real slices, alone
+    # and with each run's synthesized slices, tested on the train split) and config.segment
+    # of Table 6 (--mode=segment: a tumour segmenter trained on the train split with and
+    # without synthesized pairs, tested on the test split).
     tasks.add_task_configs(config)
 
     # --mode=experiment: every method in this tuple, trained with each seed in range(seeds).
     config.experiment = ml_collections.ConfigDict()
     config.experiment.methods = tuple(methods.REGISTRY)
     config.experiment.seeds = 1
-    config.experiment.tasks = ("classification",)  # downstream tasks of the seed-0 runs
+    config.experiment.tasks = ("classification", "segmentation")  # of the seed-0 runs
     config.experiment.only = ""             # "<method>/seed_<k>": that run alone, no report
     return config

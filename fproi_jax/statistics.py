@@ -104,3 +104,10 @@ def bootstrap_difference(reference, other, units, resamples: int = 2000, seed: i
                   high=float(high), n_patients=int(len(patients)),
                   excludes_0=bool(low > 0 or high < 0))
     return result
+
+
+def bootstrap_mean(values, units, resamples: int = 2000, seed: int = 0):
+    """Mean of (seeds, N) per-example values with the 95% interval of bootstrap_difference
+    (resampling seeds and patients) against a reference of zeros: the same keys."""
+    values = np.asarray(values, np.float64)
+    return bootstrap_difference(np.zeros_like(values[:1]), values, units, resamples, seed)

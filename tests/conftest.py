@@ -166,6 +166,7 @@ def tiny_config(data: ml_collections.ConfigDict,
     config.train.checkpoint_every = 2
     config.train.sample_every = 3
     config.train.num_samples = 2
+    config.segment.update(seeds=1, steps=2, batch_size=4, features=(4, 4, 8, 8, 16, 4))
     return config
 
 

@@ -5,10 +5,10 @@ settings live under config.<task.config_key> with the defaults of its module.
 """
 import ml_collections
 
-from fproi_jax.tasks import classification
+from fproi_jax.tasks import classification, segmentation
 from fproi_jax.tasks.base import InsufficientDataError, Task  # noqa: F401
 
-TASKS = {task.name: task for task in (classification.TASK,)}
+TASKS = {task.name: task for task in (classification.TASK, segmentation.TASK)}
 
 
 def get_task(name: str) -> Task:

@@ -1,0 +1,243 @@
+"""Table 6 (beyond the paper): do the synthesized pairs help a tumour segmenter? The task
+`segmentation`; `launch.py --mode=segment`.
+
+Protocol, leak-free: the segmenter trains on config.data.train_split, the patients the
+synthesis runs were trained on, and is tested on config.data.test_split, which neither the
+runs nor the segmenter saw (Table 5 instead tests on the runs' training patients, as the
+paper does). Groups, each the segmenter's whole training set:
+
+- "Real only": the real training pairs (x, y);
+- "+ classical augmentation": plus one augmented copy of each (data/augment.classical);
+- "+ copy-paste": plus one copy of each with another slice's tumour pasted in
+  (data/augment.copy_paste, TumorCP style): the baseline that needs no GAN;
+- "+ <method> (new masks)": plus (F(y'), y') for y' a seeded elastic deformation of each
+  real ROI (pairs.new_rois);
+- "+ <method> (paper's pairs)": plus (F(G(x)), y), the synthesis the paper evaluates;
+- "<method> only": the method's pairs of both kinds, no real pair.
+
+Segmenter: models/segmenter.py (MONAI's BasicUNet layout), Dice + BCE loss, Adam at
+config.segment.learning_rate for config.segment.steps steps of config.segment.batch_size,
+one run per seed in range(config.segment.seeds), through the sharded train step
+(train/fit.py). Scores on every test slice: Dice and the surface HD95 (pixels) of the
+prediction (sigmoid > 0.5) against the real ROI; a slice predicted empty has HD95 +inf and
+is left out of the HD95 mean (counted). Intervals: 95% bootstrap over test patients and
+seeds (statistics.bootstrap_difference); a difference's interval excluding 0 is marked.
+"""
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import ml_collections
+import numpy as np
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+from fproi_jax import atomic, losses, metrics, results, statistics  # noqa: E402
+from fproi_jax.data import augment, pipeline  # noqa: E402
+from fproi_jax.evaluation.load import map_batches  # noqa: E402
+from fproi_jax.methods.base import Method, Synthesis, UpdateGroup  # noqa: E402
+from fproi_jax.models.segmenter import Segmenter  # noqa: E402
+from fproi_jax.tasks import pairs  # noqa: E402
+from fproi_jax.tasks.base import Task  # noqa: E402
+from fproi_jax.train.fit import Fitter  # noqa: E402
+
+REAL, CLASSICAL, COPY_PASTE = "Real only", "+ classical augmentation", "+ copy-paste"
+FIGURE = results.Figure("Table 6 as a figure: test Dice per training set (95% intervals)",
+                        "dice_per_group.png")
+PROTOCOL = (
+    "Protocol: the segmenter trains on {data.name} split '{data.train_split}', the patients "
+    "the synthesis runs ({runs}) were trained on, and is tested on split "
+    "'{data.test_split}', which neither saw.")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """config.segment."""
+    return ml_collections.ConfigDict({
+        "runs": "",              # --mode=segment: "Fproi-GAN=RUN_DIR,CycleGAN=RUN_DIR"
+        "seeds": 3,              # segmenter runs per group
+        "steps": 1000,
+        "batch_size": 8,
+        "learning_rate": 1e-3,
+        "features": (32, 32, 64, 128, 256, 32),  # MONAI BasicUNet's default widths
+        "seed": 0,               # of the augmentations, copy-paste and new masks
+        "deform_alpha": 34.0,    # elastic deformation of new masks and of the classical
+        "deform_sigma": 4.0,     # augmentation (pixels; Simard et al. 2003)
+    })
+
+
+class SegmenterMethod(Method):
+    """The segmenter as a one-network method, so that it trains through make_train_step."""
+
+    networks = ("S",)
+    label = "Segmenter"
+
+    def __init__(self, features):
+        self.module = Segmenter(tuple(features))
+
+    def init(self, rng, image_shape):
+        variables = self.module.init(rng, jnp.zeros((1, *image_shape, 1)))
+        return {"S": variables["params"]}, {}
+
+    def _objective(self, own, params, batch_stats, batch, earlier, rng):
+        loss = losses.dice_bce_loss(self.module.apply({"params": own["S"]}, batch["image"]),
+                                    batch["roi"])
+        return loss, ({"dice_bce": loss}, {}, batch_stats)
+
+    def predict(self, variables, x):
+        return (jax.nn.sigmoid(self.module.apply({"params": variables["params"]["S"]}, x)),)
+
+    @property
+    def update_groups(self):
+        return (UpdateGroup("segmenter", ("S",), self._objective),)
+
+    @property
+    def syntheses(self):
+        return (Synthesis("segment", "x", ("S(x)",), self.predict),)
+
+
+def _groups(config, real: dict, runs: dict) -> dict:
+    """{group name: {'image', 'roi'}} of the module docstring."""
+    settings = config.segment
+    base = {"image": real["image"], "roi": real["roi"]}
+    plus = lambda images, rois: {"image": np.concatenate([real["image"], images]),  # noqa: E731
+                                 "roi": np.concatenate([real["roi"], rois])}
+    groups = {REAL: base}
+    groups[CLASSICAL] = plus(*augment.classical(real["image"], real["roi"], settings.seed,
+                                                settings.deform_alpha, settings.deform_sigma))
+    groups[COPY_PASTE] = plus(*augment.copy_paste(real["image"], real["roi"], settings.seed,
+                                                  ids=real["example_id"])[:2])
+    new_masks = pairs.new_rois(real["roi"], settings.seed, settings.deform_alpha,
+                               settings.deform_sigma)
+    for path in runs.values():
+        label, made = pairs.synthesized(path, config, real, new_masks)
+        groups[f"+ {label} (new masks)"] = plus(made["new"], new_masks)
+        groups[f"+ {label} (paper's pairs)"] = plus(made["images"], real["roi"])
+        groups[f"{label} only"] = {"image": np.concatenate([made["new"], made["images"]]),
+                                   "roi": np.concatenate([new_masks, real["roi"]])}
+    return groups
+
+
+def _scores(method, variables, test: dict, batch_size: int) -> dict:
+    """{'dice', 'hd95'} of the segmenter's prediction on every test slice."""
+    @jax.jit
+    def step(batch):
+        (probability,) = method.predict(variables, batch["image"])
+        return {"dice": metrics.dice(probability, batch["roi"]),
+                "hd95": metrics.hausdorff_distances(probability, batch["roi"])[
+                    "surface_hausdorff95"]}
+
+    n = len(test["image"])
+    batches = ({"image": test["image"][i:i + batch_size], "roi": test["roi"][i:i + batch_size]}
+               for i in range(0, n, batch_size))
+    return pipeline.concatenate(out for _, out in map_batches(step, batches, batch_size, n,
+                                                              "segment"))
+
+
+def _interval(d) -> str:
+    if d["mean"] is None:
+        return "n/a"
+    return f"{d['mean']:.3f} ({d['low']:.3f}, {d['high']:.3f})"
+
+
+def _difference(d) -> str:
+    if d["mean"] is None:
+        return "n/a"
+    text = f"{d['mean']:+.3f} ({d['low']:+.3f}, {d['high']:+.3f})"
+    return text + (" better" if d["excludes_0"] and d["mean"] > 0 else
+                   " worse" if d["excludes_0"] else "")
+
+
+def _table(summary) -> results.Table:
+    rows = [[name, str(g["n_train"]), _interval(g["dice"]),
+             _interval(g["hd95"]) + (f" ({g['hd95']['n_dropped']} empty)"
+                                     if g["hd95"]["n_dropped"] else ""),
+             _difference(g["vs_real"]) if name != REAL else "(reference)",
+             _difference(g["vs_copy_paste"]) if name != COPY_PASTE else "(reference)"]
+            for name, g in summary["groups"].items()]
+    s, t = summary["settings"], summary["test"]
+    notes = [f"Test set: {t['n']} slices of {t['n_patients']} patients. Mean over "
+             f"{s['seeds']} segmenter seed(s) and the test slices, with 95% intervals "
+             f"resampling test patients and seeds; 'better'/'worse' where a difference's "
+             f"interval excludes 0. HD95: surface distance in pixels; slices predicted empty "
+             f"are left out of its mean and counted.",
+             f"Segmenter: BasicUNet layout, features {tuple(s['features'])}, instance norm, "
+             f"Dice + BCE, Adam {s['learning_rate']:g}, {s['steps']} steps of batch "
+             f"{s['batch_size']}.",
+             summary["protocol"]]
+    return results.Table("Table 6: tumour segmentation trained with and without synthesized "
+                         "pairs", ["Training set", "n train", "Dice (95% CI)",
+                                   "HD95 surface (95% CI)", f"Δ Dice vs {REAL}",
+                                   f"Δ Dice vs {COPY_PASTE.lstrip('+ ')}"], rows, notes)
+
+
+def _figure(path, summary):
+    names = list(summary["groups"])
+    dice = [summary["groups"][n]["dice"] for n in names]
+    fig = Figure(figsize=(6.4, 0.35 * len(names) + 1.2), dpi=110)
+    ax = fig.subplots()
+    y = np.arange(len(names))[::-1]
+    means = np.array([d["mean"] if d["mean"] is not None else np.nan for d in dice])
+    errors = np.array([[m - d["low"], d["high"] - m] if d["mean"] is not None else [0, 0]
+                       for m, d in zip(means, dice)]).T
+    ax.barh(y, means, xerr=errors, color="#7a9cc6", capsize=3)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("test Dice (mean over seeds and slices)")
+    fig.tight_layout()
+    atomic.save_figure(fig, path)
+
+
+def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Result:
+    """Table 6 of the runs ({label: run dir or export}) into `out_dir` (scores.npz,
+    dice_per_group.png)."""
+    start = time.time()
+    settings = config.segment
+    real = pairs.load_slices(config, config.data.train_split)
+    test = pairs.load_slices(config, config.data.test_split)
+    pairs.check_disjoint(real, test, config.data.train_split, config.data.test_split)
+    groups = _groups(config, real, runs)
+    method = SegmenterMethod(settings.features)
+    fitter = Fitter(method, settings.learning_rate, config.data.image_size, settings.batch_size)
+    scores = {}
+    for name, arrays in groups.items():
+        per_seed = []
+        for seed in range(settings.seeds):
+            state, _ = fitter.fit(arrays, settings.steps, seed)
+            variables = {"params": jax.device_get(state.params)}
+            per_seed.append(_scores(method, variables, test, config.eval.batch_size))
+        scores[name] = {key: np.stack([s[key] for s in per_seed]) for key in ("dice", "hd95")}
+    units = test["patient_id"]
+    summary_groups = {}
+    for name, score in scores.items():
+        summary_groups[name] = {
+            "n_train": int(len(groups[name]["image"])),
+            "dice": statistics.bootstrap_mean(score["dice"], units),
+            "hd95": statistics.bootstrap_mean(score["hd95"], units),
+            "vs_real": statistics.bootstrap_difference(scores[REAL]["dice"], score["dice"],
+                                                       units),
+            "vs_copy_paste": statistics.bootstrap_difference(scores[COPY_PASTE]["dice"],
+                                                             score["dice"], units),
+            "seed_dice": [float(np.mean(row)) for row in score["dice"]],
+        }
+    summary = {
+        "protocol": PROTOCOL.format(data=config.data, runs=", ".join(
+            f"{label}={path}" for label, path in runs.items())),
+        "settings": settings.to_dict(),
+        "test": {"n": int(len(test["image"])), "n_patients": int(len(set(units)))},
+        "groups": summary_groups,
+        "timing_s": round(time.time() - start, 1),
+    }
+    out_dir = pathlib.Path(out_dir)
+    with atomic.replacing(out_dir / "scores.npz") as tmp:
+        np.savez(tmp, example_id=test["example_id"], patient_id=units,
+                 groups=np.array(list(scores)),
+                 dice=np.stack([s["dice"] for s in scores.values()]),
+                 hd95=np.stack([s["hd95"] for s in scores.values()]))
+    _figure(out_dir / FIGURE.path, summary)
+    return results.Result([_table(summary)], [FIGURE], summary)
+
+
+TASK = Task("segmentation", "segment", default_config, run)

@@ -1,0 +1,90 @@
+"""The segmentation task (Table 6): a segmenter trained with and without synthesized pairs,
+tested on held-out patients."""
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import REPO, tiny_config
+from fproi_jax import statistics
+from fproi_jax.methods import get_method
+from fproi_jax.store import export as export_lib
+from fproi_jax.tasks import InsufficientDataError, pairs, segmentation
+from fproi_jax.train.fit import Fitter, batch_order
+
+
+def test_batch_order_is_seeded_epochs_of_permutations():
+    order = batch_order(10, steps=7, batch_size=4, seed=3)
+    assert order.shape == (7, 4)
+    flat = order.ravel()
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+    np.testing.assert_array_equal(order, batch_order(10, 7, 4, 3))
+    assert not np.array_equal(order, batch_order(10, 7, 4, 4))
+
+
+def test_the_segmenter_learns_the_phantom_tumours_on_held_out_patients(classify_brats):
+    config = tiny_config(classify_brats)
+    train = pairs.load_slices(config, "train")
+    test = pairs.load_slices(config, "test")
+    pairs.check_disjoint(train, test, "train", "test")
+    method = segmentation.SegmenterMethod((8, 8, 16, 32, 32, 8))
+    fitter = Fitter(method, 3e-3, 48, batch_size=8)
+    state, last = fitter.fit({"image": train["image"], "roi": train["roi"]}, 150, seed=0)
+    scores = segmentation._scores(method, {"params": jax.device_get(state.params)}, test, 16)
+    assert last["dice_bce"] < 0.5
+    assert np.mean(scores["dice"]) > 0.8, np.mean(scores["dice"])
+    assert np.isfinite(scores["hd95"]).mean() > 0.9
+
+
+def test_a_patient_on_both_sides_is_refused(classify_brats):
+    config = tiny_config(classify_brats)
+    train = pairs.load_slices(config, "train")
+    with pytest.raises(InsufficientDataError, match="share patients"):
+        pairs.check_disjoint(train, train, "train", "train")
+
+
+def test_bootstrap_mean_is_the_mean_with_an_interval_around_it():
+    values = np.arange(12, dtype=float).reshape(2, 6)
+    d = statistics.bootstrap_mean(values, ["a", "a", "b", "b", "c", "c"])
+    assert d["mean"] == pytest.approx(5.5) and d["low"] < 5.5 < d["high"]
+    assert d["n_patients"] == 3
+
+
+def test_segment_mode_writes_table6_with_every_group(classify_brats, tmp_path):
+    """A freshly initialised Fproi-GAN export as the run: the plumbing, not the science."""
+    config = tiny_config(classify_brats)
+    method = get_method(config)
+    export = tmp_path / "export"
+    export_lib.export_inference(
+        export, method.export_variables(*method.init(jax.random.PRNGKey(0), (48, 48))), config,
+        step=0)
+    flags = [f"--config.data.builder_config={classify_brats.builder_config}",
+             f"--config.data.data_dir={classify_brats.data_dir}",
+             "--config.data.image_size=48", "--config.segment.seeds=2",
+             "--config.segment.steps=3", "--config.segment.batch_size=4",
+             "--config.segment.features=(4,4,8,8,16,4)",
+             f"--config.segment.runs=Fproi-GAN={export}"]
+    result = subprocess.run(
+        [sys.executable, "launch.py", "--config=configs/base.py", f"--workdir={tmp_path}",
+         "--mode=segment", *flags], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "segment"
+    with np.load(out / "scores.npz") as scores:
+        groups = list(scores["groups"])
+        assert groups == ["Real only", "+ classical augmentation", "+ copy-paste",
+                          "+ Fproi-GAN (new masks)", "+ Fproi-GAN (paper's pairs)",
+                          "Fproi-GAN only"]
+        n_test = len(pairs.load_slices(config, "test")["image"])
+        assert scores["dice"].shape == (6, 2, n_test)
+    n_train = len(pairs.load_slices(config, "train")["image"])
+    assert "| Fproi-GAN only | " + str(2 * n_train) + " |" in result.stdout
+    assert "| Real only | " + str(n_train) + " |" in result.stdout
+    assert "(reference)" in result.stdout and "neither saw" in result.stdout
+    assert (out / "dice_per_group.png").stat().st_size > 1000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["groups"]["Real only"]["n_train"] == n_train
+    assert summary["groups"]["Fproi-GAN only"]["vs_real"]["n_patients"] > 0
+    assert '<img src="dice_per_group.png"' in (out / "index.html").read_text()
