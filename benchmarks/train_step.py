@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/train_step.py --config=configs/brats.py --steps=5
     .venv/bin/python benchmarks/train_step.py --config=configs/demo.py --config.train.batch_size=4
-    .venv/bin/python benchmarks/train_step.py --config=configs/brats.py --config.model.name=cycle_gan
+    .venv/bin/python benchmarks/train_step.py --config=configs/brats.py \
+        --config.model.name=cycle_gan
 
 Random data of the configured image size and global batch size; reports the compile time
 and the median wall time per step after it (state donated, results blocked on). With --json
@@ -93,7 +94,8 @@ def main(argv):
         run()
         times.append(time.perf_counter() - start)
     device = jax.devices()[0]
-    print(f"{method.label}, {config.data.image_size}x{config.data.image_size}, global batch {batch_size}, "
+    size = config.data.image_size
+    print(f"{method.label}, {size}x{size}, global batch {batch_size}, "
           f"{mesh.size} x {device.platform} ({device.device_kind}): first step (compile) "
           f"{compile_s:.1f} s, then median {np.median(times):.3f} s/step "
           f"(min {min(times):.3f}, {FLAGS.steps} steps)")

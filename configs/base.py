@@ -47,7 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.num_samples = 4
 
     config.eval = ml_collections.ConfigDict()
-    config.eval.batch_size = 8             # fixed batch shape of evaluate/synthesize (last one padded)
+    config.eval.batch_size = 8             # fixed batch of evaluate/synthesize (last one padded)
     config.eval.checkpoint = ""            # export dir or training workdir; "" = --workdir
     config.eval.method = ""                # table name; "" = the method's own label
     config.eval.num_samples = 4            # examples drawn in figures and kept in samples.npz

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-import data_builders
+import data_builders  # noqa: F401  (registers the builders)
 from data_builders import common, phantom
 from data_builders.brats2017 import Brats2017, Brats2017Config
 from data_builders.common import BadInputError
@@ -29,7 +29,8 @@ def tiny_config(name="tiny", **kw):
 
 
 def build(manual_dir, data_dir, config=None, **kw):
-    return prepare(Brats2017(data_dir=os.fspath(data_dir), config=config or tiny_config(), **kw), manual_dir)
+    builder = Brats2017(data_dir=os.fspath(data_dir), config=config or tiny_config(), **kw)
+    return prepare(builder, manual_dir)
 
 
 @pytest.fixture(scope="module")

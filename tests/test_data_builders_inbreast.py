@@ -14,7 +14,7 @@ from skimage.draw import polygon as sk_polygon, polygon_perimeter
 import tensorflow_datasets as tfds
 from pydicom.pixels import pixel_array
 
-import data_builders  # registers the builders
+import data_builders  # noqa: F401  (registers the builders)
 from data_builders import common, phantom
 from data_builders.common import BadInputError
 from data_builders.inbreast import Inbreast, InbreastConfig, crop_lesion, polygon_mask, read_dicom

@@ -202,7 +202,8 @@ def test_cycle_gan_parameter_counts_equal_the_reference_networks():
 def test_pix2pix_unet_256_parameter_count_and_depth_from_size():
     """The reference's unet_256 (ngf 64, BatchNorm) for one channel in and out: 54,407,809
     parameters (its blocks, outermost first: 3,073 + 393,600 + 1,573,632 + 6,292,992 +
-    3 * 12,584,960 + 8,389,632; 54,413,955 = "54.414 M" for three channels); its 70x70 PatchGAN on the 2-channel pair with BatchNorm:
+    3 * 12,584,960 + 8,389,632; 54,413,955 = "54.414 M" for three channels); its 70x70
+    PatchGAN on the 2-channel pair with BatchNorm:
     2,112 + 131,328 + 524,800 + 2,098,176 + 8,193 = 2,764,609 (convs without bias where
     BatchNorm follows, BatchNorm scale and offset counted)."""
     config = base.get_config()

@@ -198,7 +198,8 @@ def test_brats_mni_needs_no_network(tmp_path, monkeypatch):
 def test_brats_mni_t2_contrast_follows_the_tissue_maps():
     from data_builders.phantom import mni
 
-    vols, seg, tissue = mni.make_case(np.random.default_rng(3), "LGG", 0, (120, 120, 78), return_tissue=True)
+    vols, seg, tissue = mni.make_case(np.random.default_rng(3), "LGG", 0, (120, 120, 78),
+                                      return_tissue=True)
     t2 = vols["t2"].astype(float)
     free = seg == 0
     mean = {name: t2[(tissue[i] > 0.9) & free].mean() for i, name in enumerate(("gm", "wm", "csf"))}

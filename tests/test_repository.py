@@ -2,6 +2,7 @@
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -57,3 +58,9 @@ def test_citation_cff_parses_and_cites_the_paper():
     assert paper["journal"] == "Journal of Healthcare Engineering" and paper["year"] == 2021
     assert paper["authors"][0]["family-names"] == "Dong"
     assert paper["title"].startswith("Fp(roi)-GAN with fused regional features")
+
+
+def test_the_tree_passes_the_linter_of_pyproject():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]

@@ -40,7 +40,8 @@ def main(argv):
             anatomy=_ANATOMY.value,
         )
         print(
-            f"wrote {len(out)} BRATS phantom cases ({_ANATOMY.value}) of shape {shape} to {_OUT.value} "
+            f"wrote {len(out)} BRATS phantom cases ({_ANATOMY.value}) of shape {shape} to "
+            f"{_OUT.value} "
             f"in {time.time() - t:.1f} s"
         )
     else:

@@ -200,7 +200,8 @@ def write_brats(
         if anatomy == "mni":
             from data_builders.phantom import mni  # pylint: disable=g-import-not-at-top
 
-            vols, seg, _ = mni.make_case(np.random.default_rng([seed, zlib.crc32(case_id.encode())]), grade, number, shape)
+            rng = np.random.default_rng([seed, zlib.crc32(case_id.encode())])
+            vols, seg, _ = mni.make_case(rng, grade, number, shape)
         else:
             vols, seg = make_case(np.random.default_rng(case_seed), grade, number, shape)
         case_dir = os.path.join(os.fspath(out_dir), grade, case_id)

@@ -130,7 +130,6 @@ def make_image(rng, rows, cols, lat, view, category):
 
 
 def write_dicom(path, img, patient, lat, view, bits, rle: bool, seed: int):
-    import pydicom  # pylint: disable=g-import-not-at-top
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import (
         DigitalMammographyXRayImageStorageForPresentation,

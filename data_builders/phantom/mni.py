@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -214,7 +213,6 @@ def make_case(
         for t in range(3)
     ])
     del coords
-    o0 = np.array([ox.start, oy.start, oz.start])
     mask_soft = tb.sum(axis=0)
     brain = mask_soft > 0.5
 

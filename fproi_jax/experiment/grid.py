@@ -205,8 +205,9 @@ def _cells(config) -> list[tuple[str, int]]:
         return cells
     named = {f"{m}/seed_{s}": (m, s) for m, s in cells}
     if only not in named:
-        raise config_file.InvalidConfigError(f"config.experiment.only={only!r} is not a run of this experiment; "
-                         f"choose one of {', '.join(named)}")
+        raise config_file.InvalidConfigError(
+            f"config.experiment.only={only!r} is not a run of this experiment; choose one of "
+            f"{', '.join(named)}")
     return [named[only]]
 
 

@@ -88,9 +88,9 @@ def verdict(aligned, units, reference) -> results.Table:
             cells.append(text)
         rows.append([scores.label(name), " > ".join(ranked), *cells])
     n_patients = len(set(np.asarray(units).tolist()))
-    return results.Table(f"Verdict: {reference} against each method ({n_patients} test patients)",
-                         ["Metric", "Ranking (best first)", *(f"{reference} − {m}" for m in others)],
-                         rows)
+    return results.Table(
+        f"Verdict: {reference} against each method ({n_patients} test patients)",
+        ["Metric", "Ranking (best first)", *(f"{reference} − {m}" for m in others)], rows)
 
 
 def _cell(stat, test):
@@ -151,7 +151,8 @@ def legend(reference, seeds):
             f"difference to each (positive: {reference} higher) with a 95% interval that "
             f"resamples the {seeds} seed(s) and the test patients; 'better'/'worse' where the "
             f"interval excludes 0. Then Tables 1-4: mean ± sample std over the test "
-            f"examples of each example's value averaged over {seeds} seed(s); (seeds ± s): the sample std of the {seeds} per-seed means. "
+            f"examples of each example's value averaged over {seeds} seed(s); (seeds ± s): "
+            f"the sample std of the {seeds} per-seed means. "
             f"*: paired t-test (on the seed-averaged values) against {reference} significant "
             f"at p < {ALPHA}. † infinite values (Hausdorff with exactly one ROI empty) "
             f"left out of mean ± std. PSNR in dB, Hausdorff distances in pixels; — not "

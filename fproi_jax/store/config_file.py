@@ -9,9 +9,9 @@ downstream tasks' settings, experiment), and the learning rate
 num_epochs is accepted only with the constant learning rate: linear_decay derives its
 schedule from the total, so the steps already taken would belong to another schedule.
 `strict` (the experiment mode, which reuses finished runs) refuses a changed learning rate
-too: a run is reused only if it is the run asked for. An accepted change is written into config.json and
-appended to config_changes.jsonl (field, stored value, new value, time), so the file always
-describes the run's latest form and its history is kept.
+too: a run is reused only if it is the run asked for. An accepted change is written into
+config.json and appended to config_changes.jsonl (field, stored value, new value, time),
+so the file always describes the run's latest form and its history is kept.
 """
 import datetime
 import json

@@ -36,7 +36,8 @@ def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int) -
                      f"got {train.lr_schedule!r}")
 
 
-def make_optimizer(train: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(train: ml_collections.ConfigDict,
+                   total_steps: int) -> optax.GradientTransformation:
     """The Adam optimizer used, with its own state, by each network."""
     return optax.adam(learning_rate_schedule(train, total_steps), eps=train.adam_eps,
                       b1=train.adam_b1, b2=train.adam_b2)
