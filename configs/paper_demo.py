@@ -18,6 +18,8 @@ def get_config():
     config.model.pix2pix.update(generator_width=16, discriminator_width=16)
     config.model.dcgan.update(generator_features=(16, 32, 64, 128),
                               discriminator_features=(16, 32, 64, 128), cycle_weight=25.0)
+    # Table 6's segmenter at a quarter of BasicUNet's widths: 300 steps take 8 s here.
+    config.segment.update(features=(8, 8, 16, 32, 64, 8), steps=300, seeds=3)
     config.train.batch_size = 4
     config.train.num_steps = 300
     config.train.checkpoint_every = 100

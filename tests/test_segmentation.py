@@ -33,7 +33,8 @@ def test_the_segmenter_learns_the_phantom_tumours_on_held_out_patients(classify_
     method = segmentation.SegmenterMethod((8, 8, 16, 32, 32, 8))
     fitter = Fitter(method, 3e-3, 48, batch_size=8)
     state, last = fitter.fit({"image": train["image"], "roi": train["roi"]}, 150, seed=0)
-    scores = segmentation._scores(method, {"params": jax.device_get(state.params)}, test, 16)
+    scores = segmentation._scores(segmentation.make_scorer(method),
+                                  {"params": jax.device_get(state.params)}, test, 16)
     assert last["dice_bce"] < 0.5
     assert np.mean(scores["dice"]) > 0.8, np.mean(scores["dice"])
     assert np.isfinite(scores["hd95"]).mean() > 0.9
