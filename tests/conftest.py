@@ -170,6 +170,26 @@ def tiny_config(data: ml_collections.ConfigDict,
     return config
 
 
+def fresh_export(config: ml_collections.ConfigDict, path: pathlib.Path) -> pathlib.Path:
+    """An inference export of config's method, freshly initialised (seed 0): a run for the
+    tasks' plumbing, not their science."""
+    import jax
+    from fproi_jax.methods import get_method
+    from fproi_jax.store import export
+    method = get_method(config)
+    size = config.data.image_size
+    variables = method.export_variables(*method.init(jax.random.PRNGKey(0), (size, size)))
+    export.export_inference(path, variables, config, step=0)
+    return path
+
+
+def data_flags(data: ml_collections.ConfigDict) -> list:
+    """launch.py flags selecting the dataset of `data`."""
+    return [f"--config.data.builder_config={data.builder_config}",
+            f"--config.data.data_dir={data.data_dir}",
+            f"--config.data.image_size={data.image_size}"]
+
+
 CLASSIFY_SHAPE = (48, 48, 40)
 
 

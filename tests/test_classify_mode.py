@@ -6,11 +6,9 @@ import sys
 import jax
 import numpy as np
 
-from conftest import REPO, tiny_config
+from conftest import REPO, data_flags, fresh_export, tiny_config
 from fproi_jax.data import deform
 from fproi_jax.tasks import pairs
-from fproi_jax.methods import get_method
-from fproi_jax.store import export as export_lib
 
 
 def test_classify_mode_writes_table5_with_each_group(classify_brats, tmp_path):
@@ -18,14 +16,8 @@ def test_classify_mode_writes_table5_with_each_group(classify_brats, tmp_path):
     are real only, + its F(G(x)) of every real training slice, + its F(y') of deformed ROIs;
     the classifier trains on the test split and is tested on the train split."""
     config = tiny_config(classify_brats)
-    method = get_method(config)
-    export = tmp_path / "export"
-    export_lib.export_inference(
-        export, method.export_variables(*method.init(jax.random.PRNGKey(0), (48, 48))), config,
-        step=0)
-    flags = [f"--config.data.builder_config={classify_brats.builder_config}",
-             f"--config.data.data_dir={classify_brats.data_dir}",
-             "--config.data.image_size=48", "--config.classify.seeds=2",
+    export = fresh_export(config, tmp_path / "export")
+    flags = [*data_flags(classify_brats), "--config.classify.seeds=2",
              f"--config.classify.runs=Fproi-GAN={export}"]
     result = subprocess.run(
         [sys.executable, "launch.py", "--config=configs/base.py", f"--workdir={tmp_path}",

@@ -8,10 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_config
+from conftest import REPO, data_flags, fresh_export, tiny_config
 from fproi_jax import statistics
-from fproi_jax.methods import get_method
-from fproi_jax.store import export as export_lib
 from fproi_jax.tasks import InsufficientDataError, pairs, segmentation
 from fproi_jax.train.fit import Fitter, batch_order
 
@@ -57,14 +55,8 @@ def test_bootstrap_mean_is_the_mean_with_an_interval_around_it():
 def test_segment_mode_writes_table6_with_every_group(classify_brats, tmp_path):
     """A freshly initialised Fproi-GAN export as the run: the plumbing, not the science."""
     config = tiny_config(classify_brats)
-    method = get_method(config)
-    export = tmp_path / "export"
-    export_lib.export_inference(
-        export, method.export_variables(*method.init(jax.random.PRNGKey(0), (48, 48))), config,
-        step=0)
-    flags = [f"--config.data.builder_config={classify_brats.builder_config}",
-             f"--config.data.data_dir={classify_brats.data_dir}",
-             "--config.data.image_size=48", "--config.segment.seeds=2",
+    export = fresh_export(config, tmp_path / "export")
+    flags = [*data_flags(classify_brats), "--config.segment.seeds=2",
              "--config.segment.steps=3", "--config.segment.batch_size=4",
              "--config.segment.features=(4,4,8,8,16,4)",
              f"--config.segment.runs=Fproi-GAN={export}"]
