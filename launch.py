@@ -37,7 +37,7 @@ from fproi_jax.evaluation import evaluate, synthesize
 from fproi_jax.experiment import grid
 from fproi_jax.methods import get_method
 from fproi_jax.models.summary import parameter_table
-from fproi_jax.store import config_file, export
+from fproi_jax.store import config_file, export, runs
 from fproi_jax.store.checkpoints import CheckpointError, UnwritableError
 from fproi_jax.store.lock import WorkdirLockedError
 from fproi_jax.train import loop
@@ -106,7 +106,7 @@ def main(argv):
         logging.info("Exported the generators of step %d to %s", step, workdir / "export")
     elif FLAGS.mode == "evaluate":
         summary = evaluate.evaluate(config, workdir)
-        print((evaluate.output_dir(workdir, summary["method"]) / "summary.md").read_text())
+        print((runs.eval_dir(workdir, summary["method"]) / "summary.md").read_text())
     elif FLAGS.mode == "compare":
         evaluate.compare(config, workdir)
         print((workdir / "comparison" / "comparison.md").read_text())
@@ -117,10 +117,10 @@ def main(argv):
         print(f"Synthetic pairs: {synthesize.synthesize(config, workdir)}")
     elif FLAGS.mode in TASK_MODES:
         task = tasks.get_task(TASK_MODES[FLAGS.mode])
-        runs = evaluate.parse_runs(config[task.config_key].runs, f"{task.config_key}.runs", 1,
-                                   "RUN_DIR")
+        run_dirs = evaluate.parse_runs(config[task.config_key].runs, f"{task.config_key}.runs",
+                                       1, "RUN_DIR")
         out_dir = workdir / task.config_key
-        result = task.run(config, runs, out_dir)
+        result = task.run(config, run_dirs, out_dir)
         results.write_page(out_dir, f"Task {task.name}", "", [*result.tables, *result.figures],
                            result.summary)
         print("\n".join(table.markdown() for table in result.tables))

@@ -22,7 +22,7 @@ from data_builders import registry
 from fproi_jax import metrics
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import evaluate, figures, report
-from fproi_jax.evaluation.load import load_generators
+from fproi_jax.store.runs import load_generators
 from fproi_jax.methods import get_method
 from fproi_jax.store import export as export_lib
 from fproi_jax.train import loop

@@ -17,7 +17,7 @@ from fproi_jax.data import pipeline
 from fproi_jax.evaluation import report
 from fproi_jax.experiment import grid as experiment, tables as experiment_report
 from fproi_jax.methods import REGISTRY
-from fproi_jax.store import config_file
+from fproi_jax.store import config_file, runs
 
 LABELS = ("Fproi-GAN", "Fproi-GAN w/o RFB", "CycleGAN", "Pix2Pix", "DCGAN")
 
@@ -50,7 +50,7 @@ def test_experiment_trains_evaluates_and_reports_every_method(experiment_run):
     assert "Task classification skipped" in (workdir / "report" / "index.html").read_text()
     for method in REGISTRY:
         run = workdir / method / "seed_0"
-        assert experiment.latest_step(run) == 1, method
+        assert runs.latest_step(run) == 1, method
         assert json.loads((run / "config.json").read_text())["model"]["name"] == method
     out = workdir / "report"
     assert set(summary["methods"]) == set(LABELS)

@@ -16,13 +16,12 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from configs import base
 from conftest import REPO, assert_trees_close, tiny_config
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation import evaluate
-from fproi_jax.evaluation.load import load_generators
+from fproi_jax.store.runs import load_generators
 from fproi_jax.mesh import data_mesh
 from fproi_jax.methods import REGISTRY, get_method
 from fproi_jax.methods.base import Networks
 from fproi_jax.methods.paired import GENERATORS
-from fproi_jax.store import export as export_lib
+from fproi_jax.store import export as export_lib, runs
 from fproi_jax.train import loop
 from fproi_jax.train import state as state_lib
 from fproi_jax.train.step import make_train_step
@@ -312,5 +311,5 @@ def test_resume_export_and_evaluate_on_one_device(name, tiny_brats, tmp_path):
              f"--mode={mode}", *data_flags], cwd=REPO, env=env, capture_output=True, text=True,
             timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-    assert (evaluate.output_dir(tmp_path, LABELS[name]) / "summary.md").is_file()
+    assert (runs.eval_dir(tmp_path, LABELS[name]) / "summary.md").is_file()
     assert (tmp_path / "synthetic" / "pairs.csv").is_file()

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import (assert_trees_close, run_launch, small_filesystem, start_launch,
                       tiny_config, write_config_file)
-from fproi_jax.evaluation.load import load_generators
+from fproi_jax.store.runs import load_generators
 from fproi_jax.methods import get_method
 from fproi_jax.store import config_file, export
 from fproi_jax.store.checkpoints import CheckpointError

@@ -20,7 +20,7 @@ from conftest import REPO, TINY_SHAPE, tiny_config
 from data_builders import registry
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import synthesize as synth
-from fproi_jax.evaluation.load import load_generators
+from fproi_jax.store.runs import load_generators
 from fproi_jax.methods import get_method
 from fproi_jax.store import export as export_lib
 

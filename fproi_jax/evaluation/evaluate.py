@@ -11,7 +11,7 @@ The metrics are the registry of evaluation/scores.py. MS-SSIM needs images of at
 176 px (5 scales of an 11-px window); at smaller sizes (the 64 px demo) it is not computed
 and its cells read "—".
 
-`evaluate` writes into <workdir>/eval/<method>/ (output_dir): per_example.csv,
+`evaluate` writes into <workdir>/eval/<method>/ (store.runs.eval_dir): per_example.csv,
 summary.md/html/json (report.write_report), the FIGURES (comparison_grid.png, Figs 6-7;
 grey_histograms.png, Fig 8; roi_grid.png), and samples.npz (the first eval.num_samples
 inputs and syntheses, which `compare` and the experiment draw). `compare` writes
@@ -26,15 +26,12 @@ import numpy as np
 from fproi_jax import atomic, results
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import figures, report, scores
-from fproi_jax.evaluation.load import load_generators, map_batches, with_run_image_size
+from fproi_jax.evaluation.load import map_batches, with_run_image_size
+from fproi_jax.store import runs
+from fproi_jax.store.runs import load_generators
 
 SAMPLES = "samples.npz"
 SAMPLE_KEYS = ("image", "roi", "F(G(x))", "G(F(y))")
-
-
-def output_dir(workdir, label: str) -> pathlib.Path:
-    """<workdir>/eval/<label>, a "/" of the label ("Fproi-GAN w/o RFB") written as "_"."""
-    return pathlib.Path(workdir) / "eval" / label.replace("/", "_")
 
 
 def make_eval_step(method, variables, image_size: int):
@@ -61,7 +58,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     run_config, method, variables = load_generators(config.eval.checkpoint or workdir)
     config = with_run_image_size(config, run_config)
     label = config.eval.method or method.label
-    out_dir = output_dir(workdir, label)
+    out_dir = runs.eval_dir(workdir, label)
     source = pipeline.load_split(config.data, config.data.test_split)
 
     step = make_eval_step(method, variables, config.data.image_size)

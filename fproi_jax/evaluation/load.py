@@ -1,15 +1,10 @@
-"""A trained run's generators, and the one batched loop that applies them to a dataset.
-
-`load_generators` takes an inference export (a folder with params/, written by
-`launch.py --mode=export`) or a training workdir (checkpoints/, its latest step). Both
-hold the config.json that built the networks, so the method, its networks and the image
-size come from the run itself, never from the command line.
+"""The one batched loop that applies a trained run (store.runs.load_generators) to a
+dataset, and the image size it runs at.
 
 `map_batches` runs one jitted function over batches of a fixed shape: the last, short
 batch is padded (repeating its last example) and the padding dropped from the outputs,
 so the function compiles once.
 """
-import pathlib
 from typing import Callable, Iterable, Iterator
 
 import jax
@@ -18,26 +13,6 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from fproi_jax.methods import get_method
-from fproi_jax.store import config_file, export
-from fproi_jax.store.checkpoints import restore_variables
-
-
-def load_generators(path):
-    """Returns (config of the run, its Method, export variables {'params', 'batch_stats'})
-    of an export or a training workdir."""
-    path = pathlib.Path(path)
-    config = config_file.load(path)
-    method = get_method(config)
-    if (path / "params").is_dir():
-        variables = export.load_inference_variables(path, method, config.data.image_size)
-    elif (path / "checkpoints").is_dir():
-        _, variables = restore_variables(path)
-        variables = method.export_variables(variables["params"], variables["batch_stats"])
-    else:
-        raise FileNotFoundError(
-            f"{path}: neither an export (params/) nor a training workdir (checkpoints/)")
-    return config, method, variables
 
 
 def with_run_image_size(config: ml_collections.ConfigDict,

@@ -49,7 +49,8 @@ from data_builders.common import fit_to_size
 from data_builders.synthetic_pairs import SOURCE_KEYS, UNKNOWN_SOURCE, SyntheticPairs
 from fproi_jax import metrics
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation.load import load_generators, map_batches, with_run_image_size
+from fproi_jax.evaluation.load import map_batches, with_run_image_size
+from fproi_jax.store.runs import load_generators
 from fproi_jax.roi import binarise
 
 MASK_SUFFIXES = (".png", ".nii.gz", ".nii")

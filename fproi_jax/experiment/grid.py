@@ -20,7 +20,6 @@ reference, Fproi-GAN, against each other method; for a dataset with a `grade` fe
 (paper Figures 6-7 and 8, and the ROI overlays) show every method side by side on the
 examples that seed 0's evaluations stored in samples.npz.
 """
-import json
 import pathlib
 
 import jax
@@ -28,14 +27,13 @@ import ml_collections
 from absl import logging
 
 from data_builders import registry
-from fproi_jax import atomic, results, statistics, tasks
+from fproi_jax import results, statistics, tasks
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import evaluate as evaluate_lib
 from fproi_jax.evaluation import report
 from fproi_jax.experiment import tables
 from fproi_jax.methods import REGISTRY, get_method
-from fproi_jax.store import config_file
-from fproi_jax.store.checkpoints import TrainCheckpointer
+from fproi_jax.store import config_file, runs
 from fproi_jax.train import loop
 
 REFERENCE = "fproi_gan"
@@ -56,18 +54,6 @@ def run_config(config: ml_collections.ConfigDict, method: str, seed: int,
     config.eval.checkpoint = str(directory)
     config.eval.method = ""  # each method's own label: the tables need them distinct
     return config
-
-
-def latest_step(directory: pathlib.Path):
-    """The step of the latest training checkpoint of a run, None if it has none."""
-    checkpoints = pathlib.Path(directory) / "checkpoints"
-    if not checkpoints.is_dir():
-        return None
-    checkpointer = TrainCheckpointer(checkpoints, 1, None)
-    try:
-        return checkpointer.latest_step()
-    finally:
-        checkpointer.close()
 
 
 def _methods(config):
@@ -95,25 +81,24 @@ def _train_and_evaluate(config, directory, final_step, label):
     """Trains the run in `directory` to final_step and evaluates it, each unless done."""
     method, seed = config.model.name, config.seed
     config_file.check(config, directory, strict=True)
-    step = latest_step(directory)
+    step = runs.latest_step(directory)
     if step is not None and step >= final_step:
         logging.info("Experiment: %s seed %d already trained (step %d), skipping training",
                      method, seed, step)
     else:
         logging.info("Experiment: training %s seed %d into %s", method, seed, directory)
         loop.train(config, directory)
-    eval_dir = evaluate_lib.output_dir(directory, label)
+    eval_dir = runs.eval_dir(directory, label)
     marker = eval_dir / EVALUATED
     done = {"step": final_step, "eval": config_file.as_json(config)["eval"]}
-    if marker.is_file() and json.loads(marker.read_text()) == done and all(
-            (eval_dir / name).is_file() for name in (report.PER_EXAMPLE, evaluate_lib.SAMPLES)):
+    if runs.is_done(marker, done, (report.PER_EXAMPLE, evaluate_lib.SAMPLES)):
         logging.info("Experiment: %s seed %d already evaluated, skipping evaluation",
                      method, seed)
     else:
         logging.info("Experiment: evaluating %s seed %d", method, seed)
         evaluate_lib.evaluate(config, directory)
         if jax.process_index() == 0:
-            atomic.write_text(marker, json.dumps(done) + "\n")
+            runs.mark_done(marker, done)
     return eval_dir
 
 

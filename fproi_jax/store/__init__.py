@@ -8,7 +8,11 @@ Layout of a run's workdir (every writer goes through this package):
   checkpoints/<step>/  Orbax training checkpoints (checkpoints.py)
   export               the inference export (export.py): a link to the newest complete
   export_versions/     version in export_versions/, swapped in one rename
-  eval/, samples/, tensorboard/, synthetic/   written by evaluation and training
+  eval/<label>/        its evaluations (runs.eval_dir), with the experiment's marker of
+                       what produced them (runs.is_done / mark_done)
+  samples/, tensorboard/, synthetic/   written by training and synthesis
+runs.py reads a run back (load_generators: an export or a workdir's latest checkpoint,
+without building an optimizer) and finds its latest step.
 
 Dependencies point down: this package reads methods (to know the networks' shapes) and
 never imports train/ or evaluation/.

@@ -16,7 +16,8 @@ import numpy as np
 
 from data_builders import registry
 from fproi_jax.data import deform, pipeline
-from fproi_jax.evaluation.load import load_generators, map_batches
+from fproi_jax.evaluation.load import map_batches
+from fproi_jax.store.runs import load_generators
 from fproi_jax.tasks.base import InsufficientDataError
 
 
