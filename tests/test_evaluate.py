@@ -123,8 +123,10 @@ def test_evaluate_values_match_the_metrics_recomputed_by_hand(evaluated, runs, t
         return {
             "whole_psnr": metrics.psnr(f_g_x, x),
             "whole_ssim": metrics.ssim(f_g_x, x),
+            "whole_mae": metrics.mae(f_g_x, x),
             "tumour_psnr": metrics.psnr(*tumour),
             "tumour_ssim": metrics.ssim(*tumour),
+            "tumour_mae": metrics.mae(*tumour),
             "dice": metrics.dice(g_f_y, y),
             "hausdorff": metrics.hausdorff(g_f_y, y),
             "hausdorff95": metrics.hausdorff(g_f_y, y, percentile=95),

@@ -379,3 +379,11 @@ def test_shape_errors_name_the_argument(metric):
         metric(np.zeros((2, 16, 16)), np.zeros((2, 16, 16)))
     with pytest.raises(ValueError, match="pred and target shapes differ"):
         metric(np.zeros((2, 16, 16, 1)), np.zeros((1, 16, 16, 1)))
+
+
+def test_mae_is_the_mean_absolute_difference_per_example():
+    from fproi_jax.metrics import mae
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(size=(2, 3, 9, 7, 1))
+    np.testing.assert_allclose(mae(a, b), np.abs(a - b).mean(axis=(1, 2, 3)), rtol=1e-6)
+    np.testing.assert_array_equal(mae(a, a), 0.0)

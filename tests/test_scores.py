@@ -25,6 +25,8 @@ def test_compute_gives_every_column_from_the_metric_functions():
                                                                 region(images, rois)))
     np.testing.assert_allclose(out["whole_ms_ssim"], metrics.ms_ssim(synthesized, images))
     np.testing.assert_allclose(out["dice"], metrics.dice(synthesized_rois, rois))
+    np.testing.assert_allclose(out["whole_mae"], np.abs(synthesized - images).mean(axis=(1, 2, 3)),
+                               rtol=1e-6)
     np.testing.assert_allclose(out["surface_hausdorff95"], metrics.surface_hausdorff(
         synthesized_rois, rois, percentile=95))
 
@@ -42,6 +44,7 @@ def test_small_images_leave_the_size_limited_columns_out_and_the_note_says_why()
     ("whole_ms_ssim", "MS-SSIM (whole image)", True),
     ("dice", "Dice", True),
     ("hausdorff95", "HD95 (eq. 6, pixels)", False),
+    ("tumour_mae", "MAE (tumour region)", False),
 ])
 def test_labels_and_directions_come_from_the_registry(column, label, higher):
     assert scores.label(column) == label
@@ -51,3 +54,9 @@ def test_labels_and_directions_come_from_the_registry(column, label, higher):
 def test_an_unknown_column_is_named():
     with pytest.raises(KeyError, match="'whole_fid' is not a column"):
         scores.label("whole_fid")
+
+
+def test_columns_added_later_are_optional_for_old_runs():
+    assert set(scores.optional_columns()) == {
+        "whole_ms_ssim", "tumour_ms_ssim", "whole_mae", "tumour_mae", "hausdorff95",
+        "surface_hausdorff", "surface_hausdorff95"}

@@ -26,7 +26,7 @@ from fproi_jax.statistics import ALPHA, paired_t_test, sample_summary
 
 # Runs evaluated before these columns existed lack them; images under a score's minimum
 # size (scores.size_limited: MS-SSIM below 176 px) leave its columns out.
-OPTIONAL = ("hausdorff95", "surface_hausdorff", "surface_hausdorff95", *scores.size_limited())
+OPTIONAL = scores.optional_columns()
 ALL_GROUP = "All slices"  # the group of every example (align)
 ID_COLUMN = "example_id"
 PER_EXAMPLE = "per_example.csv"
@@ -118,7 +118,7 @@ def write_report(per_example, example_ids, out_dir, method, dataset, figures=Non
 
     Args:
       per_example: {metric: (N,) values}, with every name of ALL_METRICS except the
-        optional ones (OPTIONAL: hausdorff95, the surface distances and the two MS-SSIMs).
+        optional ones (OPTIONAL: scores.optional_columns()).
       example_ids: N unique ids, in the order of the values.
       out_dir: folder, created if needed.
       method, dataset: names shown in the tables.

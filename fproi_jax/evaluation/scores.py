@@ -4,8 +4,9 @@ Each `Score` names its columns (key -> table label), what it compares (kind "ima
 F(G(x)) against x, once over the whole image and once over the tumour region, the column
 then being f"{region}_{key}"; kind "roi": G(F(y)) against y), the function computing its
 columns from a batch, whether higher is better, and the smallest image it is defined on
-(smaller runs leave its columns out, read "—" in the tables). Adding a metric: a function
-in fproi_jax/metrics and one line in SCORES.
+(smaller runs leave its columns out, read "—" in the tables), and which of its columns
+runs evaluated before they existed lack. Adding a metric: a function in fproi_jax/metrics
+and one line in SCORES (MAE was added so).
 """
 import dataclasses
 from typing import Callable
@@ -23,6 +24,7 @@ class Score:
     compute: Callable             # (synthesized, real) (N, H, W, 1) -> {key: (N,) values}
     higher_is_better: bool
     min_size: int = 0             # images smaller than this leave the columns out
+    added_later: tuple = ()       # its keys that runs evaluated before they existed lack
 
 
 def _one(key, fn):
@@ -34,13 +36,15 @@ SCORES = (
     Score({"ssim": "SSIM"}, "image", _one("ssim", metrics.ssim), True),
     Score({"ms_ssim": "MS-SSIM"}, "image", _one("ms_ssim", metrics.ms_ssim), True,
           MS_SSIM_MIN_SIZE),
+    Score({"mae": "MAE"}, "image", _one("mae", metrics.mae), False, added_later=("mae",)),
     Score({"dice": "Dice"}, "roi", _one("dice", metrics.dice), True),
     # Hausdorff two ways (fproi_jax.metrics.hausdorff), from one distance transform per ROI:
     # the paper's eq. 6 over all ROI pixels, and between the ROI boundaries as MONAI, medpy
     # and BraTS report it.
     Score({"hausdorff": "Hausdorff (eq. 6, pixels)", "hausdorff95": "HD95 (eq. 6, pixels)",
            "surface_hausdorff": "Hausdorff (surface)", "surface_hausdorff95": "HD95 (surface)"},
-          "roi", lambda s, r: metrics.hausdorff_distances(s, r, percentile=95), False),
+          "roi", lambda s, r: metrics.hausdorff_distances(s, r, percentile=95), False,
+          added_later=("hausdorff95", "surface_hausdorff", "surface_hausdorff95")),
 )
 
 IMAGE_METRICS = {k: v for s in SCORES if s.kind == "image" for k, v in s.columns.items()}
@@ -78,6 +82,15 @@ def size_limited(image_size: int | None = None) -> list:
     return [column for column in ALL_METRICS
             if _score_of(column).min_size and (image_size is None
                                                 or image_size < _score_of(column).min_size)]
+
+
+def optional_columns() -> tuple:
+    """The columns a run's per_example.csv may lack: those added later and those of
+    size-limited scores."""
+    later = [f"{region}_{key}" if score.kind == "image" else key
+             for score in SCORES for key in score.added_later
+             for region in (REGIONS if score.kind == "image" else (None,))]
+    return tuple(c for c in ALL_METRICS if c in later or c in size_limited())
 
 
 def size_note() -> str:

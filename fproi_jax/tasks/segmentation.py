@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import matplotlib
 import ml_collections
 import numpy as np
+from absl import logging
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
@@ -211,6 +212,8 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
     scores = {}
     for name, arrays in groups.items():
         per_seed = []
+        logging.info("Table 6: training %d segmenter(s) on %s (%d pairs)", settings.seeds,
+                     name, len(arrays["image"]))
         for seed in range(settings.seeds):
             state, _ = fitter.fit(arrays, settings.steps, seed)
             variables = {"params": jax.device_get(state.params)}
