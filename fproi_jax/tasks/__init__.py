@@ -1,4 +1,5 @@
-"""Downstream tasks, found by name (config.experiment.tasks; --mode=classify runs one).
+"""Downstream tasks, found by name (config.experiment.tasks; --mode=classify and
+--mode=segment run one): classification (paper Table 5) and segmentation (Table 6).
 
 Adding a task: one module defining a `base.Task` as TASK, one line in TASKS. Each task's
 settings live under config.<task.config_key> with the defaults of its module.
