@@ -190,6 +190,9 @@ def _figure(path, summary):
     errors = np.array([[m - d["low"], d["high"] - m] if d["mean"] is not None else [0, 0]
                        for m, d in zip(means, dice)]).T
     ax.barh(y, means, xerr=errors, color="#7a9cc6", capsize=3)
+    ax.axvline(summary["groups"][REAL]["dice"]["mean"] or 0, color="#444", ls="--", lw=0.8,
+               label=REAL)
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("test Dice (mean over seeds and slices)")
