@@ -81,3 +81,25 @@ def test_segment_mode_writes_table6_with_every_group(classify_brats, tmp_path):
     assert summary["groups"]["Real only"]["n_train"] == n_train
     assert summary["groups"]["Fproi-GAN only"]["vs_real"]["n_patients"] > 0
     assert '<img src="dice_per_group.png"' in (out / "index.html").read_text()
+    rows = summary["new_pairs"]["rows"]
+    assert list(rows) == ["Real test images (reference)", "Fproi-GAN (new masks)"]
+    # the real test images' consistency is the real-only segmenters' own test Dice
+    assert rows["Real test images (reference)"]["consistency"]["mean"] == pytest.approx(
+        summary["groups"]["Real only"]["dice"]["mean"])
+    assert rows["Fproi-GAN (new masks)"]["n"] == n_train
+    assert "| Fproi-GAN (new masks) | " + str(n_train) + " |" in result.stdout
+
+
+def test_copies_of_training_images_score_as_memorised_and_unseen_ones_do_not():
+    from fproi_jax.tasks import new_pairs
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:24, :24]
+    blobs = lambda n: np.stack([np.exp(-((yy - c[0]) ** 2 + (xx - c[1]) ** 2) / 30.0)  # noqa: E731
+                                for c in rng.uniform(4, 20, (n, 2))])[..., None]
+    train, test = blobs(40), blobs(40)
+    copies = train[:10] + rng.normal(0, 1e-3, train[:10].shape)
+    memorised = new_pairs.memorisation(copies, train, test)
+    assert memorised["likely_copies"] == 1.0 and memorised["median_ncc"] > 0.999
+    unseen = new_pairs.memorisation(blobs(40), train, test)
+    assert unseen["likely_copies"] < 0.2
+    np.testing.assert_allclose(new_pairs.max_correlation(train[:3], train), 1.0)

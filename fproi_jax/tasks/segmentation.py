@@ -22,6 +22,8 @@ one run per seed in range(config.segment.seeds), through the sharded train step
 prediction (sigmoid > 0.5) against the real ROI; a slice predicted empty has HD95 +inf and
 is left out of the HD95 mean (counted). Intervals: 95% bootstrap over test patients and
 seeds (statistics.bootstrap_difference); a difference's interval excluding 0 is marked.
+Then the scores of each run's new pairs (tasks/new_pairs.py: consistency with the
+real-only segmenters, memorisation), a second table.
 """
 import pathlib
 import time
@@ -41,7 +43,7 @@ from fproi_jax.data import augment, pipeline  # noqa: E402
 from fproi_jax.evaluation.load import map_batches  # noqa: E402
 from fproi_jax.methods.base import Method, Synthesis, UpdateGroup  # noqa: E402
 from fproi_jax.models.segmenter import Segmenter  # noqa: E402
-from fproi_jax.tasks import pairs  # noqa: E402
+from fproi_jax.tasks import new_pairs, pairs  # noqa: E402
 from fproi_jax.tasks.base import Task  # noqa: E402
 from fproi_jax.train.fit import Fitter  # noqa: E402
 
@@ -99,8 +101,9 @@ class SegmenterMethod(Method):
         return (Synthesis("segment", "x", ("S(x)",), self.predict),)
 
 
-def _groups(config, real: dict, runs: dict) -> dict:
-    """{group name: {'image', 'roi'}} of the module docstring."""
+def _groups(config, real: dict, runs: dict) -> tuple[dict, dict]:
+    """({group name: {'image', 'roi'}} of the module docstring, {run label: its new pairs
+    {'image', 'roi'}})."""
     settings = config.segment
     base = {"image": real["image"], "roi": real["roi"]}
     plus = lambda images, rois: {"image": np.concatenate([real["image"], images]),  # noqa: E731
@@ -112,13 +115,15 @@ def _groups(config, real: dict, runs: dict) -> dict:
                                                   ids=real["example_id"])[:2])
     new_masks = pairs.new_rois(real["roi"], settings.seed, settings.deform_alpha,
                                settings.deform_sigma)
+    new = {}
     for path in runs.values():
         label, made = pairs.synthesized(path, config, real, new_masks)
+        new[label] = {"image": made["new"], "roi": new_masks}
         groups[f"+ {label} (new masks)"] = plus(made["new"], new_masks)
         groups[f"+ {label} (paper's pairs)"] = plus(made["images"], real["roi"])
         groups[f"{label} only"] = {"image": np.concatenate([made["new"], made["images"]]),
                                    "roi": np.concatenate([new_masks, real["roi"]])}
-    return groups
+    return groups, new
 
 
 def make_scorer(method: SegmenterMethod):
@@ -141,6 +146,23 @@ def _scores(scorer, variables, test: dict, batch_size: int) -> dict:
                for i in range(0, n, batch_size))
     return pipeline.concatenate(out for _, out in map_batches(step, batches, batch_size, n,
                                                               "segment"))
+
+
+def _new_pairs(scorer, real_only, real, test, new, test_dice, batch_size):
+    """new_pairs.table's rows: real test images (the reference), then each run's new pairs;
+    and the likely-copy threshold."""
+    reference = new_pairs.memorisation(test["image"], real["image"], test["image"])
+    rows = {"Real test images (reference)": {
+        "n": int(len(test["image"])),
+        "consistency": statistics.bootstrap_mean(test_dice, test["patient_id"]), **reference}}
+    for label, made in new.items():
+        dice = np.stack([_scores(scorer, variables, made, batch_size)["dice"]
+                         for variables in real_only])
+        rows[f"{label} (new masks)"] = {
+            "n": int(len(made["image"])),
+            "consistency": statistics.bootstrap_mean(dice, real["patient_id"]),
+            **new_pairs.memorisation(made["image"], real["image"], test["image"])}
+    return rows, reference["threshold"]
 
 
 def _interval(d) -> str:
@@ -208,11 +230,11 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
     real = pairs.load_slices(config, config.data.train_split)
     test = pairs.load_slices(config, config.data.test_split)
     pairs.check_disjoint(real, test, config.data.train_split, config.data.test_split)
-    groups = _groups(config, real, runs)
+    groups, new = _groups(config, real, runs)
     method = SegmenterMethod(settings.features)
     fitter = Fitter(method, settings.learning_rate, config.data.image_size, settings.batch_size)
     scorer = make_scorer(method)
-    scores = {}
+    scores, real_only = {}, []
     for name, arrays in groups.items():
         per_seed = []
         logging.info("Table 6: training %d segmenter(s) on %s (%d pairs)", settings.seeds,
@@ -221,6 +243,8 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
             state, _ = fitter.fit(arrays, settings.steps, seed)
             variables = {"params": jax.device_get(state.params)}
             per_seed.append(_scores(scorer, variables, test, config.eval.batch_size))
+            if name == REAL:
+                real_only.append(variables)
         scores[name] = {key: np.stack([s[key] for s in per_seed]) for key in ("dice", "hd95")}
     units = test["patient_id"]
     summary_groups = {}
@@ -235,7 +259,10 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
                                                              score["dice"], units),
             "seed_dice": [float(np.mean(row)) for row in score["dice"]],
         }
+    new_rows, threshold = _new_pairs(scorer, real_only, real, test, new, scores[REAL]["dice"],
+                                     config.eval.batch_size)
     summary = {
+        "new_pairs": {"rows": new_rows, "copy_threshold": threshold},
         "protocol": PROTOCOL.format(data=config.data, runs=", ".join(
             f"{label}={path}" for label, path in runs.items())),
         "settings": settings.to_dict(),
@@ -250,7 +277,8 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
                  dice=np.stack([s["dice"] for s in scores.values()]),
                  hd95=np.stack([s["hd95"] for s in scores.values()]))
     _figure(out_dir / FIGURE.path, summary)
-    return results.Result([_table(summary)], [FIGURE], summary)
+    return results.Result([_table(summary), new_pairs.table(new_rows, threshold)], [FIGURE],
+                          summary)
 
 
 TASK = Task("segmentation", "segment", default_config, run)
