@@ -98,8 +98,9 @@ def test_copies_of_training_images_score_as_memorised_and_unseen_ones_do_not():
                                 for c in rng.uniform(4, 20, (n, 2))])[..., None]
     train, test = blobs(40), blobs(40)
     copies = train[:10] + rng.normal(0, 1e-3, train[:10].shape)
-    memorised = new_pairs.memorisation(copies, train, test)
+    threshold = new_pairs.copy_threshold(train, test)
+    memorised = new_pairs.memorisation(copies, train, threshold)
     assert memorised["likely_copies"] == 1.0 and memorised["median_ncc"] > 0.999
-    unseen = new_pairs.memorisation(blobs(40), train, test)
+    unseen = new_pairs.memorisation(blobs(40), train, threshold)
     assert unseen["likely_copies"] < 0.2
     np.testing.assert_allclose(new_pairs.max_correlation(train[:3], train), 1.0)

@@ -31,13 +31,17 @@ def max_correlation(images, references, chunk: int = 256) -> np.ndarray:
                            for i in range(0, len(images), chunk)])
 
 
-def memorisation(images, train_images, real_test_images) -> dict:
-    """{'median_ncc', 'likely_copies' (share above the real test images' 99th
-    percentile), 'threshold'} of `images` against the real training images."""
-    reference = max_correlation(real_test_images, train_images)
-    threshold = float(np.percentile(reference, COPY_PERCENTILE))
+def copy_threshold(train_images, real_test_images) -> float:
+    """The real test images' 99th percentile of max_correlation with the training images."""
+    return float(np.percentile(max_correlation(real_test_images, train_images),
+                               COPY_PERCENTILE))
+
+
+def memorisation(images, train_images, threshold: float) -> dict:
+    """{'median_ncc', 'likely_copies' (share above `threshold`, copy_threshold)} of
+    `images` against the real training images."""
     ncc = max_correlation(images, train_images)
-    return {"median_ncc": float(np.median(ncc)), "threshold": threshold,
+    return {"median_ncc": float(np.median(ncc)),
             "likely_copies": float(np.mean(ncc > threshold))}
 
 

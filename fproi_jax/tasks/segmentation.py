@@ -151,18 +151,19 @@ def _scores(scorer, variables, test: dict, batch_size: int) -> dict:
 def _new_pairs(scorer, real_only, real, test, new, test_dice, batch_size):
     """new_pairs.table's rows: real test images (the reference), then each run's new pairs;
     and the likely-copy threshold."""
-    reference = new_pairs.memorisation(test["image"], real["image"], test["image"])
+    threshold = new_pairs.copy_threshold(real["image"], test["image"])
     rows = {"Real test images (reference)": {
         "n": int(len(test["image"])),
-        "consistency": statistics.bootstrap_mean(test_dice, test["patient_id"]), **reference}}
+        "consistency": statistics.bootstrap_mean(test_dice, test["patient_id"]),
+        **new_pairs.memorisation(test["image"], real["image"], threshold)}}
     for label, made in new.items():
         dice = np.stack([_scores(scorer, variables, made, batch_size)["dice"]
                          for variables in real_only])
         rows[f"{label} (new masks)"] = {
             "n": int(len(made["image"])),
             "consistency": statistics.bootstrap_mean(dice, real["patient_id"]),
-            **new_pairs.memorisation(made["image"], real["image"], test["image"])}
-    return rows, reference["threshold"]
+            **new_pairs.memorisation(made["image"], real["image"], threshold)}
+    return rows, threshold
 
 
 def _interval(d) -> str:
