@@ -24,4 +24,5 @@ def get_config():
     config.train.num_steps = 300
     config.train.checkpoint_every = 100
     config.train.sample_every = 100
+    config.train.log_every = 10   # 30 points per loss curve in the report
     return config

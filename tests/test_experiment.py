@@ -90,9 +90,15 @@ def test_experiment_trains_evaluates_and_reports_every_method(experiment_run):
         assert f"| {group} (n=" in markdown
 
     page = (out / "index.html").read_text()
-    assert page.count("<table>") == 5   # the verdict, then Tables 1-4 and their p-values
+    # the verdict, Tables 1-4, their p-values, then the training curves' levelling off
+    assert page.count("<table>") == 6
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert images == ["comparison_grid.png", "grey_histograms.png", "roi_grid.png"]
+    assert images == ["comparison_grid.png", "grey_histograms.png", "roi_grid.png",
+                      "loss_curves.png"]
+    # one logged step per run: too few points to tell whether the losses levelled off
+    assert set(summary["training"]) == set(LABELS)
+    assert summary["training"]["CycleGAN"]["levelled_off"] is None
+    assert list(summary["training"]["Pix2Pix"]["drift"]) == ["generator_total", "dx", "dy"]
     # each figure beside the table it illustrates
     at = {key: page.index(key) for key in ("<h2>Image synthesis</h2>", "comparison_grid.png",
                                            "<h2>ROI synthesis</h2>", "roi_grid.png",

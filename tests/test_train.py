@@ -14,6 +14,7 @@ from conftest import (assert_trees_close, run_launch, start_launch, tiny_config,
 from fproi_jax.data import pipeline
 from fproi_jax.mesh import data_mesh
 from fproi_jax.methods import get_method
+from fproi_jax.store import runs
 from fproi_jax.train import loop
 from fproi_jax.train import state as state_lib
 from fproi_jax.train.step import make_train_step
@@ -115,6 +116,25 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_brats, t
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
 
 
+def test_each_logged_loss_is_the_mean_since_the_log_before(tiny_brats, tmp_path):
+    """Logging every 4 steps gives the mean of the 4 values that logging every step gives."""
+    config = tiny_config(tiny_brats)
+    config.train.num_steps = 4
+    config.train.sample_every = 100
+    every_step, every_fourth = tmp_path / "every_step", tmp_path / "every_fourth"
+    config.train.log_every = 1
+    loop.train(config, every_step)
+    config.train.log_every = 4
+    loop.train(config, every_fourth)
+    each, mean = runs.training_curves(every_step), runs.training_curves(every_fourth)
+    assert list(each["generator_total"][0]) == [1, 2, 3, 4]
+    assert set(each) == set(mean) and "cycle_roi" in each
+    for name in set(each) - {"step_time_s"}:
+        assert list(mean[name][0]) == [4], name
+        np.testing.assert_allclose(mean[name][1], [np.mean(each[name][1])], rtol=1e-6,
+                                   err_msg=name)
+
+
 # --- The command line, in subprocesses ---------------------------------------------------
 
 def test_config_overrides_are_applied_and_bad_ones_rejected(tiny_brats, tmp_path):
@@ -161,7 +181,12 @@ def test_killed_run_resumes_to_the_same_parameters(tiny_brats, tmp_path):
     assert_trees_close(a, b, atol=0)
     assert sorted(p.name for p in (straight / "samples").iterdir()) == [
         "step_0000003.png", "step_0000006.png", "step_0000009.png", "step_0000012.png"]
-    assert list((straight / "tensorboard").glob("events.out.tfevents.*"))
+    # the loss curves too: a step logged again after the resume keeps its later value
+    assert len(list((resumed / "tensorboard").glob("events.out.tfevents.*"))) == 2
+    curves_a, curves_b = runs.training_curves(straight), runs.training_curves(resumed)
+    assert list(curves_a["dx"][0]) == list(range(2, 13, 2))
+    for name in set(curves_a) - {"step_time_s"}:
+        np.testing.assert_array_equal(curves_a[name][1], curves_b[name][1], err_msg=name)
 
 
 def _free_port():

@@ -31,7 +31,7 @@ from fproi_jax import results, statistics, tasks
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import evaluate as evaluate_lib
 from fproi_jax.evaluation import report
-from fproi_jax.experiment import tables
+from fproi_jax.experiment import curves, tables
 from fproi_jax.methods import REGISTRY, get_method
 from fproi_jax.store import config_file, runs
 from fproi_jax.train import loop
@@ -135,7 +135,13 @@ def write_report(config, workdir, eval_dirs, labels, task_results) -> dict:
         {labels[m]: dirs[0] for m, dirs in eval_dirs.items()}, config.eval.num_samples)
     figure_list = evaluate_lib.draw_figures(out_dir, samples, n)
     image, roi, *p_values = tables.tables(pooled, reference)
-    items = [verdict, *report.beside((image, roi), figure_list), *p_values]
+    loss_curves = curves.read({labels[m]: [run_dir(workdir, m, s) for s in range(len(dirs))]
+                               for m, dirs in eval_dirs.items()})
+    levels = curves.levels(loss_curves, {
+        labels[m]: tuple(get_method(run_config(config, m, 0, dirs[0])).progress_terms.values())
+        for m, dirs in eval_dirs.items()})
+    items = [verdict, *report.beside((image, roi), figure_list), *p_values,
+             curves.table(levels), curves.figure(out_dir / curves.FIGURE, loss_curves)]
     intro = tables.legend(reference, seeds)
     if seeds == 1:
         intro += " One seed: the spread between training runs is unknown."
@@ -150,6 +156,7 @@ def write_report(config, workdir, eval_dirs, labels, task_results) -> dict:
         "verdict": {"title": verdict.title, "header": list(verdict.header),
                     "rows": [list(row) for row in verdict.rows]},
         "groups": pooled,
+        "training": levels,
         "tasks": {},
     }
     for name, result in task_results.items():

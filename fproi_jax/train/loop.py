@@ -206,11 +206,15 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     progress = tqdm.tqdm(total=num_steps, initial=start, disable=not chief, unit="step",
                          dynamic_ncols=True)
     last_time, last_step = time.perf_counter(), start
+    last_logged = start
     previous = None
     unverified = None   # a checkpoint saved at the step before, until this step's check
+    interval_sum = None  # the losses summed on the device since the last log
     for step in range(start + 1, num_steps + 1):
         batch = pipeline.to_global_batch(next(data_iterator), mesh)
         state, metrics = train_step(state, batch)
+        interval_sum = metrics if interval_sum is None else jax.tree.map(
+            jnp.add, interval_sum, metrics)
         # At most two steps in flight: the bar counts finished steps (true step/s and ETA)
         # while the next batch is read and dispatched during the current step.
         if previous is not None:
@@ -233,10 +237,16 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         now = time.perf_counter()
         metrics["step_time_s"] = (now - last_time) / (step - last_step)
         last_time, last_step = now, step
+        if due["log"]:
+            # Logged: each loss's mean over the steps since the last log (as the Flax
+            # examples log), so a curve of a few points is not one noisy step per point.
+            means = {k: float(v) / (step - last_logged)
+                     for k, v in jax.device_get(interval_sum).items()}
+            interval_sum, last_logged = None, step
         if due["log"] and chief:
-            for name, value in metrics.items():
+            for name, value in {**means, "step_time_s": metrics["step_time_s"]}.items():
                 writer.add_scalar(f"train/{name}", value, step)
-            progress.set_postfix({label: f"{metrics[name]:.3f}"
+            progress.set_postfix({label: f"{means[name]:.3f}"
                                   for label, name in method.progress_terms.items()})
         if due["sample"]:
             variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -246,6 +256,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                                         {name: grid[name] for name in method.sample_names},
                                         title=f"step {step}")
                 writer.add_image("samples", rgb, step, dataformats="HWC")
+        if due["checkpoint"] and writer is not None:
+            writer.flush()   # the logs up to a checkpoint outlive a kill after it
         if due["checkpoint"] and checkpointer.save(step, state, data_iterator, force=final):
             unverified = None if final else step
     progress.update(num_steps - progress.n)
