@@ -283,8 +283,8 @@ def test_feature_sources(tmp_path, phantom_sets):
 
 
 def test_in_domain_source_is_trained_on_the_real_training_set_only(phantom_sets, monkeypatch):
-    """Plumbing only: the real training run (a ResNet-18 train step compile, ~1 min on a
-    2-core CPU) is exercised outside the fast tests; see the README."""
+    """Plumbing only: the training itself is checked by
+    test_in_domain_training_is_the_global_batch_step_on_every_device."""
     train, test = phantom_sets
     seen = {}
 
@@ -307,3 +307,46 @@ def test_in_domain_source_is_trained_on_the_real_training_set_only(phantom_sets,
     assert summary["baseline"] == "Real only"
     assert summary["feature_source"]["description"].startswith("in_domain")
     assert not summary["feature_source"]["stand_in"]
+
+
+def test_in_domain_training_is_the_global_batch_step_on_every_device():
+    """train_in_domain runs the sharded train step on the 4 test devices; its result equals
+    one Adam step on the whole batch in one plain program: BatchNorm's statistics are the
+    global batch's (without the sync, each device would normalise its quarter)."""
+    import jax
+    import optax
+
+    from fproi_jax.train import state as state_lib
+
+    rng = np.random.default_rng(0)
+    grades = np.array([0, 1] * 8)
+    images = rng.random((16, 32, 32, 1)).astype(np.float32) * 0.3
+    images[grades == 0, 8:24, 8:24] += 0.6   # HGG: a bright square
+    trained = features.train_in_domain(images, grades, epochs=1, batch_size=16, flip=False,
+                                       progress=False)
+
+    method = features.GradeClassifierMethod(flip=False)
+    optimizer = optax.adam(1e-3)
+    state = state_lib.create_train_state(method, optimizer, jax.random.PRNGKey(0), 32)
+    params, stats = state.params["C"], state.batch_stats["C"]
+
+    def loss(p):
+        logits, updated = features._GradeClassifier().apply(
+            {"params": p, "batch_stats": stats}, images, train=True, mutable=["batch_stats"])
+        bce = optax.sigmoid_binary_cross_entropy(logits, (grades == 0).astype(np.float32))
+        return bce.mean(), updated["batch_stats"]
+
+    (_, stats), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    updates, _ = optimizer.update(grads, state.opt_state["C"], params)
+    params = optax.apply_updates(params, updates)
+    assert jax.tree.structure(trained) == jax.tree.structure(resnet18.init_variables(0))
+    # The running statistics come from the initial parameters and the batch: to float noise.
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(trained["batch_stats"]),
+                            jax.tree.leaves(stats["backbone"])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=str(path))
+    # Adam's first step moves each parameter by lr = 1e-3 times the sign of its gradient,
+    # so float noise in a near-zero gradient can flip one by up to 2e-3.
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(trained["params"]),
+                            jax.tree.leaves(params["backbone"])):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2.1e-3, err_msg=str(path))
+    assert np.abs(trained["batch_stats"]["bn1"]["mean"]).max() > 0.01   # moved from 0

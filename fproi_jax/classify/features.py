@@ -34,8 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import tqdm
+from absl import logging
 
 from fproi_jax.classify import convert, resnet18
+from fproi_jax.mesh import DATA_AXIS
+from fproi_jax.methods.base import Method, Synthesis, UpdateGroup
+from fproi_jax.train.fit import Fitter
 
 IN_DOMAIN_RECIPE = dict(epochs=5, batch_size=16, learning_rate=1e-3, flip=True, seed=0)
 
@@ -142,9 +146,58 @@ def extract_features(
 class _GradeClassifier(nn.Module):
     """ResNet-18 + a linear head: one logit, positive = HGG."""
 
+    axis_name: str | None = None
+
     @nn.compact
     def __call__(self, x, train: bool):
-        return nn.Dense(1, name="head")(resnet18.ResNet18(name="backbone")(x, train))[:, 0]
+        backbone = resnet18.ResNet18(axis_name=self.axis_name, name="backbone")
+        return nn.Dense(1, name="head")(backbone(x, train))[:, 0]
+
+
+class GradeClassifierMethod(Method):
+    """The in-domain classifier as a one-network method, so that it trains through the
+    same sharded step as every network here (train/fit.py), its BatchNorm statistics
+    those of the global batch. Batches are {'image', 'hgg'} (HGG = 1.0)."""
+
+    networks = ("C",)
+    label = "Grade classifier"
+
+    def __init__(self, flip: bool):
+        self.module, self.flip = _GradeClassifier(axis_name=DATA_AXIS), flip
+
+    def init(self, rng, image_shape):
+        """The head from `rng`; the backbone from the same key as resnet18.init_variables
+        (torchvision's init, as the random source)."""
+        x = jnp.zeros((1, *image_shape, 1), jnp.float32)
+        head = self.module.init(rng, x, train=False)["params"]["head"]
+        backbone = resnet18.ResNet18().init(rng, x)
+        return ({"C": {"backbone": backbone["params"], "head": head}},
+                {"C": {"backbone": backbone["batch_stats"]}})
+
+    def _objective(self, own, params, batch_stats, batch, earlier, rng):
+        x = batch["image"]
+        if self.flip:   # each image mirrored left-right with probability 1/2
+            flips = jax.random.bernoulli(rng, 0.5, (x.shape[0],))
+            x = jnp.where(flips[:, None, None, None], x[:, :, ::-1], x)
+        logits, updated = self.module.apply(
+            {"params": own["C"], "batch_stats": batch_stats["C"]}, x, train=True,
+            mutable=["batch_stats"])
+        loss = optax.sigmoid_binary_cross_entropy(logits, batch["hgg"]).mean()
+        return loss, ({"bce": loss}, {}, {**batch_stats, "C": updated["batch_stats"]})
+
+    def predict(self, variables, x):
+        """The HGG probability of each image, (N,)."""
+        return (jax.nn.sigmoid(self.module.apply(
+            {"params": variables["params"]["C"],
+             "batch_stats": variables["batch_stats"]["C"]}, x, train=False)),)
+
+    @property
+    def update_groups(self):
+        return (UpdateGroup("classifier", ("C",), self._objective),)
+
+    @property
+    def syntheses(self):
+        return (Synthesis("classify", "x", ("C(x)",), self.predict),)
 
 
 def train_in_domain(
@@ -158,11 +211,13 @@ def train_in_domain(
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    """Trains ResNet-18 + linear head on HGG-vs-LGG (recipe in the module docstring);
-    returns the backbone's ``{'params', 'batch_stats'}`` as numpy.
+    """Trains ResNet-18 + linear head on HGG-vs-LGG (recipe in the module docstring)
+    through the sharded train step on this process's devices (`batch_size` a multiple of
+    their number); returns the backbone's ``{'params', 'batch_stats'}`` as numpy.
 
     ``grades`` in the builder encoding (0 = HGG, 1 = LGG); the target is HGG = 1.
-    Deterministic for a given seed on a given machine.
+    epochs * (N // batch_size) steps of full batches, a fresh seeded order every epoch.
+    Deterministic for a given seed on a given machine and device count.
     """
     from fproi_jax.classify.metrics import hgg_positive  # pylint: disable=g-import-not-at-top
 
@@ -172,45 +227,14 @@ def train_in_domain(
     if n < 2 or len(np.unique(target)) < 2:
         raise ValueError("in_domain training needs images of both grades")
     batch_size = max(1, min(batch_size, n))
-    model = _GradeClassifier()
-    key = jax.random.PRNGKey(seed)
-    variables = model.init(key, jnp.zeros((1,) + images.shape[1:], jnp.float32), train=False)
-    # Start the backbone from the same torchvision-style init as the random source.
-    variables = {
-        "params": {**variables["params"], "backbone": resnet18.init_variables(seed)["params"]},
-        "batch_stats": {"backbone": resnet18.init_variables(seed)["batch_stats"]},
-    }
-    tx = optax.adam(learning_rate)
-    params, stats = variables["params"], variables["batch_stats"]
-    opt_state = tx.init(params)
-
-    @jax.jit
-    def step(params, stats, opt_state, x, y):
-        def loss_fn(p):
-            logits, upd = model.apply(
-                {"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"]
-            )
-            return optax.sigmoid_binary_cross_entropy(logits, y).mean(), upd["batch_stats"]
-
-        (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), new_stats, opt_state, loss
-
-    rng = np.random.default_rng(seed)
-    steps_per_epoch = n // batch_size  # full batches only: one compiled shape
-    bar = tqdm.tqdm(total=epochs * steps_per_epoch, desc="in-domain ResNet-18",
-                    unit="step", disable=not progress)
-    for _ in range(epochs):
-        order = rng.permutation(n)
-        for b in range(steps_per_epoch):
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            x = images[idx]
-            if flip:
-                flips = rng.random(len(idx)) < 0.5
-                x = np.where(flips[:, None, None, None], x[:, :, ::-1], x)
-            params, stats, opt_state, loss = step(params, stats, opt_state, x, target[idx])
-            bar.set_postfix(loss=f"{float(loss):.3f}")
-            bar.update()
-    bar.close()
-    backbone = {"params": params["backbone"], "batch_stats": stats["backbone"]}
-    return jax.tree_util.tree_map(np.asarray, backbone)
+    steps = epochs * (n // batch_size)
+    fitter = Fitter(GradeClassifierMethod(flip), learning_rate, images.shape[1], batch_size)
+    if progress:
+        logging.info("in-domain ResNet-18: %d steps of batch %d on %d device(s)", steps,
+                     batch_size, fitter.mesh.size)
+    state, metrics = fitter.fit({"image": images, "hgg": target}, steps, seed)
+    if progress:
+        logging.info("in-domain ResNet-18: last step's loss %.3f", float(metrics["bce"]))
+    backbone = {"params": state.params["C"]["backbone"],
+                "batch_stats": state.batch_stats["C"]["backbone"]}
+    return jax.tree_util.tree_map(np.asarray, jax.device_get(backbone))

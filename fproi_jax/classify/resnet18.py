@@ -77,11 +77,13 @@ class BasicBlock(nn.Module):
     features: int
     strides: int = 1
     downsample: bool = False
+    axis_name: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         norm = functools.partial(
-            nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5
+            nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
+            axis_name=self.axis_name,
         )
         y = _conv(self.features, 3, self.strides, "conv1")(x)
         y = nn.relu(norm(name="bn1")(y))
@@ -94,14 +96,21 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """(N, H, W, 1 or 3) images in [0, 1] -> (N, 512) globally average-pooled features."""
+    """(N, H, W, 1 or 3) images in [0, 1] -> (N, 512) globally average-pooled features.
+
+    ``axis_name``: the mesh axis a data-parallel training step splits the batch over, so
+    that BatchNorm's batch statistics in training mode are those of the global batch.
+    """
+
+    axis_name: str | None = None
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         x = preprocess(images)
         x = _conv(64, 7, 2, "conv1")(x)
         x = nn.BatchNorm(
-            use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn1"
+            use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn1",
+            axis_name=self.axis_name,
         )(x)
         x = nn.relu(x)
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -113,6 +122,7 @@ class ResNet18(nn.Module):
                     features,
                     strides=s,
                     downsample=(b == 0 and (s != 1 or in_features != features)),
+                    axis_name=self.axis_name,
                     name=f"{stage}_{b}",
                 )(x, train)
                 in_features = features
