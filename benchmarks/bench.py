@@ -20,6 +20,10 @@ Also measured (each in its own subprocess of this script, --part=...):
   eval:     evaluation throughput, every metric of fproi_jax.evaluation.evaluate (PSNR, SSIM,
             MS-SSIM from 176 px, Dice, Hausdorff, HD95 and their boundary forms) on
             --eval_pairs random image/ROI pairs, in jitted batches of config.eval.batch_size;
+  tasks:    the downstream tasks' networks at the paper demo's settings (configs/paper_demo.py,
+            64 px): the segmenter's train step (Table 6) and the in-domain ResNet-18's train
+            step (Table 5), both the sharded step of train/fit.py, and the ResNet-18 feature
+            extraction (images/s);
   scaling:  our Fproi-GAN step at global batch 1, 4, 16 on 1 device and on 4 fake CPU
             devices (--scaling=false skips it: slow on CPU).
 Prints markdown tables and writes them to --output (benchmarks/results.md) with the date,
@@ -74,9 +78,10 @@ flags.DEFINE_bool("pipeline", True, "Also the input pipeline's throughput.")
 flags.DEFINE_integer("pipeline_batches", 50, "Batches read to time the input pipeline.")
 flags.DEFINE_bool("eval", True, "Also the evaluation metrics' throughput.")
 flags.DEFINE_integer("eval_pairs", 1000, "Image/ROI pairs of the evaluation throughput.")
+flags.DEFINE_bool("tasks", True, "Also the downstream tasks' train steps and features.")
 flags.DEFINE_integer("timeout", 3600, "Seconds allowed to each subprocess.")
 flags.DEFINE_string("output", "benchmarks/results.md", "Markdown report ('' : none).")
-flags.DEFINE_enum("part", "", ["", "matmul", "eval", "pipeline"],
+flags.DEFINE_enum("part", "", ["", "matmul", "eval", "pipeline", "tasks"],
                   "Internal: measure one piece in this process and print its JSON line.")
 FLAGS = flags.FLAGS
 
@@ -299,11 +304,56 @@ def measure_pipeline(size: int, batch: int, batches: int) -> dict:
                 "examples_per_s": batches * batch / seconds}
 
 
+def _time_fit(fitter, arrays, steps: int) -> tuple[float, float]:
+    """(seconds of a first 1-step fit, which compiles; s/step): the difference between a
+    fit of 1 + `steps` steps and one of 1 step (both compiled), over `steps`, so that the
+    fresh state each fit creates is not counted."""
+    import jax
+
+    def fit(n):
+        start = time.perf_counter()
+        jax.block_until_ready(fitter.fit(arrays, n, seed=0))
+        return time.perf_counter() - start
+
+    first = fit(1)
+    return first, (fit(1 + steps) - fit(1)) / steps
+
+
+def measure_tasks(steps: int) -> dict:
+    import numpy as np
+
+    from configs import paper_demo
+    from fproi_jax.classify import features, resnet18
+    from fproi_jax.tasks.segmentation import SegmenterMethod
+    from fproi_jax.train.fit import Fitter
+
+    config = paper_demo.get_config()
+    size, segment = config.data.image_size, config.segment
+    images, rois = random_pairs(np.random.default_rng(0), 64, size)
+    record = {"size": size, "segment_batch": segment.batch_size, "classifier_batch": 16}
+    fitter = Fitter(SegmenterMethod(segment.features), segment.learning_rate, size,
+                    segment.batch_size)
+    record["segment_first_s"], record["segment_step_s"] = _time_fit(
+        fitter, {"image": images, "roi": rois}, steps)
+    fitter = Fitter(features.GradeClassifierMethod(flip=True), 1e-3, size, 16)
+    hgg = (np.arange(len(images)) % 2).astype(np.float32)
+    record["classifier_first_s"], record["classifier_step_s"] = _time_fit(
+        fitter, {"image": images, "hgg": hgg}, steps)
+    source = features.FeatureSource("random", resnet18.init_variables(0), "random")
+    features.extract_features(source, images, progress=False)   # compiles
+    start = time.perf_counter()
+    features.extract_features(source, images, progress=False)
+    record["features_per_s"] = len(images) / (time.perf_counter() - start)
+    return record
+
+
 def run_in_process_part(part: str):
     if part == "matmul":
         record = measure_matmul_peak()
     elif part == "eval":
         record = measure_eval(FLAGS.size, FLAGS.eval_pairs)
+    elif part == "tasks":
+        record = measure_tasks(FLAGS.steps)
     else:
         record = measure_pipeline(FLAGS.size, FLAGS.batch, FLAGS.pipeline_batches)
     print(f"{part}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -465,6 +515,8 @@ def main(argv):
     if FLAGS.eval:
         ev = run_part("eval", size=FLAGS.size, eval_pairs=FLAGS.eval_pairs)
         sections["Evaluation metrics"] = eval_section(ev)
+    if FLAGS.tasks:
+        sections["Downstream tasks' networks"] = tasks_section(run_part("tasks", steps=FLAGS.steps))
     if FLAGS.scaling:
         sections["Batch-size scaling (ours, Fproi-GAN, float32)"] = scaling_section(
             run_scaling(FLAGS.size, [int(b) for b in FLAGS.scaling_batches],
@@ -514,6 +566,22 @@ def eval_section(ev: dict) -> str:
             + (", MS-SSIM" if ev["ms_ssim"] else " (MS-SSIM not computed under 176 px)")
             + " over the whole image and the tumour region, Dice, Hausdorff, HD95 and their "
               "boundary forms, on random images and disc ROIs (jitted once, then timed).")
+
+
+def tasks_section(tasks: dict) -> str:
+    rows = [["segmenter (Table 6)", tasks["segment_batch"], fmt(tasks["segment_step_s"]),
+             fmt(tasks["segment_batch"] / tasks["segment_step_s"]),
+             fmt(tasks["segment_first_s"])],
+            ["in-domain ResNet-18 (Table 5)", tasks["classifier_batch"],
+             fmt(tasks["classifier_step_s"]),
+             fmt(tasks["classifier_batch"] / tasks["classifier_step_s"]),
+             fmt(tasks["classifier_first_s"])]]
+    return (markdown_table(("network", "global batch", "median s/step", "images/s",
+                            "first step s (compiles)"), rows)
+            + f"\n\nAt {tasks['size']}x{tasks['size']} with the paper demo's settings, "
+              f"each the sharded train step of train/fit.py on this process's devices. "
+              f"ResNet-18 feature extraction (Table 5, batches of 32): "
+              f"{fmt(tasks['features_per_s'])} images/s.")
 
 
 def run_scaling(size: int, batches, fake_devices: int, steps: int) -> dict:

@@ -66,6 +66,14 @@ def test_step_row_and_tables(bench):
     assert scaling[3] == "| 4 | 1 | — | — | — |"
     assert bench.fmt(123456.0) == "123,456" and bench.fmt(0.012345) == "0.0123"
 
+    tasks = bench.tasks_section({"size": 64, "segment_batch": 8, "segment_step_s": 0.1,
+                                 "segment_first_s": 9.0, "classifier_batch": 16,
+                                 "classifier_step_s": 0.5, "classifier_first_s": 30.0,
+                                 "features_per_s": 250.0}).splitlines()
+    assert tasks[2] == "| segmenter (Table 6) | 8 | 0.1 | 80 | 9 |"
+    assert tasks[3] == "| in-domain ResNet-18 (Table 5) | 16 | 0.5 | 32 | 30 |"
+    assert tasks[-1].endswith("250 images/s.")
+
 
 def test_report_written_atomically(bench, tmp_path):
     text = bench.report({"Train step": "| a |\n|---|\n| 1 |"},
