@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: phantom BRATS data -> build -> train Fproi-GAN at 64x64 -> export -> evaluate
-# (prints the paper-style table) -> synthesize paired data. Runs on a 2-core CPU in minutes.
+# `make demo`: phantom BRATS data on the MNI brain (--anatomy=mni) -> build -> train
+# Fproi-GAN at 64x64 -> export -> evaluate (prints the paper-style table) -> synthesize
+# paired data. Runs on a 2-core CPU in minutes.
 # Extra arguments go to every launch.py call, e.g. `bash scripts/demo.sh --config.train.num_steps=30`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ if [ -d "$DEMO/raw/HGG" ]; then
   echo "== phantom BRATS data: already in $DEMO/raw"
 else
   echo "== writing phantom BRATS data to $DEMO/raw"
-  "$PY" -m data_builders.phantom brats --out="$DEMO/raw.tmp"
+  "$PY" -m data_builders.phantom brats --anatomy=mni --out="$DEMO/raw.tmp"
   rm -rf "$DEMO/raw" && mv "$DEMO/raw.tmp" "$DEMO/raw"
 fi
 
