@@ -237,20 +237,22 @@ def write_report(config, workdir, eval_dirs, labels, task_results,
 def run_tasks(config: ml_collections.ConfigDict, workdir: pathlib.Path, labels: dict,
               fractions: tuple[float, ...]) -> dict:
     """{task name: results.Result} of each task of config.experiment.tasks on the seed-0 run
-    of every method, at the largest of `fractions` into report/<task>/, or, for a task with
-    Task.by_fraction, at each fraction (fraction_dir) laid out as one Result. A task the
-    data cannot support gives a Result with the reason in `skipped`, so that the rest of
-    the report is written."""
+    of every method into report/<task>/: at the largest of `fractions`, or, for a task with
+    Task.by_fraction and fractions other than (1.0,), at each fraction (into fraction_dir)
+    laid out as one Result. A task the data cannot support gives a Result with the reason
+    in `skipped`, so that the rest of the report is written."""
+    def at(task, fraction, out_dir):
+        runs = {labels[m]: run_dir(workdir, m, 0, fraction) for m in labels}
+        return _run_task(task, at_fraction(config, fraction), runs, out_dir)
+
     done = {}
     for name in config.experiment.tasks:
-        task = tasks.get_task(name)
-        out_dir = workdir / REPORT / name
-        at = fractions if task.by_fraction else (max(fractions),)
-        by_fraction = {f: _run_task(task, at_fraction(config, f),
-                                    {labels[m]: run_dir(workdir, m, 0, f) for m in labels},
-                                    fraction_dir(out_dir, f)) for f in at}
-        done[name] = (by_fraction[at[0]] if len(at) == 1 else
-                      task.by_fraction(out_dir, by_fraction))
+        task, out_dir = tasks.get_task(name), workdir / REPORT / name
+        if task.by_fraction is None or fractions == (1.0,):
+            done[name] = at(task, max(fractions), out_dir)
+        else:
+            done[name] = task.by_fraction(out_dir, {f: at(task, f, fraction_dir(out_dir, f))
+                                                    for f in fractions})
     return done
 
 
