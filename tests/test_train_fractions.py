@@ -14,10 +14,14 @@ from fproi_jax.store import config_file
 from fproi_jax.tasks import segmentation
 
 
-def _patients_and_positions(data):
-    """(patient of each example, position of each in the whole split) of data's train split."""
-    columns = pipeline.concatenate(pipeline.eval_batches(
+def _train_columns(data):
+    return pipeline.concatenate(pipeline.eval_batches(
         pipeline.load_split(data, data.train_split), data, 8))
+
+
+def _patients_and_positions(data):
+    """(patient, position in the whole split, id) of each example of data's train split."""
+    columns = _train_columns(data)
     return list(columns["patient_id"]), list(columns["index"]), list(columns["example_id"])
 
 
@@ -30,9 +34,11 @@ def _at(data, fraction):
 def test_the_patients_of_a_fraction_are_seeded_counted_and_nested():
     patients = [f"p{i % 10}" for i in range(40)]      # 10 patients, 4 slices each
     chosen = {f: patient_subset.chosen_patients(patients, f, seed=0)
-              for f in (0.1, 0.25, 0.3, 0.5, 1.0)}
-    assert {f: len(c) for f, c in chosen.items()} == {0.1: 1, 0.25: 3, 0.3: 3, 0.5: 5, 1.0: 10}
-    assert chosen[0.1] <= chosen[0.25] <= chosen[0.3] <= chosen[0.5] <= chosen[1.0]
+              for f in (0.1, 0.25, 0.5, 0.7, 1.0)}
+    assert {f: len(c) for f, c in chosen.items()} == {0.1: 1, 0.25: 3, 0.5: 5, 0.7: 7, 1.0: 10}
+    assert chosen[0.1] <= chosen[0.25] <= chosen[0.5] <= chosen[0.7] <= chosen[1.0]
+    # ceil(0.28 * 25) of 25 patients is 7, though 0.28 * 25 = 7.000000000000001
+    assert len(patient_subset.chosen_patients(range(25), 0.28, seed=0)) == 7
     assert chosen[1.0] == set(patients)
     assert patient_subset.chosen_patients(list(reversed(patients)), 0.5, seed=0) == chosen[0.5]
     others = [patient_subset.chosen_patients(patients, 0.5, seed=s) for s in range(1, 6)]
@@ -57,10 +63,19 @@ def test_the_training_split_at_a_fraction_holds_only_its_patients_whole(tiny_bra
     assert sub_positions == [i for i, p in enumerate(patients) if p in kept]
     assert sub_patients == [patients[i] for i in sub_positions]
     assert sub_ids == [ids[i] for i in sub_positions]
-    # the GAN training stream reads only those examples
+    # the GAN training stream reads only those examples: its pixels are theirs (sums, as
+    # the stream flips some)
     source = pipeline.load_split(half, half.train_split)
     stream = iter(pipeline.train_dataset(source, half, 4))
-    seen = {int(i) for _ in range(6) for i in next(stream)["index"]}
+    subset = _train_columns(half)
+    seen = set()
+    for _ in range(6):
+        batch = next(stream)
+        for key in ("image", "roi"):
+            np.testing.assert_allclose(batch[key].sum(axis=(1, 2, 3)),
+                                       subset[key][batch["index"]].sum(axis=(1, 2, 3)),
+                                       rtol=1e-5)
+        seen |= {int(i) for i in batch["index"]}
     assert seen == set(range(len(sub_positions)))
     # the test split is not cut
     test = pipeline.load_split(half, half.test_split)
@@ -149,7 +164,7 @@ def test_an_experiment_at_two_fractions_trains_into_their_folders_and_reports_ta
         assert groups["Fproi-GAN only"]["n_train"] == 2 * table6[key]["train"]["n"]
         run = grid.run_dir(tmp_path, "fproi_gan", 0, fraction)
         assert f"Fproi-GAN={run}" in table6[key]["protocol"]
-    assert "(fraction 0.5 of its patients: " in table6["0.5"]["protocol"]
+    assert f"(fraction 0.5 of its patients, {len(kept)} patients)" in table6["0.5"]["protocol"]
 
     out = tmp_path / "report"
     written = json.loads((out / "summary.json").read_text())

@@ -30,6 +30,6 @@ def check_fraction(fraction, field: str) -> float:
 def chosen_patients(patients, fraction: float, seed: int) -> set:
     """The ceil(fraction * n) patients of the fraction, of the n distinct `patients`."""
     names = sorted(set(patients))
-    count = math.ceil(round(fraction * len(names), 9))  # 0.3 * 10 is 3, not 3.0000000000000004
+    count = math.ceil(round(fraction * len(names), 9))  # 0.28 * 25 is 7, not 7.000000000000001
     order = np.random.default_rng(seed).permutation(len(names))
     return {names[i] for i in order[:count]}

@@ -292,7 +292,7 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
         "protocol": PROTOCOL.format(
             data=config.data, runs=", ".join(f"{label}={path}" for label, path in runs.items()),
             fraction="" if fraction == 1.0 else
-            f" (fraction {fraction:g} of its patients: {train['n_patients']})"),
+            f" (fraction {fraction:g} of its patients, {train['n_patients']} patients)"),
         "settings": settings.to_dict(),
         "train": train,
         "test": {"n": int(len(test["image"])), "n_patients": int(len(set(units)))},
