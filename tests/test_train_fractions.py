@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
+from fproi_jax import results
 from fproi_jax.data import patient_subset, pipeline
 from fproi_jax.experiment import grid
 from fproi_jax.store import config_file
@@ -207,3 +208,25 @@ def test_the_dice_figure_draws_each_fraction_beside_the_others(tmp_path):
     assert bars[0][2] == bars[2][2] != bars[1][2] == bars[3][2]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "Real only, fraction 0.25", "Real only, fraction 1", "fraction 0.25", "fraction 1"]
+
+
+def test_table6_by_fraction_titles_each_fractions_tables_and_says_which_were_skipped(tmp_path):
+    def result(level, n_patients):
+        summary = {"train": {"n_patients": n_patients},
+                   "groups": {segmentation.REAL: {"dice": {"mean": level, "low": level - 0.1,
+                                                           "high": level + 0.1}}}}
+        return results.Result([results.Table("Table 6", ["a"], [["1"]], ["note"])],
+                              [segmentation.FIGURE], summary)
+    done = {0.25: result(0.4, 2), 0.5: results.Result(skipped="too few"), 1.0: result(0.8, 7)}
+    combined = segmentation.by_fraction(tmp_path, done)
+    assert [t.title for t in combined.tables] == [
+        "Table 6, at fraction 0.25 of the training patients (2 patients)",
+        "Table 6, at fraction 1 of the training patients (7 patients)"]
+    assert combined.tables[-1].notes == ("note", "Not run at fraction 0.5: too few")
+    assert combined.summary == {"fractions": {"0.25": done[0.25].summary,
+                                              "0.5": {"skipped": "too few"},
+                                              "1": done[1.0].summary}}
+    assert combined.figures == [segmentation.BY_FRACTION]
+    assert (tmp_path / segmentation.BY_FRACTION.path).stat().st_size > 1000
+    nothing = segmentation.by_fraction(tmp_path, {0.5: results.Result(skipped="too few")})
+    assert nothing.skipped == "fraction 0.5: too few"
