@@ -16,8 +16,10 @@ Modes:
               augmentation, copy-paste and each run's pairs (--config.segment.runs=
               'Fproi-GAN=RUN_DIR,...'), tested on held-out patients, into WORKDIR/segment/
   experiment  the whole comparison: train and evaluate every method of config.experiment.methods
-              for config.experiment.seeds seeds into WORKDIR/<method>/seed_<k>/ (finished
-              stages are skipped), then tables and figures into WORKDIR/report/index.html
+              for config.experiment.seeds seeds into WORKDIR/<method>/seed_<k>/ (and at
+              each other fraction f of config.experiment.train_fractions into
+              WORKDIR/fraction_<f>/<method>/seed_<k>/; finished stages are skipped), then
+              tables and figures into WORKDIR/report/index.html
   synthesize  synthetic image/ROI pairs from the test ROIs or --config.eval.mask_dir, as
               PNG, NIfTI and a TFDS dataset, into WORKDIR/synthetic/
 Any config field can be overridden, e.g. --config.train.batch_size=8.
@@ -31,7 +33,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from fproi_jax.data import pipeline
+from fproi_jax.data import patient_subset, pipeline
 from fproi_jax import results, tasks
 from fproi_jax.evaluation import evaluate, synthesize
 from fproi_jax.experiment import grid
@@ -132,7 +134,7 @@ def _main_with_clear_errors(argv):
     instead of a traceback."""
     try:
         main(argv)
-    except (pipeline.DatasetNotBuiltError, pipeline.ImageSizeError,
+    except (pipeline.DatasetNotBuiltError, pipeline.ImageSizeError, patient_subset.FractionError,
             config_file.InvalidConfigError, WorkdirLockedError, CheckpointError,
             UnwritableError, loop.NonFiniteLossError, tasks.InsufficientDataError) as e:
         sys.exit(f"FATAL {e}")

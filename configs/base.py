@@ -20,6 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.test_split = "test"
     config.data.image_size = 256           # must divide the stored 256 x 256
     config.data.seed = 0
+    # The share of the training split's patients that training sees, whole patients, seeded
+    # by data.seed (fproi_jax/data/patient_subset.py); 1.0: all of them, as the paper.
+    config.data.train_fraction = 1.0
     # The paper mentions no augmentation: none by default (configs/demo.py turns flips on).
     config.data.augment = ml_collections.ConfigDict({"flip": False, "rot90": False})
 
@@ -67,4 +70,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.experiment.seeds = 1
     config.experiment.tasks = ("classification", "segmentation")  # of the seed-0 runs
     config.experiment.only = ""             # "<method>/seed_<k>": that run alone, no report
+    # Every method, seed and segmenter trained at each fraction of the training patients
+    # (config.data.train_fraction), e.g. (0.25, 1.0): Table 6 at each; the other tables at
+    # the largest (fproi_jax/experiment/grid.py).
+    config.experiment.train_fractions = (1.0,)
     return config

@@ -9,6 +9,10 @@ restored from its checkpointed position continues the same sequence.
 
 Evaluation reads a split once, in order, through eval_batches: each batch carries its
 examples' ids, patients and group labels (data_builders.registry) with the pixels.
+
+The training split holds only the patients of config.data.train_fraction (patient_subset.py;
+1.0, all of them, by default): load_split applies it, so the GAN training, the count of its
+steps and every task that reads the training split see the same patients.
 """
 import os
 from typing import Iterable, Iterator
@@ -22,6 +26,7 @@ from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from data_builders import registry  # importing it registers the TFDS builders
+from fproi_jax.data import patient_subset
 from fproi_jax.mesh import DATA_AXIS
 from fproi_jax.roi import binarise
 
@@ -96,8 +101,43 @@ def _not_built_message(data: ml_collections.ConfigDict, expected: str) -> str:
     return "\n".join(lines)
 
 
+class Subset:
+    """Random access, as a TFDS data source (len, [i], dataset_info), to some examples of a
+    split: those at `positions` in the whole split."""
+
+    def __init__(self, source, positions):
+        self.source, self.positions = source, np.asarray(positions, np.int64)
+        self.dataset_info = source.dataset_info
+
+    def __len__(self):
+        return len(self.positions)
+
+    def __getitem__(self, index):
+        return self.source[int(self.positions[index])]
+
+
+def _split_positions(source) -> np.ndarray:
+    """Each example's position in its whole split (a Subset's are the chosen ones)."""
+    if isinstance(source, Subset):
+        return source.positions
+    return np.arange(len(source))
+
+
+def training_fraction(source, data: ml_collections.ConfigDict):
+    """The examples of the patients of data.train_fraction (patient_subset.py) of `source`,
+    the training split: `source` itself at 1.0, else a Subset."""
+    fraction = patient_subset.check_fraction(data.train_fraction, "data.train_fraction")
+    if fraction == 1.0:
+        return source
+    dataset = registry.get(data.name)
+    patients = [dataset.patient_id(source[i], i) for i in range(len(source))]
+    kept = patient_subset.chosen_patients(patients, fraction, data.seed)
+    return Subset(source, [i for i, patient in enumerate(patients) if patient in kept])
+
+
 def load_split(data: ml_collections.ConfigDict, split: str):
-    """Random-access TFDS data source of one split (array_record, no TensorFlow).
+    """Random-access TFDS data source of one split (array_record, no TensorFlow); of the
+    training split (data.train_split), only the patients of data.train_fraction.
 
     Raises DatasetNotBuiltError, with the command that builds it, when the dataset is not
     in data.data_dir. That is checked first, because tfds.data_source would otherwise try
@@ -113,6 +153,8 @@ def load_split(data: ml_collections.ConfigDict, split: str):
     name = f"{data.name}/{data.builder_config}" if data.builder_config else data.name
     source = tfds.data_source(name, data_dir=data.data_dir, split=split)
     _check_image_size(data, source.dataset_info.features["image"].shape[:2])
+    if split == data.train_split:
+        return training_fraction(source, data)
     return source
 
 
@@ -210,16 +252,17 @@ def eval_batches(source, data: ml_collections.ConfigDict, batch_size: int) -> It
     everything known of its examples, so that one pass over a split serves any reader.
 
     A batch holds numpy arrays with one row per example: 'image' and 'roi' (resized as in
-    training, not augmented), 'index' (position in the split), the dataset's facts
+    training, not augmented), 'index' (position in the whole split), the dataset's facts
     (data_builders.registry) 'example_id' and 'patient_id' (str) and 'group' (int, the
     label of the dataset's groups, registry.NO_GROUP for none), and every other stored
     feature under its own name (text as str), e.g. brats2017's 'case_id', 'slice_index'
     and 'affine'.
     """
     dataset = registry.get(data.name)
+    in_split = _split_positions(source)
     for start in range(0, len(source), batch_size):
-        positions = range(start, min(start + batch_size, len(source)))
-        examples = [source[position] for position in positions]
+        examples = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+        positions = [int(p) for p in in_split[start:start + len(examples)]]
         pairs = [resize_example(e["image"], e["roi"], data.image_size) for e in examples]
         stored = {key: np.asarray([_plain(e[key]) for e in examples])
                   for key in examples[0] if key not in BATCH_KEYS}

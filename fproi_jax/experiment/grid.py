@@ -1,12 +1,24 @@
 """The whole comparison in one command (launch.py --mode=experiment): train -> evaluate ->
-report, over the methods of config.experiment.methods x the seeds range(config.experiment.seeds).
+report, over the fractions of the training patients config.experiment.train_fractions x the
+methods of config.experiment.methods x the seeds range(config.experiment.seeds).
 
 Layout of WORKDIR:
   <method>/seed_<k>/                 the training run of that method with config.seed = k
-                                     (the data order, config.data.seed, is the same for all)
+                                     (the data order, config.data.seed, is the same for all),
+                                     on all training patients (fraction 1.0)
   <method>/seed_<k>/eval/<label>/    its evaluation on the test split (evaluate.evaluate)
+  fraction_<f>/<method>/seed_<k>/    the same at another fraction f, e.g. fraction_0.25/: the
+                                     run trains on the patients of config.data.train_fraction
+                                     = f (data/patient_subset.py: the same for every method
+                                     and seed, nested across fractions), and is evaluated too
   report/                            report.md, index.html, summary.json and the figures
-  report/<task>/                     each downstream task's files (config.experiment.tasks)
+  report/<task>/                     each downstream task's files (config.experiment.tasks),
+  report/<task>/fraction_<f>/        and at the other fractions for a task that runs at each
+                                     (segmentation, Table 6: Task.by_fraction)
+The verdict, Tables 1-4 and the tasks that do not run at each fraction (Table 5) are of the
+runs at the largest fraction, 1.0 (the paper's protocol) unless the tuple leaves it out.
+config.experiment.only names one run by its folder, '<method>/seed_<k>' or
+'fraction_<f>/<method>/seed_<k>'.
 Every stage resumes: a run whose latest checkpoint is at its final step is not trained again
 (an unfinished one continues from its checkpoint), and an evaluation of that final step
 with the same eval settings (marked by EVALUATED in its folder) is not repeated. The report
@@ -28,7 +40,7 @@ from absl import logging
 
 from data_builders import registry
 from fproi_jax import results, statistics, tasks
-from fproi_jax.data import pipeline
+from fproi_jax.data import patient_subset, pipeline
 from fproi_jax.evaluation import evaluate as evaluate_lib
 from fproi_jax.evaluation import report
 from fproi_jax.experiment import curves, tables
@@ -41,8 +53,21 @@ REPORT = "report"
 EVALUATED = "experiment_evaluated.json"
 
 
-def run_dir(workdir, method: str, seed: int) -> pathlib.Path:
-    return pathlib.Path(workdir) / method / f"seed_{seed}"
+def fraction_dir(folder, fraction: float) -> pathlib.Path:
+    """`folder` itself for fraction 1.0 (all training patients), else folder/fraction_<f>."""
+    folder = pathlib.Path(folder)
+    return folder if fraction == 1.0 else folder / f"fraction_{fraction:g}"
+
+
+def run_dir(workdir, method: str, seed: int, fraction: float = 1.0) -> pathlib.Path:
+    return fraction_dir(workdir, fraction) / method / f"seed_{seed}"
+
+
+def at_fraction(config: ml_collections.ConfigDict, fraction: float) -> ml_collections.ConfigDict:
+    """config with the training split cut to `fraction` of its patients."""
+    config = config.copy_and_resolve_references()
+    config.data.train_fraction = fraction
+    return config
 
 
 def run_config(config: ml_collections.ConfigDict, method: str, seed: int,
@@ -75,6 +100,37 @@ def _methods(config):
         raise config_file.InvalidConfigError(
             f"config.experiment.seeds={config.experiment.seeds} must be >= 1")
     return methods
+
+
+def _fractions(config) -> tuple[float, ...]:
+    """config.experiment.train_fractions, checked: each in (0, 1], none twice, and
+    config.data.train_fraction left at 1.0 (the experiment sets it for each run)."""
+    given = tuple(config.experiment.train_fractions)
+    field = f"config.experiment.train_fractions={given}"
+    if config.data.train_fraction != 1.0:
+        raise config_file.InvalidConfigError(
+            f"config.data.train_fraction={config.data.train_fraction}: the experiment sets "
+            f"it for each run from config.experiment.train_fractions; set those instead")
+    try:
+        fractions = tuple(patient_subset.check_fraction(f, field) for f in given)
+    except patient_subset.FractionError as e:
+        raise config_file.InvalidConfigError(str(e)) from None
+    if not fractions or len({fraction_dir("", f) for f in fractions}) != len(fractions):
+        raise config_file.InvalidConfigError(f"{field} must name at least one fraction, "
+                                             f"none twice")
+    return fractions
+
+
+def _final_step(config) -> int:
+    """The last step of the runs at config.data.train_fraction (train.num_epochs counts
+    passes over that fraction's examples)."""
+    train_examples = len(pipeline.load_split(config.data, config.data.train_split))
+    try:
+        return loop.total_steps(config.train, train_examples)
+    except ValueError as e:
+        raise config_file.InvalidConfigError(
+            f"config.experiment.train_fractions: at fraction {config.data.train_fraction:g} "
+            f"of the training patients, {e}") from None
 
 
 def _train_and_evaluate(config, directory, final_step, label):
@@ -117,9 +173,11 @@ def test_examples(config) -> tuple[dict, dict]:
     return groups, {i: str(patient) for i, patient in zip(ids, columns["patient_id"])}
 
 
-def write_report(config, workdir, eval_dirs, labels, task_results) -> dict:
+def write_report(config, workdir, eval_dirs, labels, task_results,
+                 fractions: tuple[float, ...]) -> dict:
     """Writes WORKDIR/report/ from the evaluations eval_dirs {method: [eval dir per seed]}
-    and the downstream tasks' results {task name: results.Result}; returns the summary."""
+    (of the runs at config.data.train_fraction), the downstream tasks' results {task name:
+    results.Result} and the training fractions they ran at; returns the summary."""
     workdir = pathlib.Path(workdir)
     out_dir = workdir / REPORT
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -145,11 +203,20 @@ def write_report(config, workdir, eval_dirs, labels, task_results) -> dict:
     intro = tables.legend(reference, seeds)
     if seeds == 1:
         intro += " One seed: the spread between training runs is unknown."
+    if fractions != (1.0,):
+        main = config.data.train_fraction
+        at = ("1, all of them (the paper's protocol)" if main == 1.0 else
+              f"{main:g}, the largest given (the paper's protocol uses all of them)")
+        intro += (f" Training fractions {', '.join(f'{f:g}' for f in fractions)} of the "
+                  f"training patients: the tasks that train on them (Table 6) are given at "
+                  f"each fraction; the verdict, Tables 1-4 and Table 5 are of the runs at "
+                  f"fraction {at}.")
     summary = {
         "dataset": dataset,
         "reference": reference,
         "alpha": statistics.ALPHA,
         "seeds": seeds,
+        "train_fractions": list(fractions),
         "methods": {labels[m]: m for m in eval_dirs},
         "runs": {labels[m]: [str(d.relative_to(workdir)) for d in dirs]
                  for m, dirs in eval_dirs.items()},
@@ -174,28 +241,47 @@ def write_report(config, workdir, eval_dirs, labels, task_results) -> dict:
     return summary
 
 
-def run_tasks(config: ml_collections.ConfigDict, workdir: pathlib.Path, labels: dict) -> dict:
+def run_tasks(config: ml_collections.ConfigDict, workdir: pathlib.Path, labels: dict,
+              fractions: tuple[float, ...]) -> dict:
     """{task name: results.Result} of each task of config.experiment.tasks on the seed-0 run
-    of every method, each into report/<task name>/; a task the dataset cannot support
-    gives a Result with the reason in `skipped`, so that the rest of the report is written."""
-    runs = {labels[m]: run_dir(workdir, m, 0) for m in labels}
+    of every method into report/<task>/: at the largest of `fractions`, or, for a task with
+    Task.by_fraction and fractions other than (1.0,), at each fraction (into fraction_dir)
+    laid out as one Result. A task the data cannot support gives a Result with the reason
+    in `skipped`, so that the rest of the report is written."""
+    def at(task, fraction, out_dir):
+        runs = {labels[m]: run_dir(workdir, m, 0, fraction) for m in labels}
+        return _run_task(task, at_fraction(config, fraction), runs, out_dir)
+
     done = {}
     for name in config.experiment.tasks:
-        try:
-            done[name] = tasks.get_task(name).run(config, runs, workdir / REPORT / name)
-        except tasks.InsufficientDataError as e:
-            logging.warning("Task %s skipped: %s", name, e)
-            done[name] = results.Result(skipped=str(e))
+        task, out_dir = tasks.get_task(name), workdir / REPORT / name
+        if task.by_fraction is None or fractions == (1.0,):
+            done[name] = at(task, max(fractions), out_dir)
+        else:
+            done[name] = task.by_fraction(out_dir, {f: at(task, f, fraction_dir(out_dir, f))
+                                                    for f in fractions})
     return done
 
 
-def _cells(config) -> list[tuple[str, int]]:
-    """(method, seed) of every run of the grid, or only that of config.experiment.only."""
-    cells = [(m, s) for m in _methods(config) for s in range(config.experiment.seeds)]
+def _run_task(task, config, runs, out_dir) -> results.Result:
+    try:
+        return task.run(config, runs, out_dir)
+    except tasks.InsufficientDataError as e:
+        logging.warning("Task %s skipped at fraction %g of the training patients: %s",
+                        task.name, config.data.train_fraction, e)
+        return results.Result(skipped=str(e))
+
+
+def _cells(config) -> list[tuple[float, str, int]]:
+    """(fraction, method, seed) of every run of the grid, or only that of
+    config.experiment.only (the run's folder relative to WORKDIR)."""
+    methods = _methods(config)
+    cells = [(f, m, s) for f in _fractions(config) for m in methods
+             for s in range(config.experiment.seeds)]
     only = config.experiment.only
     if not only:
         return cells
-    named = {f"{m}/seed_{s}": (m, s) for m, s in cells}
+    named = {run_dir("", m, s, f).as_posix(): (f, m, s) for f, m, s in cells}
     if only not in named:
         raise config_file.InvalidConfigError(
             f"config.experiment.only={only!r} is not a run of this experiment; choose one of "
@@ -204,31 +290,35 @@ def _cells(config) -> list[tuple[str, int]]:
 
 
 def run(config: ml_collections.ConfigDict, workdir) -> dict:
-    """Trains and evaluates every method x seed of config.experiment into `workdir`, then
-    writes workdir/report/; returns the dict written to report/summary.json.
+    """Trains and evaluates every fraction x method x seed of config.experiment into
+    `workdir`, then writes workdir/report/; returns the dict written to report/summary.json.
 
-    With config.experiment.only='<method>/seed_<k>' it trains and evaluates that run alone
-    and writes no report: the cells of the grid can run as separate jobs at once (each run
-    folder has its own lock; they share only the dataset), and a last call without `only`
-    finds them finished and writes the report.
+    With config.experiment.only='<method>/seed_<k>' (or 'fraction_<f>/<method>/seed_<k>')
+    it trains and evaluates that run alone and writes no report: the cells of the grid can
+    run as separate jobs at once (each run folder has its own lock; they share only the
+    dataset), and a last call without `only` finds them finished and writes the report.
     """
     workdir = pathlib.Path(workdir)
     cells = _cells(config)
-    train_examples = len(pipeline.load_split(config.data, config.data.train_split))
-    final_step = loop.total_steps(config.train, train_examples)
     eval_dirs, labels = {}, {}
-    for method, seed in cells:
-        directory = run_dir(workdir, method, seed)
-        method_config = run_config(config, method, seed, directory)
-        labels[method] = get_method(method_config).label
-        eval_dirs.setdefault(method, []).append(
-            _train_and_evaluate(method_config, directory, final_step, labels[method]))
+    for fraction in dict.fromkeys(f for f, _, _ in cells):
+        fraction_config = at_fraction(config, fraction)
+        final_step = _final_step(fraction_config)
+        for method, seed in [(m, s) for f, m, s in cells if f == fraction]:
+            directory = run_dir(workdir, method, seed, fraction)
+            method_config = run_config(fraction_config, method, seed, directory)
+            labels[method] = get_method(method_config).label
+            eval_dirs.setdefault(fraction, {}).setdefault(method, []).append(
+                _train_and_evaluate(method_config, directory, final_step, labels[method]))
     if config.experiment.only:
         logging.info("Experiment: %s done; the report comes from a call without "
                      "config.experiment.only", config.experiment.only)
-        return {"only": config.experiment.only, "eval_dir": str(eval_dirs[method][0])}
+        return {"only": config.experiment.only,
+                "eval_dir": str(eval_dirs[fraction][method][0])}
     summary = None
     if jax.process_index() == 0:
-        summary = write_report(config, workdir, eval_dirs, labels,
-                               run_tasks(config, workdir, labels))
+        fractions = tuple(eval_dirs)
+        main = max(fractions)
+        summary = write_report(at_fraction(config, main), workdir, eval_dirs[main], labels,
+                               run_tasks(config, workdir, labels, fractions), fractions)
     return summary

@@ -11,7 +11,9 @@ schedule from the total, so the steps already taken would belong to another sche
 `strict` (the experiment mode, which reuses finished runs) refuses a changed learning rate
 too: a run is reused only if it is the run asked for. An accepted change is written into
 config.json and appended to config_changes.jsonl (field, stored value, new value, time),
-so the file always describes the run's latest form and its history is kept.
+so the file always describes the run's latest form and its history is kept. A field added
+to the configs after runs were trained (ADDED_FIELDS) is read, in a config.json without it,
+as the value those runs were trained with, so that they are still the same runs.
 """
 import datetime
 import json
@@ -28,6 +30,7 @@ BOOKKEEPING_FIELDS = ("data.data_dir", "train.log_every", "train.checkpoint_ever
 RESUMABLE_FIELDS = BOOKKEEPING_FIELDS + ("train.learning_rate",)
 LENGTH_FIELDS = ("train.num_steps", "train.num_epochs")
 TRAINED_SECTIONS = ("data.", "model.", "train.")  # and the field "seed"
+ADDED_FIELDS = {"data.train_fraction": 1.0}  # {field: the value of runs from before it}
 
 
 class InvalidConfigError(ValueError):
@@ -89,7 +92,8 @@ def check(config: ml_collections.ConfigDict, directory, strict: bool = False) ->
     if not path.is_file():
         return {}
     stored = json.loads(path.read_text())
-    changed = differences(stored, as_json(config))
+    changed = {k: v for k, v in differences(stored, as_json(config)).items()
+               if v != ("<absent>", ADDED_FIELDS.get(k, "<absent>"))}
     refused = {k: v for k, v in changed.items() if not _allowed(k, stored, strict)}
     if refused:
         lines = "\n".join(f"  {k}: the run has {a!r}, this command gives {b!r}"

@@ -24,7 +24,14 @@ is left out of the HD95 mean (counted). Intervals: 95% bootstrap over test patie
 seeds (statistics.bootstrap_difference); a difference's interval excluding 0 is marked.
 Then the scores of each run's new pairs (tasks/new_pairs.py: consistency with the
 real-only segmenters, memorisation), a second table.
+
+The low-data regime: the training split holds the patients of config.data.train_fraction
+(data/patient_subset.py), so at a fraction f < 1 every group above is built from those
+patients' slices, and the runs should be those trained at f (the experiment passes them,
+config.experiment.train_fractions). `by_fraction` lays Table 6 at several fractions out as
+one result: each fraction's tables, and one figure with the fractions side by side.
 """
+import dataclasses
 import pathlib
 import time
 
@@ -50,8 +57,12 @@ from fproi_jax.train.fit import Fitter  # noqa: E402
 REAL, CLASSICAL, COPY_PASTE = "Real only", "+ classical augmentation", "+ copy-paste"
 FIGURE = results.Figure("Table 6 as a figure: test Dice per training set (95% intervals)",
                         "dice_per_group.png")
+BY_FRACTION = results.Figure("Table 6 as a figure at each fraction of the training patients: "
+                             "test Dice per training set (95% intervals)",
+                             "dice_per_group_by_fraction.png")
 PROTOCOL = (
-    "Protocol: the segmenter trains on {data.name} split '{data.train_split}', the patients "
+    "Protocol: the segmenter trains on {data.name} split '{data.train_split}'{fraction}, the "
+    "patients "
     "the synthesis runs ({runs}) were trained on, and is tested on split "
     "'{data.test_split}', which neither saw.")
 
@@ -203,24 +214,35 @@ def _table(summary) -> results.Table:
                                    f"Δ Dice vs {COPY_PASTE.lstrip('+ ')}"], rows, notes)
 
 
-def _figure(path, summary):
-    names = list(summary["groups"])
-    dice = [summary["groups"][n]["dice"] for n in names]
-    fig = Figure(figsize=(6.4, 0.35 * len(names) + 1.2), dpi=110)
+def _figure(path, summaries: dict):
+    """Test Dice per training set, saved to `path` and returned: one bar per summary of
+    `summaries` ({name: Table 6 summary}, e.g. one per training fraction) side by side,
+    each with its real-only Dice dashed."""
+    names = list(dict.fromkeys(n for summary in summaries.values() for n in summary["groups"]))
+    several = len(summaries) > 1
+    fig = Figure(figsize=(6.4, 0.35 * len(names) * (1 + 0.5 * several) + 1.2), dpi=110)
     ax = fig.subplots()
     y = np.arange(len(names))[::-1]
-    means = np.array([d["mean"] if d["mean"] is not None else np.nan for d in dice])
-    errors = np.array([[m - d["low"], d["high"] - m] if d["mean"] is not None else [0, 0]
-                       for m, d in zip(means, dice)]).T
-    ax.barh(y, means, xerr=errors, color="#7a9cc6", capsize=3)
-    ax.axvline(summary["groups"][REAL]["dice"]["mean"] or 0, color="#444", ls="--", lw=0.8,
-               label=REAL)
+    height = 0.8 / len(summaries)
+    for k, (name, summary) in enumerate(summaries.items()):
+        dice = [summary["groups"].get(n, {}).get("dice", {"mean": None}) for n in names]
+        means = np.array([d["mean"] if d["mean"] is not None else np.nan for d in dice])
+        errors = np.array([[m - d["low"], d["high"] - m] if d["mean"] is not None else [0, 0]
+                           for m, d in zip(means, dice)]).T
+        colour = f"C{k}" if several else "#7a9cc6"
+        offset = ((len(summaries) - 1) / 2 - k) * height  # the first summary on top
+        ax.barh(y + offset, means, height=height, xerr=errors, color=colour, capsize=3,
+                label=name if several else None)
+        ax.axvline(summary["groups"][REAL]["dice"]["mean"] or 0, ls="--", lw=0.8,
+                   color=colour if several else "#444",
+                   label=f"{REAL}, {name}" if several else REAL)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("test Dice (mean over seeds and slices)")
     fig.tight_layout()
     atomic.save_figure(fig, path)
+    return fig
 
 
 def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Result:
@@ -262,11 +284,17 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
         }
     new_rows, threshold = _new_pairs(scorer, real_only, real, test, new, scores[REAL]["dice"],
                                      config.eval.batch_size)
+    fraction = float(config.data.train_fraction)
+    train = {"n": int(len(real["image"])), "n_patients": int(len(set(real["patient_id"]))),
+             "fraction": fraction}
     summary = {
         "new_pairs": {"rows": new_rows, "copy_threshold": threshold},
-        "protocol": PROTOCOL.format(data=config.data, runs=", ".join(
-            f"{label}={path}" for label, path in runs.items())),
+        "protocol": PROTOCOL.format(
+            data=config.data, runs=", ".join(f"{label}={path}" for label, path in runs.items()),
+            fraction="" if fraction == 1.0 else
+            f" (fraction {fraction:g} of its patients, {train['n_patients']} patients)"),
         "settings": settings.to_dict(),
+        "train": train,
         "test": {"n": int(len(test["image"])), "n_patients": int(len(set(units)))},
         "groups": summary_groups,
         "timing_s": round(time.time() - start, 1),
@@ -277,9 +305,37 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
                  groups=np.array(list(scores)),
                  dice=np.stack([s["dice"] for s in scores.values()]),
                  hd95=np.stack([s["hd95"] for s in scores.values()]))
-    _figure(out_dir / FIGURE.path, summary)
+    _figure(out_dir / FIGURE.path, {"": summary})
     return results.Result([_table(summary), new_pairs.table(new_rows, threshold)], [FIGURE],
                           summary)
 
 
-TASK = Task("segmentation", "segment", default_config, run)
+def by_fraction(out_dir, done: dict) -> results.Result:
+    """Table 6 at several fractions of the training patients ({fraction: the Result of run
+    at it}) as one Result: each fraction's tables titled with it, one figure of Dice with
+    the fractions side by side (BY_FRACTION), and the summary {"fractions": {"0.25": that
+    fraction's summary, or {"skipped": why}}}."""
+    tables, shown, fractions = [], {}, {}
+    for fraction, result in done.items():
+        key = f"{fraction:g}"
+        if result.skipped is not None:
+            fractions[key] = {"skipped": result.skipped}
+            continue
+        fractions[key] = result.summary
+        at = (f"at fraction {key} of the training patients "
+              f"({result.summary['train']['n_patients']} patients)")
+        tables += [dataclasses.replace(table, title=f"{table.title}, {at}")
+                   for table in result.tables]
+        shown[f"fraction {key}"] = result.summary
+    skipped = [f"fraction {key}: {f['skipped']}" for key, f in fractions.items() if "skipped" in f]
+    if not shown:
+        return results.Result(skipped="; ".join(skipped))
+    if skipped:
+        last = tables[-1]
+        tables[-1] = dataclasses.replace(last, notes=(*last.notes, "Not run at " + "; ".join(
+            skipped)))
+    _figure(pathlib.Path(out_dir) / BY_FRACTION.path, shown)
+    return results.Result(tables, [BY_FRACTION], {"fractions": fractions})
+
+
+TASK = Task("segmentation", "segment", default_config, run, by_fraction)
