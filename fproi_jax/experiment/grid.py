@@ -193,8 +193,9 @@ def write_report(config, workdir, eval_dirs, labels, task_results,
         {labels[m]: dirs[0] for m, dirs in eval_dirs.items()}, config.eval.num_samples)
     figure_list = evaluate_lib.draw_figures(out_dir, samples, n)
     image, roi, *p_values = tables.tables(pooled, reference)
-    loss_curves = curves.read({labels[m]: [run_dir(workdir, m, s) for s in range(len(dirs))]
-                               for m, dirs in eval_dirs.items()})
+    loss_curves = curves.read({
+        labels[m]: [run_dir(workdir, m, s, config.data.train_fraction) for s in range(len(dirs))]
+        for m, dirs in eval_dirs.items()})
     levels = curves.levels(loss_curves, {
         labels[m]: tuple(get_method(run_config(config, m, 0, dirs[0])).progress_terms.values())
         for m, dirs in eval_dirs.items()})
