@@ -220,11 +220,9 @@ class _PairsOnly:
     """Stands in for a method in evaluate.make_eval_step: its 'syntheses' are the batch's
     other random examples (reversed order), so only the metrics are timed."""
 
-    def image_synthesis(self, variables, x, y):
-        return None, x[::-1]
-
-    def roi_synthesis(self, variables, y):
-        return None, y[::-1]
+    def synthesize(self, name, variables, batch):
+        source = batch["image"] if name == "image_synthesis" else batch["roi"]
+        return None, source[::-1]
 
 
 def random_pairs(rng, n: int, size: int):

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from configs import base
-from fproi_jax.methods import REGISTRY
+from fproi_jax.methods import COMPARISON, REGISTRY
 
 import records
 
@@ -34,7 +34,9 @@ FLAGS = flags.DEFINE_string("out", None, "folder for the <method>.npz records", 
 # Records of a method with one setting changed: name -> (method, {field of model.<key>: value}).
 VARIANTS = {"fproi_gan_resize": ("fproi_gan", {"rfb_upsample": "resize",
                                                "generator_upsample": "resize"})}
-METHODS = flags.DEFINE_list("methods", [*REGISTRY, *VARIANTS], "methods (and variants) to record")
+# The paper's comparison; Fproi-GAN + context has no PyTorch twin (yet).
+METHODS = flags.DEFINE_list("methods", [*COMPARISON, *VARIANTS],
+                            "methods (and variants) to record")
 
 STEPS = 10
 SIZE = 32

@@ -66,7 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --mode=experiment: every method in this tuple, trained with each seed in range(seeds).
     config.experiment = ml_collections.ConfigDict()
-    config.experiment.methods = tuple(methods.REGISTRY)
+    config.experiment.methods = methods.COMPARISON  # any of methods.REGISTRY
     config.experiment.seeds = 1
     config.experiment.tasks = ("classification", "segmentation")  # of the seed-0 runs
     config.experiment.only = ""             # "<method>/seed_<k>": that run alone, no report

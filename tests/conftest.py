@@ -154,8 +154,9 @@ def tiny_config(data: ml_collections.ConfigDict,
     config.data = data
     config.model.name = method
     model = config.model
-    model.fproi_gan.update(rfb_features=(4, 8, 8, 4), generator_width=4,
-                           discriminator_features=(4, 8, 8, 8), pool_size=3)
+    for key in ("fproi_gan", "fproi_gan_context"):
+        model[key].update(rfb_features=(4, 8, 8, 4), generator_width=4,
+                          discriminator_features=(4, 8, 8, 8), pool_size=3)
     model.cycle_gan.update(generator_width=4, residual_blocks=2, discriminator_width=4,
                            discriminator_layers=2, pool_size=3)
     model.pix2pix.update(generator_width=4, discriminator_width=4, discriminator_layers=2)

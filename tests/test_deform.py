@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from fproi_jax.data.deform import deform_roi
+from fproi_jax.data.deform import deform_roi, place_roi, tissue_mask
 
 
 def _disk(size=64, radius=12):
@@ -35,3 +35,28 @@ def test_deformation_is_deterministic_for_a_key():
 def test_a_roi_without_channel_axis_is_rejected():
     with pytest.raises(ValueError, match=r"\(H, W, 1\)"):
         deform_roi(_disk()[..., 0], jax.random.PRNGKey(0), alpha=40.0, sigma=4.0)
+
+
+def test_placed_roi_lies_inside_the_tissue_off_the_lesion_and_is_seeded():
+    roi = _disk(radius=5)
+    image = np.zeros((64, 64, 1), np.float32)
+    image[8:56, 10:40] = 0.5          # the tissue: a 48x30 block
+    lesion = np.zeros((64, 64, 1), bool)
+    lesion[8:30, 10:40] = True        # its upper part is taken
+    tissue = tissue_mask(image)
+    places = [place_roi(roi, tissue, lesion, np.random.default_rng(seed)) for seed in range(6)]
+    for placed in places:
+        assert placed.sum() == roi.sum()  # the same shape, moved
+        assert not placed[~tissue].any() and not placed[lesion].any()
+    assert len({p.tobytes() for p in places}) > 3  # random positions
+    np.testing.assert_array_equal(place_roi(roi, tissue, lesion, np.random.default_rng(2)),
+                                  places[2])
+
+
+def test_a_roi_that_fits_nowhere_is_a_clear_error():
+    tissue = np.zeros((64, 64, 1), bool)
+    tissue[20:30, 20:30] = True
+    with pytest.raises(ValueError, match=r"mask a.png \(377 px, 23x23\) fits nowhere inside "
+                                         r"the tissue \(100 free px\)"):
+        place_roi(_disk(radius=11), tissue, np.zeros_like(tissue), np.random.default_rng(0),
+                  "mask a.png")

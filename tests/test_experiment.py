@@ -16,7 +16,7 @@ from data_builders import registry
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import report
 from fproi_jax.experiment import grid as experiment, tables as experiment_report
-from fproi_jax.methods import REGISTRY
+from fproi_jax.methods import COMPARISON
 from fproi_jax.store import config_file, runs
 
 LABELS = ("Fproi-GAN", "Fproi-GAN w/o RFB", "CycleGAN", "Pix2Pix", "DCGAN")
@@ -36,7 +36,7 @@ def experiment_run(tiny_brats, tmp_path_factory):
     config = tiny_config(data)
     config.train.num_steps = 1
     config.eval.num_samples = 2
-    assert tuple(config.experiment.methods) == tuple(REGISTRY) and config.experiment.seeds == 1
+    assert tuple(config.experiment.methods) == COMPARISON and config.experiment.seeds == 1
     workdir = tmp_path_factory.mktemp("experiment")
     summary = experiment.run(config, workdir)
     return config, workdir, summary
@@ -48,7 +48,7 @@ def test_experiment_trains_evaluates_and_reports_every_method(experiment_run):
     # says why instead of failing.
     assert "patient" in summary["tasks"]["classification"]["skipped"]
     assert "Task classification skipped" in (workdir / "report" / "index.html").read_text()
-    for method in REGISTRY:
+    for method in COMPARISON:
         run = workdir / method / "seed_0"
         assert runs.latest_step(run) == 1, method
         assert json.loads((run / "config.json").read_text())["model"]["name"] == method
@@ -137,13 +137,13 @@ def test_the_report_opens_with_the_verdict(experiment_run):
 def test_experiment_skips_finished_runs(experiment_run, caplog):
     config, workdir, summary = experiment_run
     before = _mtimes(workdir)
-    assert len(before) == 2 * len(REGISTRY)
+    assert len(before) == 2 * len(COMPARISON)
     with caplog.at_level(logging.INFO):
         again = experiment.run(config, workdir)
     assert _mtimes(workdir) == before
     assert again == summary
     text = caplog.text
-    for method in REGISTRY:
+    for method in COMPARISON:
         assert f"{method} seed 0 already trained (step 1), skipping training" in text
         assert f"{method} seed 0 already evaluated, skipping evaluation" in text
 

@@ -18,7 +18,7 @@ from conftest import REPO, assert_trees_close, tiny_config
 from fproi_jax.data import pipeline
 from fproi_jax.store.runs import load_generators
 from fproi_jax.mesh import data_mesh
-from fproi_jax.methods import REGISTRY, get_method
+from fproi_jax.methods import COMPARISON, REGISTRY, get_method
 from fproi_jax.methods.base import Networks
 from fproi_jax.methods.paired import GENERATORS
 from fproi_jax.store import export as export_lib, runs
@@ -28,7 +28,8 @@ from fproi_jax.train.step import make_train_step
 
 METHODS = tuple(REGISTRY)
 LABELS = {"fproi_gan": "Fproi-GAN", "fproi_gan_no_rfb": "Fproi-GAN w/o RFB",
-          "cycle_gan": "CycleGAN", "pix2pix": "Pix2Pix", "dcgan": "DCGAN"}
+          "cycle_gan": "CycleGAN", "pix2pix": "Pix2Pix", "dcgan": "DCGAN",
+          "fproi_gan_context": "Fproi-GAN + context"}
 
 
 def disc_batch(n=4, size=32):
@@ -98,7 +99,8 @@ def test_fproi_gan_step_is_unchanged():
                                    atol=1e-3 * np.max(np.abs(want[key])), err_msg=key)
 
 
-@pytest.mark.parametrize("name", METHODS)
+# Fproi-GAN + context: its own test, without the jittered run (test_fproi_gan_context.py).
+@pytest.mark.parametrize("name", COMPARISON)
 def test_four_devices_give_the_same_update_as_one(name):
     """Parameters within 1e-5 (rtol 1e-4) of one device's, or, leaf by leaf, within 10 times
     how far one device's own result moves when its initial parameters change by one
@@ -157,9 +159,14 @@ def test_generator_objective_weighs_the_cycle_terms_by_lambda(name):
     expected = terms["g_adversarial"] + terms["f_adversarial"] + lam * sum(terms[k] for k in pair)
     if name == "cycle_gan":
         expected += lam * 0.5 * (terms["identity_image"] + terms["identity_roi"])
+    if name == "fproi_gan_context":  # its weights' defaults: 1, 10, 1
+        expected += (terms["f_local_adversarial"] + 10 * terms["reconstruction"]
+                     + terms["diversity"])
     np.testing.assert_allclose(total, expected, rtol=1e-6)
-    if name in ("pix2pix", "dcgan"):
-        return  # BatchNorm: training-mode outputs differ from the evaluation paths below
+    if name in ("pix2pix", "dcgan", "fproi_gan_context"):
+        # BatchNorm, or (+ context) training noise and healthy boxes: the training-mode
+        # outputs differ from the evaluation paths below.
+        return
     # The reconstruction terms are the L1 distances of the evaluation paths' outputs.
     batch = disc_batch()
     variables = {"params": params, "batch_stats": batch_stats}
@@ -177,6 +184,7 @@ def test_labels_and_export_networks(name):
     params, batch_stats = jax.jit(method.init, static_argnums=1)(jax.random.key(0), (32, 32))
     exported = method.export_variables(params, batch_stats)
     assert set(exported["params"]) == set(GENERATORS)
+    assert set(params) == set(method.networks)
     assert all(path.split("/")[0] in GENERATORS for path in exported["batch_stats"])
 
 

@@ -293,7 +293,12 @@ def concatenate(batches: Iterable[dict]) -> dict:
 
 
 def to_global_batch(local_batch: dict, mesh: Mesh) -> dict:
-    """Assembles the hosts' slices into global arrays sharded over the 'data' axis."""
+    """Assembles the hosts' slices into global arrays sharded over the 'data' axis: the
+    image and ROI, and each example's index in the split where the batch has it (int32;
+    the seed of per-example draws, methods/base.py)."""
     sharding = NamedSharding(mesh, P(DATA_AXIS))
-    return {key: jax.make_array_from_process_local_data(sharding, local_batch[key])
-            for key in BATCH_KEYS}
+    arrays = {key: local_batch[key] for key in BATCH_KEYS}
+    if "index" in local_batch:
+        arrays["index"] = np.asarray(local_batch["index"], np.int32)
+    return {key: jax.make_array_from_process_local_data(sharding, value)
+            for key, value in arrays.items()}

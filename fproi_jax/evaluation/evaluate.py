@@ -7,6 +7,9 @@ Per test example (x image, y its real ROI):
 - ROI synthesis y -> F(y) -> G(F(y)~): Dice (eq. 5), Hausdorff and HD95 (eq. 6, all ROI
   pixels) and their boundary-based versions (metrics.surface_hausdorff) of G(F(y)) against y,
   all four from one distance transform per ROI (metrics.hausdorff_distances).
+A method that draws into an image (Fproi-GAN + context) draws y into its own test slice,
+with the ROI and its margin erased, and its noise at the mean: its scores measure how well
+it redraws the erased region, not an image invented from the mask alone.
 The metrics are the registry of evaluation/scores.py. MS-SSIM needs images of at least
 176 px (5 scales of an 11-px window); at smaller sizes (the 64 px demo) it is not computed
 and its cells read "—".
@@ -41,8 +44,8 @@ def make_eval_step(method, variables, image_size: int):
     @jax.jit
     def step(variables, batch):
         x, y = batch["image"], batch["roi"]
-        _, f_g_x = method.image_synthesis(variables, x, y)
-        _, g_f_y = method.roi_synthesis(variables, y)
+        _, f_g_x = method.synthesize("image_synthesis", variables, batch)
+        _, g_f_y = method.synthesize("roi_synthesis", variables, batch)
         return {**scores.compute(x, y, f_g_x, g_f_y, image_size),
                 "F(G(x))": f_g_x, "G(F(y))": g_f_y}
 

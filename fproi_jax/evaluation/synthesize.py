@@ -255,7 +255,7 @@ def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
 
     @jax.jit
     def step(variables, y):
-        f_y, g_f_y = method.roi_synthesis(variables, y)
+        f_y, g_f_y = method.synthesize("roi_synthesis", variables, {"roi": y})
         roi = binarise(g_f_y).astype(np.uint8)
         return {"image": f_y, "roi": roi, "dice": metrics.dice(g_f_y, y)}
 

@@ -1,13 +1,14 @@
 """The methods of the paper's comparison, found by name (`config.model.name`).
 
 Each method module provides its `Entry` (name, settings key, default settings, factory);
-REGISTRY is their one table, in the order the experiments list them. A method's settings
+REGISTRY is their one table, in the order the experiments list them; COMPARISON the
+paper's five, which the experiment runs unless told otherwise. A method's settings
 live under `config.model.<settings key>` with the defaults of its module. Adding a method:
 one module (networks, a `Method` subclass, its `Entry`) and one line below.
 """
 import ml_collections
 
-from fproi_jax.methods import cycle_gan, dcgan, fproi_gan, pix2pix
+from fproi_jax.methods import cycle_gan, dcgan, fproi_gan, fproi_gan_context, pix2pix
 from fproi_jax.methods.base import COMPUTE_DTYPES, Entry, Method
 
 REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (
@@ -16,7 +17,10 @@ REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (
     cycle_gan.ENTRY,
     pix2pix.ENTRY,
     dcgan.ENTRY,
+    fproi_gan_context.ENTRY,
 )}
+# The paper's comparison: the default of config.experiment.methods and of `make parity`.
+COMPARISON = ("fproi_gan", "fproi_gan_no_rfb", "cycle_gan", "pix2pix", "dcgan")
 # The methods with 3x3 stride-2 transposed convolutions (`Entry.realigned`) changed their
 # alignment in ALIGNMENT_COMMIT; their configs from before it (they lack
 # model.fproi_gan.generator_upsample, added just after) are refused.

@@ -11,14 +11,20 @@ same state, the other networks held fixed. BatchNorm statistics are threaded thr
 groups in order; `earlier` holds the outputs of the earlier groups (gradients stopped),
 those a group names in `pooled` drawn through the image pools when `pool_size` > 0. Every
 network is updated by exactly one group. The step reports each group's terms and its
-total as `<name>_total`.
+total as `<name>_total`. `rng` is the same on every device: a per-example draw folds in
+the example's `batch['index']`, so it does not depend on how the batch is split (dropout,
+in `Networks`, folds in the device). A pool entry has `pooled_shape` (an image unless the
+method says otherwise).
 
 A trained method synthesizes in the directions it declares (`syntheses`), which the
 sample grids and the exported programs take in order:
 
     Synthesis(name, source, outputs, fn, given=())   # fn(variables, source, *given)
 
-with inputs named in the paper's notation (INPUTS: x the image, y the ROI). Evaluation,
+with inputs named in the paper's notation (INPUTS: x the image, y the ROI; m a region to
+erase and z noise, for methods that draw into an image). `synthesize` calls a direction by
+name on a batch of those inputs; an optional input the batch lacks (OPTIONAL: m, z) is
+zeros, so a stochastic method's evaluation sees the noise at its mean. Evaluation,
 synthesis and classification score the two directions of the paired methods
 (methods/paired.py) and call them by name. It also
 declares `init` (fresh parameters per network, and BatchNorm statistics where a network
@@ -38,10 +44,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from fproi_jax.mesh import DATA_AXIS
+
 # config.train.compute_dtype -> the dtype the training networks compute in.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # The paper's names of the batch entries a synthesis reads.
-INPUTS = {"x": "image", "y": "roi"}
+INPUTS = {"x": "image", "y": "roi", "m": "erase", "z": "noise"}
+# Inputs a batch may lack: zeros of the source's shape (nothing more to erase; the mean noise).
+OPTIONAL = ("m", "z")
 
 
 def _lookup(tree: dict, path: str):
@@ -57,7 +67,9 @@ class Networks:
     path in `params` and `batch_stats`. A module with statistics is called with `train=`:
     in training mode it normalises with batch statistics and its running averages are
     updated in call order (as every PyTorch forward pass does), and dropout draws a fresh
-    key per call from `rng`; in evaluation mode it uses the running averages and no dropout.
+    key per call from `rng` (the train step's, equal on every device) with the device's
+    index folded in, so devices drop different units; in evaluation mode it uses the
+    running averages and no dropout.
 
     Mixed precision: with `compute_dtype` (e.g. bfloat16; the training objectives pass the
     method's, evaluation passes none) each call casts the module's floating-point
@@ -95,6 +107,7 @@ class Networks:
         if not self.train:
             return module.apply(variables, *inputs, train=False)
         self.rng, key = jax.random.split(self.rng)
+        key = jax.random.fold_in(key, jax.lax.axis_index(DATA_AXIS))
         out, updated = module.apply(variables, *inputs, train=True, mutable=["batch_stats"],
                                     rngs={"dropout": key})
         self.batch_stats = {**self.batch_stats, path: updated["batch_stats"]}
@@ -177,6 +190,11 @@ class Method(abc.ABC):
     def export_networks(self) -> tuple[str, ...]:
         return self.networks
 
+    def pooled_shape(self, name: str, image_size: int) -> tuple[int, ...]:
+        """The shape of one entry of the image pool of output `name`: an image by default."""
+        del name
+        return (image_size, image_size, 1)
+
     @property
     def progress_terms(self) -> dict:
         """{label: metric} shown by the progress bar; by default each group's total."""
@@ -192,12 +210,31 @@ class Method(abc.ABC):
         """The columns of `samples` in reading order (pytree utilities sort dict keys)."""
         return tuple(name for s in self.syntheses for name in (s.source, *s.outputs))
 
+    def synthesis_inputs(self, synthesis: Synthesis, batch: dict) -> list:
+        """The inputs of `synthesis` from `batch`, in its order; OPTIONAL ones it lacks are
+        zeros. A missing required input is a KeyError naming the batch entry."""
+        inputs = []
+        for name in (synthesis.source, *synthesis.given):
+            if INPUTS[name] in batch:
+                inputs.append(batch[INPUTS[name]])
+            elif name in OPTIONAL:
+                inputs.append(jnp.zeros_like(batch[INPUTS[synthesis.source]], jnp.float32))
+            else:
+                raise KeyError(f"{self.label}'s {synthesis.name} needs {name} (the batch "
+                               f"entry {INPUTS[name]!r}), given only {sorted(batch)}")
+        return inputs
+
+    def synthesize(self, name: str, variables: dict, batch: dict) -> tuple:
+        """The outputs of the synthesis called `name` on `batch` (entries named by INPUTS)."""
+        synthesis = {s.name: s for s in self.syntheses}[name]
+        return synthesis.fn(variables, *self.synthesis_inputs(synthesis, batch))
+
     def samples(self, variables: dict, batch: dict) -> dict:
         """Every synthesis of `batch` ({'image', 'roi'}) and its source, by name, for the
         sample grids."""
         out = {}
         for synthesis in self.syntheses:
-            inputs = [batch[INPUTS[name]] for name in (synthesis.source, *synthesis.given)]
+            inputs = self.synthesis_inputs(synthesis, batch)
             out[synthesis.source] = inputs[0]
             out.update(zip(synthesis.outputs, synthesis.fn(variables, *inputs)))
         return out

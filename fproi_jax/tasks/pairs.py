@@ -6,7 +6,8 @@ run's synthesized images of them, with the patient of each.
 - `check_disjoint`: no patient on both sides of a task's train/test cut;
 - `synthesized`: a run's F(G(x)) of every real slice, and its F(y') for new ROIs y'
   (`new_rois`: seeded elastic deformations of the real ROIs, beyond the paper: pairs the
-  dataset does not hold). A synthesized slice belongs to the patient of its source slice.
+  dataset does not hold; a method that draws into an image draws y' into the slice its
+  ROI came from). A synthesized slice belongs to the patient of its source slice.
 """
 import pathlib
 
@@ -65,10 +66,13 @@ def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict
 
     @jax.jit
     def synthesize(variables, batch):
-        _, x_hat = method.image_synthesis(variables, batch["image"], batch["roi"])
+        _, x_hat = method.synthesize("image_synthesis", variables, batch)
         out = {"images": x_hat}
         if "new_roi" in batch:
-            out["new"] = method.roi_synthesis(variables, batch["new_roi"])[0]
+            # A method that draws into an image draws the new ROI into its source slice,
+            # the source's own ROI erased too (healthy tissue where the new one is not).
+            out["new"] = method.synthesize("roi_synthesis", variables, {
+                "roi": batch["new_roi"], "image": batch["image"], "erase": batch["roi"]})[0]
         return out
 
     inputs = {"image": real["image"], "roi": real["roi"]}

@@ -47,12 +47,14 @@ def create_train_state(method: Method, optimizer: optax.GradientTransformation,
                        rng: jax.Array, image_size: int) -> TrainState:
     """Fresh parameters, optimizer states and empty pools; pure, so it can run under jit.
 
-    A pool holds `pool_size` one-channel images of the run's size, one pool per output in
-    `method.pooled`; every pool gets the step's batch, so one count serves them all."""
+    A pool holds `pool_size` entries of `method.pooled_shape` (one-channel images of the
+    run's size unless the method says otherwise), one pool per output in `method.pooled`;
+    every pool gets the step's batch, so one count serves them all."""
     init_rng, state_rng = jax.random.split(rng)
     params, batch_stats = method.init(init_rng, (image_size, image_size))
-    empty = jnp.zeros((method.pool_size, image_size, image_size, 1), jnp.float32)
-    pools = {**{name: empty for name in method.pooled}, "count": jnp.zeros((), jnp.int32)}
+    pools = {**{name: jnp.zeros((method.pool_size, *method.pooled_shape(name, image_size)),
+                                jnp.float32) for name in method.pooled},
+             "count": jnp.zeros((), jnp.int32)}
     return TrainState(
         step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
         opt_state={name: optimizer.init(params[name]) for name in method.networks},

@@ -9,9 +9,10 @@ many; the state buffers are donated.
 The method (methods/base.py) declares its update groups, taken in order: each group's
 objective is differentiated in its networks from the same state, sees the outputs of the
 earlier groups (e.g. the generators' fakes, for the discriminators), those it names drawn
-through the image pools when the method keeps pools. BatchNorm statistics are threaded
-through the groups in call order and synchronised over the devices by the BatchNorm
-layers themselves. Every network then takes its optimizer's update.
+through the image pools when the method keeps pools. Each objective gets a key that is the
+same on every device (methods/base.py says how dropout and per-example noise use it).
+BatchNorm statistics are threaded through the groups in call order and synchronised over
+the devices by the BatchNorm layers themselves. Every network then takes its optimizer's update.
 """
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ from fproi_jax.methods.base import Method
 from fproi_jax.train import image_pool
 from fproi_jax.train.state import TrainState
 
-# Dropout keys come from their own stream of the state's key, one per device.
+# The objectives' keys (dropout, noise) come from their own stream of the state's key.
 _DROPOUT_STREAM = 0x5EED
 
 
@@ -70,8 +71,9 @@ def make_train_step(method: Method, optimizer: optax.GradientTransformation,
     def per_device_step(state: TrainState, batch):
         rng, pool_rng = jax.random.split(state.rng)
         pool_keys = dict(zip(method.pooled, jax.random.split(pool_rng, len(method.pooled))))
-        net_rng = jax.random.fold_in(jax.random.fold_in(state.rng, _DROPOUT_STREAM),
-                                     jax.lax.axis_index(DATA_AXIS))
+        # Equal on every device: per-example draws fold in the example's index, so they do
+        # not depend on how the batch is split; Networks folds in the device for dropout.
+        net_rng = jax.random.fold_in(state.rng, _DROPOUT_STREAM)
         # Differentiate per-device copies (varying over the axis), so each device gets the
         # gradient of its own shard and the pmean below is the one reduction.
         local_params = jax.lax.pcast(state.params, DATA_AXIS, to="varying")

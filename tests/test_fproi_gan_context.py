@@ -1,0 +1,173 @@
+"""Fproi-GAN + context: the erased region, the noise, healthy inpainting, the sharded step
+and the exported programs with their context inputs (32x32 discs, tiny networks)."""
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import assert_trees_close, tiny_config
+from test_methods import _config, _run, disc_batch
+from fproi_jax.methods import get_method
+from fproi_jax.methods.fproi_gan_context import crop_at_roi, dilate
+from fproi_jax.store import export as export_lib, programs
+from fproi_jax.store.runs import load_generators
+from fproi_jax.train import loop
+
+NAME = "fproi_gan_context"
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    """(method, variables) of a freshly initialised tiny model at 32 px."""
+    method = get_method(_config(NAME))
+    params, batch_stats = jax.jit(method.init, static_argnums=1)(jax.random.key(0), (32, 32))
+    return method, {"params": params, "batch_stats": batch_stats}
+
+
+def test_four_devices_give_the_same_update_as_one():
+    one, one_metrics = _run(_config(NAME), jax.devices()[:1], 2)
+    four, four_metrics = _run(_config(NAME), jax.devices()[:4], 2)
+    assert set(one.params) == set(one.opt_state) == {"G", "F", "Dx", "Dy", "Dl"}
+    # The local discriminator's pool holds 16 px crops (local_crop 1/2 of 32 px).
+    assert one.pools["local_images"].shape == (3, 16, 16, 1)
+    assert one.pools["images"].shape == (3, 32, 32, 1)
+    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params)):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
+    for key in one_metrics[0]:
+        np.testing.assert_allclose(one_metrics[0][key], four_metrics[0][key], rtol=1e-5,
+                                   err_msg=key)
+    assert {"dl", "reconstruction", "diversity", "f_local_adversarial"} <= set(one_metrics[0])
+    assert all(np.isfinite(v) for m in one_metrics for v in m.values())
+
+
+def test_the_context_is_the_image_with_exactly_the_dilated_roi_erased(fresh):
+    method, variables = fresh
+    assert method.margin == 1  # 1/32 of 32 px
+    roi = np.zeros((1, 32, 32, 1), np.float32)
+    roi[0, 10, 20] = roi[0, 11, 21] = 1
+    grown = np.asarray(dilate(roi, 2))
+    want = np.zeros_like(roi)
+    want[0, 8:13, 18:23] = want[0, 9:14, 19:24] = 1  # a 5x5 square around each pixel
+    np.testing.assert_array_equal(grown, want)
+
+    batch = disc_batch()
+    x, y = batch["image"], batch["roi"]
+    erased = np.asarray(dilate(y, method.margin))
+    f_y, _ = jax.jit(method.roi_synthesis)(variables, y, x, np.zeros_like(y), np.zeros_like(y))
+    f_y = np.asarray(f_y)
+    np.testing.assert_array_equal(f_y[erased == 0], x[erased == 0])  # the context, exactly
+    assert np.abs(f_y - x)[erased == 1].min() > 0  # redrawn in every erased pixel
+    # A further region m is erased too, with the same margin.
+    m = np.zeros_like(y)
+    m[:, 2:6, 2:6] = 1
+    f_ym, _ = jax.jit(method.roi_synthesis)(variables, y, x, m, np.zeros_like(y))
+    both = np.asarray(dilate(np.maximum(y, m), method.margin))
+    np.testing.assert_array_equal(np.asarray(f_ym)[both == 0], x[both == 0])
+    assert np.abs(np.asarray(f_ym) - x)[both == 1].min() > 0
+
+
+def test_samples_differ_across_noise_seeds_and_repeat_for_the_same_seed(fresh):
+    method, variables = fresh
+    batch = disc_batch()
+    x, y = batch["image"], batch["roi"]
+    index = jnp.arange(len(x))
+    noise = [method.example_noise(jax.random.key(seed), index, (32, 32)) for seed in (1, 2, 1)]
+    synthesis = jax.jit(method.roi_synthesis)
+    a, b, c = (np.asarray(synthesis(variables, y, x, np.zeros_like(y), z)[0]) for z in noise)
+    np.testing.assert_array_equal(a, c)
+    erased = np.asarray(dilate(y, method.margin)) == 1
+    assert np.abs(a - b)[erased].mean() > 1e-3
+    np.testing.assert_array_equal(a[~erased], b[~erased])  # noise changes the fill only
+    # One field per example, not one shared by the batch.
+    assert float(jnp.abs(noise[0][0] - noise[0][1]).mean()) > 0.5
+
+
+def test_an_empty_roi_over_an_erased_region_asks_for_healthy_tissue(fresh):
+    """F's ROI channel is empty over the erased region, as in training's healthy boxes."""
+    method, variables = fresh
+    seen = {}
+
+    class Recording:
+        def __init__(self, nets):
+            self.nets = nets
+
+        def __call__(self, path, *inputs):
+            if path == "F":
+                seen["F"] = inputs[0]
+            return self.nets(path, *inputs)
+
+    x = disc_batch()["image"]
+    empty, region = np.zeros_like(x), np.zeros_like(x)
+    region[:, 4:12, 14:22] = 1
+    nets = Recording(method._eval_networks(variables))
+    out = method.draw(nets, empty, x, method.erased_region(empty, region), np.zeros_like(x))
+    f_input = np.asarray(seen["F"])
+    assert f_input.shape[-1] == 4 and not f_input[..., 0].any()  # no tumour asked for
+    erased = f_input[..., 2]
+    np.testing.assert_array_equal(erased, np.asarray(dilate(region, method.margin))[..., 0])
+    np.testing.assert_array_equal(f_input[..., 1], x[..., 0] * (1 - erased))
+    np.testing.assert_array_equal(np.asarray(out)[..., 0][erased == 0], x[..., 0][erased == 0])
+    got, _ = method.roi_synthesis(variables, empty, x, region, np.zeros_like(x))
+    np.testing.assert_allclose(got, out, atol=1e-6)
+
+    # Training erases, beside each dilated ROI, a healthy box of side 1/4 of the image.
+    boxes = np.asarray(method.healthy_boxes(jax.random.key(3), jnp.arange(4), (32, 32)))
+    assert [int(b.sum()) for b in boxes] == [64] * 4
+    assert len({b.tobytes() for b in boxes}) == 4
+
+
+def test_the_local_crop_is_centred_on_the_roi_inside_the_image():
+    images = np.arange(32 * 32, dtype=np.float32).reshape(1, 32, 32, 1).repeat(3, 0)
+    rois = np.zeros_like(images)
+    rois[0, 10:14, 20:24] = 1   # centre (11, 21): rows 3..18, cols 13..28
+    rois[1, 0:2, 30:32] = 1     # at the corner: shifted inside
+    crops = np.asarray(crop_at_roi(images, rois, 16))  # rois[2] empty: the image centre
+    np.testing.assert_array_equal(crops[0], images[0, 3:19, 13:29])
+    np.testing.assert_array_equal(crops[1], images[0, 0:16, 16:32])
+    np.testing.assert_array_equal(crops[2], images[0, 8:24, 8:24])
+
+
+def test_the_exported_programs_take_the_context_inputs(fresh, tmp_path):
+    method, variables = fresh
+    programs.write_programs(tmp_path, method, variables, 32)
+    batch = disc_batch()
+    x, y = batch["image"], batch["roi"]
+    m = np.zeros_like(y)
+    m[:, :8, :8] = 1
+    z = np.asarray(method.example_noise(jax.random.key(5), jnp.arange(len(x)), (32, 32)))
+    roi_program = jax.export.deserialize((tmp_path / "roi_synthesis.jaxexport").read_bytes())
+    for got, want in zip(roi_program.call(y, x, m, z), method.roi_synthesis(variables, y, x, m, z)):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    image_program = jax.export.deserialize((tmp_path / "image_synthesis.jaxexport").read_bytes())
+    for got, want in zip(image_program.call(x, y, z), method.image_synthesis(variables, x, y, z)):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_a_local_crop_the_discriminator_cannot_take_is_refused():
+    config = _config(NAME)
+    config.model.fproi_gan_context.local_crop = 1 / 4  # 8 px; 4 stride-2 blocks need 16
+    with pytest.raises(ValueError, match="local_crop=0.25 gives a 8 px crop of 32 px"):
+        get_method(config)
+
+
+def test_it_trains_resumes_and_exports_through_the_loop(tiny_brats, tmp_path):
+    """The training loop on the tiny phantom (4 fake devices): a run resumed from its step-2
+    checkpoint ends where an uninterrupted one does, and its export loads with the method."""
+    config = tiny_config(tiny_brats, NAME)
+    config.train.num_steps = 4
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    loop.train(config, straight)
+    shutil.copytree(straight / "checkpoints" / "2", resumed / "checkpoints" / "2")
+    loop.train(config, resumed)
+    a, _ = loop.restore_train_state(config, straight)
+    b, _ = loop.restore_train_state(config, resumed)
+    assert_trees_close(a, b, atol=0)
+    assert sorted((straight / "samples").iterdir())  # the sample grids were drawn
+    method = get_method(config)
+    export_lib.export_inference(straight / "export",
+                                method.export_variables(a.params, a.batch_stats), config, 4)
+    _, loaded, variables = load_generators(straight / "export")
+    assert loaded.label == "Fproi-GAN + context" and set(variables["params"]) == {"G", "F"}
+    assert (straight / "export" / "roi_synthesis.jaxexport").is_file()
