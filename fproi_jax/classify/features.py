@@ -177,7 +177,8 @@ class GradeClassifierMethod(Method):
     def _objective(self, own, params, batch_stats, batch, earlier, rng):
         x = batch["image"]
         if self.flip:   # each image mirrored left-right with probability 1/2
-            flips = jax.random.bernoulli(rng, 0.5, (x.shape[0],))
+            flips = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(rng, i)))(
+                batch["index"])
             x = jnp.where(flips[:, None, None, None], x[:, :, ::-1], x)
         logits, updated = self.module.apply(
             {"params": own["C"], "batch_stats": batch_stats["C"]}, x, train=True,

@@ -4,7 +4,8 @@ dataset reader, checkpoints and logs, since a task's budget is a few hundred ste
 
 Batches: a seeded shuffle of the examples, reshuffled every epoch, cut into global batches
 of `batch_size` (a multiple of the mesh's devices), sharded over the data axis of a mesh
-of this process's devices.
+of this process's devices. Each batch also holds its examples' `index` in the arrays, the
+seed of per-example draws (methods/base.py).
 """
 import jax
 import numpy as np
@@ -49,7 +50,8 @@ class Fitter:
         n = len(arrays["image"])
         state, metrics = self.create(jax.random.PRNGKey(seed)), {}
         for indices in batch_order(n, steps, self.batch_size, seed):
-            batch = jax.device_put({k: v[indices] for k, v in arrays.items()}, self.sharding)
+            batch = jax.device_put({**{k: v[indices] for k, v in arrays.items()},
+                                    "index": indices.astype(np.int32)}, self.sharding)
             # At most two steps in flight, as loop.train: with 150 steps queued at once on 4
             # fake CPU devices, XLA:CPU's all-reduce rendezvous timed out (seen here).
             jax.block_until_ready(metrics)
