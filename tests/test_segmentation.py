@@ -88,6 +88,14 @@ def test_segment_mode_writes_table6_with_every_group(classify_brats, tmp_path):
         summary["groups"]["Real only"]["dice"]["mean"])
     assert rows["Fproi-GAN (new masks)"]["n"] == n_train
     assert "| Fproi-GAN (new masks) | " + str(n_train) + " |" in result.stdout
+    # realism on the 16 deepest features of a 3-step segmenter: numbers, not evidence
+    assert summary["new_pairs"]["n_features"] == 16
+    for row in rows.values():
+        assert row["kid"]["low"] <= row["kid"]["kid"] <= row["kid"]["high"]
+        assert 0 <= row["realism_auc"]["auc"] <= 1 and row["realism_auc"]["folds"] == 5
+        assert row["diversity"] == {"similarity": None, "metric": "SSIM",
+                                    "reason": "1 image per mask"}
+    assert "| n/a (1 image per mask) |" in result.stdout and "KID x 1e3" in result.stdout
 
 
 def test_copies_of_training_images_score_as_memorised_and_unseen_ones_do_not():

@@ -23,7 +23,8 @@ prediction (sigmoid > 0.5) against the real ROI; a slice predicted empty has HD9
 is left out of the HD95 mean (counted). Intervals: 95% bootstrap over test patients and
 seeds (statistics.bootstrap_difference); a difference's interval excluding 0 is marked.
 Then the scores of each run's new pairs (tasks/new_pairs.py: consistency with the
-real-only segmenters, memorisation), a second table.
+real-only segmenters, realism (KID, a two-sample test) on the first real-only segmenter's
+deepest features, memorisation, diversity), a second table.
 
 The low-data regime: the training split holds the patients of config.data.train_fraction
 (data/patient_subset.py), so at a fraction f < 1 every group above is built from those
@@ -149,32 +150,52 @@ def make_scorer(method: SegmenterMethod):
     return score
 
 
-def _scores(scorer, variables, test: dict, batch_size: int) -> dict:
-    """{'dice', 'hd95'} of a segmenter on every test slice."""
+def _scores(scorer, variables, test: dict, batch_size: int, keys=("image", "roi")) -> dict:
+    """scorer's outputs ({'dice', 'hd95'} of make_scorer) of a segmenter on every test
+    slice; the scorer reads test's `keys`."""
     step = lambda batch: scorer(variables, batch)  # noqa: E731
     n = len(test["image"])
-    batches = ({"image": test["image"][i:i + batch_size], "roi": test["roi"][i:i + batch_size]}
+    batches = ({key: test[key][i:i + batch_size] for key in keys}
                for i in range(0, n, batch_size))
     return pipeline.concatenate(out for _, out in map_batches(step, batches, batch_size, n,
                                                               "segment"))
 
 
-def _new_pairs(scorer, real_only, real, test, new, test_dice, batch_size):
+def _new_pairs(scorer, featurizer, real_only, real, test, new, test_dice, batch_size):
     """new_pairs.table's rows: real test images (the reference), then each run's new pairs;
-    and the likely-copy threshold."""
+    the likely-copy threshold; the length of the realism features (featurizer, the deepest
+    feature map of the first real-only segmenter)."""
     threshold = new_pairs.copy_threshold(real["image"], test["image"])
+    extractor = real_only[0]["params"]["S"]
+
+    def features(images):
+        return _scores(featurizer, extractor, {"image": images}, batch_size,
+                       ("image",))["features"]
+
+    test_features = features(test["image"])
+
+    def realism(images, units):
+        ours = features(images)
+        return {"kid": new_pairs.kid(ours, test_features, units, test["patient_id"]),
+                "realism_auc": new_pairs.two_sample_auc(ours, test_features, units,
+                                                        test["patient_id"])}
+
     rows = {"Real test images (reference)": {
         "n": int(len(test["image"])),
         "consistency": statistics.bootstrap_mean(test_dice, test["patient_id"]),
-        **new_pairs.memorisation(test["image"], real["image"], threshold)}}
+        **realism(real["image"], real["patient_id"]),
+        **new_pairs.memorisation(test["image"], real["image"], threshold),
+        "diversity": new_pairs.diversity(test["image"][:, None])}}
     for label, made in new.items():
         dice = np.stack([_scores(scorer, variables, made, batch_size)["dice"]
                          for variables in real_only])
         rows[f"{label} (new masks)"] = {
             "n": int(len(made["image"])),
             "consistency": statistics.bootstrap_mean(dice, real["patient_id"]),
-            **new_pairs.memorisation(made["image"], real["image"], threshold)}
-    return rows, threshold
+            **realism(made["image"], real["patient_id"]),
+            **new_pairs.memorisation(made["image"], real["image"], threshold),
+            "diversity": new_pairs.diversity(made["image"][:, None])}
+    return rows, threshold, test_features.shape[1]
 
 
 def _interval(d) -> str:
@@ -282,13 +303,14 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
                                                              score["dice"], units),
             "seed_dice": [float(np.mean(row)) for row in score["dice"]],
         }
-    new_rows, threshold = _new_pairs(scorer, real_only, real, test, new, scores[REAL]["dice"],
-                                     config.eval.batch_size)
+    new_rows, threshold, n_features = _new_pairs(
+        scorer, new_pairs.make_featurizer(method.module), real_only, real, test, new,
+        scores[REAL]["dice"], config.eval.batch_size)
     fraction = float(config.data.train_fraction)
     train = {"n": int(len(real["image"])), "n_patients": int(len(set(real["patient_id"]))),
              "fraction": fraction}
     summary = {
-        "new_pairs": {"rows": new_rows, "copy_threshold": threshold},
+        "new_pairs": {"rows": new_rows, "copy_threshold": threshold, "n_features": n_features},
         "protocol": PROTOCOL.format(
             data=config.data, runs=", ".join(f"{label}={path}" for label, path in runs.items()),
             fraction="" if fraction == 1.0 else
@@ -306,8 +328,8 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
                  dice=np.stack([s["dice"] for s in scores.values()]),
                  hd95=np.stack([s["hd95"] for s in scores.values()]))
     _figure(out_dir / FIGURE.path, {"": summary})
-    return results.Result([_table(summary), new_pairs.table(new_rows, threshold)], [FIGURE],
-                          summary)
+    return results.Result([_table(summary), new_pairs.table(new_rows, threshold, n_features)],
+                          [FIGURE], summary)
 
 
 def by_fraction(out_dir, done: dict) -> results.Result:
