@@ -18,10 +18,10 @@ def test_demo_config_flips():
 
 @pytest.mark.parametrize("name", ["paper_brats", "paper_inbreast"])
 def test_paper_comparison_configs_train_every_method_with_three_seeds(name):
-    from fproi_jax.methods import REGISTRY
+    from fproi_jax.methods import COMPARISON
 
     config = importlib.import_module(f"configs.{name}").get_config()
-    assert tuple(config.experiment.methods) == tuple(REGISTRY) and config.experiment.seeds == 3
+    assert tuple(config.experiment.methods) == COMPARISON and config.experiment.seeds == 3
     train = config.train
     assert (train.learning_rate, train.adam_b1, train.adam_b2, train.num_epochs) == (
         2e-4, 0.9, 0.999, 300)

@@ -73,9 +73,12 @@ def initial_state(config: ml_collections.ConfigDict, method: Method, optimizer, 
 def _compile_everywhere(train_step, state, batch_size: int, image_size: int, mesh):
     """Compiles the step ahead, then waits until every process has: the first step's
     collectives then start together, not while one process is still compiling."""
-    batch = jax.ShapeDtypeStruct((batch_size, image_size, image_size, 1), np.float32,
-                                 sharding=NamedSharding(mesh, P(DATA_AXIS)))
-    compiled = train_step.lower(state, {key: batch for key in pipeline.BATCH_KEYS}).compile()
+    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    pixels = jax.ShapeDtypeStruct((batch_size, image_size, image_size, 1), np.float32,
+                                  sharding=sharding)
+    batch = {**{key: pixels for key in pipeline.BATCH_KEYS},   # as pipeline.to_global_batch
+             "index": jax.ShapeDtypeStruct((batch_size,), np.int32, sharding=sharding)}
+    compiled = train_step.lower(state, batch).compile()
     ocp.multihost.sync_global_processes("fproi_jax_train_step_compiled")
     return compiled
 
