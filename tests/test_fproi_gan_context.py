@@ -7,12 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import assert_trees_close, tiny_config
+from conftest import assert_trees_close, fresh_export, tiny_config
 from test_methods import _config, _run, disc_batch
 from fproi_jax.methods import get_method
 from fproi_jax.methods.fproi_gan_context import crop_at_roi, dilate
 from fproi_jax.store import export as export_lib, programs
 from fproi_jax.store.runs import load_generators
+from fproi_jax.tasks import pairs
 from fproi_jax.train import loop
 
 NAME = "fproi_gan_context"
@@ -171,3 +172,42 @@ def test_it_trains_resumes_and_exports_through_the_loop(tiny_brats, tmp_path):
     _, loaded, variables = load_generators(straight / "export")
     assert loaded.label == "Fproi-GAN + context" and set(variables["params"]) == {"G", "F"}
     assert (straight / "export" / "roi_synthesis.jaxexport").is_file()
+
+
+def test_new_rois_are_placed_inside_the_tissue_off_the_slices_lesion():
+    image = np.zeros((2, 16, 16, 1), np.float32)
+    image[:, 2:14, 2:14] = 0.5                      # the tissue: a 12x12 square
+    own = np.zeros_like(image)
+    own[:, 2:8, 2:14] = 1                           # each slice's lesion: its top half
+    rois = np.zeros_like(image)
+    rois[0, 3:6, 3:6] = 1                           # 3x3, on the lesion: moved to the free half
+    rois[1, 0:10, 0:10] = 1                         # 10x10: fits nowhere off the lesion
+    real = {"image": image, "roi": own}
+    placed = pairs.placed_rois(rois, real, seed=0)
+    assert placed[0].sum() == 9 and placed[0][image[0] == 0].sum() == 0
+    assert placed[0][own[0] == 1].sum() == 0
+    np.testing.assert_array_equal(placed[1], rois[1])  # left where it was
+    np.testing.assert_array_equal(placed, pairs.placed_rois(rois, real, seed=0))  # seeded
+    others = {pairs.placed_rois(rois, real, seed)[0].tobytes() for seed in range(8)}
+    assert len(others) > 1  # a random place, not always the same
+
+
+def test_the_tasks_draw_new_rois_in_new_places_of_their_source_slices(tiny_brats, tmp_path):
+    config = tiny_config(tiny_brats, NAME)
+    run = fresh_export(config, tmp_path / "export")
+    real = pairs.load_slices(config, "test")
+    rois = pairs.new_rois(real["roi"], seed=0, alpha=6.0, sigma=2.0)
+    _, made = pairs.synthesized(run, config, real, rois, seed=0)
+    placed = made["new_rois"]
+    method = get_method(config)
+    moved = 0
+    for image, own, roi, asked, new in zip(real["image"], real["roi"], placed, rois,
+                                           made["new"]):
+        erased = np.asarray(method.erased_region(roi[None], own[None]))[0] == 1
+        np.testing.assert_array_equal(new[~erased], image[~erased])  # drawn where placed
+        assert roi.sum() == asked.sum()
+        if not np.array_equal(roi, asked):
+            moved += 1
+            assert (image[roi == 1] > 0.02).all() and not own[roi == 1].any()
+    assert moved >= len(rois) // 2
+
