@@ -9,6 +9,7 @@ import pytest
 
 from conftest import assert_trees_close, fresh_export, tiny_config
 from test_methods import _config, _run, disc_batch
+from fproi_jax.evaluation import inpainting
 from fproi_jax.methods import get_method
 from fproi_jax.methods.fproi_gan_context import crop_at_roi, dilate
 from fproi_jax.store import export as export_lib, programs
@@ -211,3 +212,56 @@ def test_the_tasks_draw_new_rois_in_new_places_of_their_source_slices(tiny_brats
             assert (image[roi == 1] > 0.02).all() and not own[roi == 1].any()
     assert moved >= len(rois) // 2
 
+
+def test_the_inpainting_scores_of_a_box_perfect_and_off_by_a_tenth():
+    truth = np.random.default_rng(0).uniform(0.2, 0.8, (2, 32, 32, 1)).astype(np.float32)
+    boxes = np.zeros_like(truth)
+    boxes[:, 10:18, 12:20] = 1
+    perfect = truth.copy()
+    perfect[:, :3] = 0  # outside the box grown by SSIM's radius: not scored
+    scores = {k: np.asarray(v) for k, v in inpainting.box_scores(perfect, truth, boxes,
+                                                                 8).items()}
+    np.testing.assert_array_equal(scores["mse"], 0)
+    assert np.isinf(scores["psnr"]).all()
+    np.testing.assert_allclose(scores["ssim"], 1, atol=1e-6)
+    off = truth + 0.1 * boxes
+    scores = {k: np.asarray(v) for k, v in inpainting.box_scores(off, truth, boxes, 8).items()}
+    np.testing.assert_allclose(scores["mse"], 0.01, rtol=1e-4)
+    np.testing.assert_allclose(scores["psnr"], 20.0, rtol=1e-4)
+    assert (scores["ssim"] < 0.99).all()
+
+
+def test_healthy_boxes_lie_in_the_tissue_off_the_tumour_and_away_from_the_border():
+    images = np.zeros((3, 32, 32, 1), np.float32)
+    images[:, 2:30, 2:20] = 0.5  # tissue on the left, background on the right
+    yy, xx = np.mgrid[:32, :32]
+    rois = np.repeat(((yy - 10) ** 2 + (xx - 10) ** 2 <= 16)[None, ..., None], 3, 0)
+    boxes = inpainting.healthy_boxes(images, rois.astype(np.float32), 8, seed=0)
+    assert len({box.tobytes() for box in boxes}) > 1  # a random place per slice
+    for image, roi, box in zip(images, rois, boxes):
+        inside = box[..., 0] == 1
+        assert inside.sum() == 64 and not roi[..., 0][inside].any()
+        assert (image[..., 0][inside] > 0.02).all()
+        rows, cols = np.nonzero(inside)
+        assert rows.min() >= 5 and cols.min() >= 5 and rows.max() <= 26
+    np.testing.assert_array_equal(boxes, inpainting.healthy_boxes(images, rois, 8, seed=0))
+    with pytest.raises(ValueError, match=r"healthy box of slice b \(400 px, 20x20\) fits nowhere"):
+        inpainting.healthy_boxes(images[:1], rois[:1], 20, seed=0, ids=["b"])
+
+
+def test_inpainting_scores_the_methods_healthy_fill(fresh):
+    method, variables = fresh
+    batch = disc_batch()
+    scores = inpainting.inpainting_scores(method, variables, batch["image"], batch["roi"],
+                                          side=6, seed=0, batch_size=3)
+    boxes = scores["boxes"]
+    filled, _ = method.roi_synthesis(variables, np.zeros_like(boxes), batch["image"], boxes,
+                                     np.zeros_like(boxes))
+    want = inpainting.box_scores(filled, batch["image"], boxes, 6)
+    for key in ("mse", "psnr", "ssim"):
+        assert scores[key].shape == (4,) and np.isfinite(scores[key]).all()
+        np.testing.assert_allclose(scores[key], want[key], rtol=1e-5)
+    assert (scores["mse"] > 0).all()  # a fresh network does not know the tissue
+    with pytest.raises(ValueError, match="Fproi-GAN draws into no image"):
+        paired = get_method(_config("fproi_gan"))
+        inpainting.inpainting_scores(paired, {}, batch["image"], batch["roi"], 6, 0, 4)
