@@ -57,7 +57,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.compare_runs = ""          # --mode=compare: "Fproi-GAN=EVAL_DIR,CycleGAN=EVAL_DIR"
     config.eval.mask_dir = ""              # --mode=synthesize: PNG/NIfTI masks; "" = test ROIs
     # --mode=synthesize of a method that draws into an image (fproi_gan_context): the images
-    # drawn into, "test" (the test split's slices; "" means it) or a folder of PNG/NIfTI
+    # drawn into, "test" (the test split's slices; "" means it), "healthy" (the test
+    # patients' tumour-free slices, split <test_split>_healthy) or a folder of PNG/NIfTI
     # images; K images per mask, with noise seeded by (noise_seed, pair index).
     config.eval.context = ""
     config.eval.samples_per_mask = 1

@@ -399,6 +399,33 @@ def test_rois_are_drawn_into_the_images_of_a_context_folder(context_export, tiny
         np.testing.assert_array_equal(nib.load(out / row["image_nii"]).affine, np.eye(4))
 
 
+def test_test_rois_are_drawn_into_the_healthy_slices_of_the_test_patients(
+        context_export, tiny_brats, tmp_path):
+    out = synth.synthesize(_context_config(tiny_brats, context_export, context="healthy"),
+                           tmp_path / "run")
+    healthy = next(pipeline.eval_batches(pipeline.load_split(tiny_brats, "test_healthy"),
+                                         tiny_brats, 64))
+    test = next(pipeline.eval_batches(pipeline.load_split(tiny_brats, "test"), tiny_brats, 64))
+    rows = _rows(out)
+    assert len(rows) == len(test["roi"]) and not healthy["roi"].any()
+    for i, row in enumerate(rows):
+        j = i % len(healthy["roi"])
+        assert row["source_id"] == f"brats2017/{test['example_id'][i]}"
+        assert row["context_id"] == f"brats2017/{healthy['example_id'][j]}"
+        assert row["patient_id"] == healthy["patient_id"][j]
+        assert row["slice_index"] == str(healthy["slice_index"][j])
+        x, roi = healthy["image"][j], _nifti(out, row, "roi")
+        assert roi.sum() == test["roi"][i].sum() and deform.tissue_mask(x)[roi == 1].all()
+        erased = _erased(roi, np.zeros_like(roi))
+        np.testing.assert_array_equal(_nifti(out, row)[~erased], x[~erased])
+    # A build without the healthy split: told which split is missing and how to write it.
+    config = _context_config(tiny_brats, context_export, context="healthy")
+    config.data.test_split = "test_healthy"
+    with pytest.raises(ValueError, match=r"reads the split 'test_healthy_healthy', which "
+                                         r"brats2017 in .* lacks \(it has test, test_healthy"):
+        synth.synthesize(config, tmp_path / "other")
+
+
 def test_a_mask_that_fits_nowhere_is_named(context_export, tiny_brats, tmp_path):
     (tmp_path / "masks").mkdir()
     Image.fromarray(np.full((32, 32), 255, np.uint8)).save(tmp_path / "masks" / "huge.png")

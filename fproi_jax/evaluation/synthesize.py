@@ -12,6 +12,9 @@ eval.context:
       erased); mask files into the test slices cycled in order, each mask moved to a
       seeded random place inside that slice's tissue off its lesion (data/deform.place_roi),
       the lesion erased too (m), and the pair takes the slice's patient, ids and affine;
+  "healthy": the tumour-free slices of the test patients (the split <test_split>_healthy,
+      brats2017's healthy_slices; INbreast has none), every ROI (test ROI or mask file)
+      into them as mask files into test slices;
   a folder of PNG (8 or 16 bit) or NIfTI (one 2-D slice) images, any size: brought to the
       image size as the masks are and max-normalised as the builders' slices; the ROIs
       (test ROIs or mask files) cycled over them in file order, each moved inside the
@@ -199,11 +202,11 @@ RECORD_KEYS = ("id", "source_id", "patient_id", *SOURCE_KEYS, *PAIR_KEYS, "affin
 CONTEXT_KEYS = ("patient_id", *SOURCE_KEYS, "affine")
 
 
-def _test_split(config: ml_collections.ConfigDict) -> dict:
-    """The test split in memory: its slices 'image' and ROIs 'roi' with the fields of their
+def _split(config: ml_collections.ConfigDict, split: str) -> dict:
+    """A split in memory: its slices 'image' and ROIs 'roi' with the fields of their
     records (RECORD_KEYS but context_id and sample)."""
     data, size = config.data, config.data.image_size
-    source = pipeline.load_split(data, data.test_split)
+    source = pipeline.load_split(data, split)
     source_size = registry.get(data.name).slice_size(source.dataset_info.metadata)
     stored_size = source.dataset_info.features["image"].shape[0]
     batch = pipeline.concatenate(pipeline.eval_batches(source, data, config.eval.batch_size))
@@ -220,12 +223,18 @@ def _test_split(config: ml_collections.ConfigDict) -> dict:
             "affine": affine}
 
 
+def _splits(config: ml_collections.ConfigDict) -> list:
+    """The names of the splits of config.data's build."""
+    return sorted(pipeline.load_split(config.data, config.data.test_split).dataset_info.splits)
+
+
 def _inputs(config: ml_collections.ConfigDict) -> tuple[dict, str]:
     """(columns, where they come from): the input ROIs 'roi' with the fields of their
     records, from eval.mask_dir (with each file's 'path') or else the test split (with
     each ROI's slice 'image')."""
     if not config.eval.mask_dir:
-        return _test_split(config), f"{config.data.name} {config.data.test_split}"
+        split = config.data.test_split
+        return _split(config, split), f"{config.data.name} {split}"
     files = image_files(pathlib.Path(config.eval.mask_dir), "eval.mask_dir", "mask")
     names = np.array([_mask_name(p) for p in files])
     columns = {"roi": np.stack([read_mask(path, config.data.image_size) for path in files]),
@@ -241,12 +250,19 @@ def _contexts(config: ml_collections.ConfigDict, inputs: dict) -> dict:
     """The inputs drawn into their contexts (the module docstring): 'image' the context,
     'erase' its lesion (m), 'roi' moved into its tissue, 'context_id', and, for test slices,
     the slice's patient, ids and affine (CONTEXT_KEYS)."""
-    n = len(inputs["roi"])
-    if config.eval.context in ("", "test"):
-        if "image" in inputs:  # test ROIs, each into its own slice
-            return {**inputs, "erase": np.zeros_like(inputs["roi"]),
-                    "context_id": inputs["source_id"]}
-        contexts = _test_split(config)
+    n, context = len(inputs["roi"]), config.eval.context or "test"
+    if context == "test" and "image" in inputs:  # test ROIs, each into its own slice
+        return {**inputs, "erase": np.zeros_like(inputs["roi"]),
+                "context_id": inputs["source_id"]}
+    if context in ("test", "healthy"):
+        split = config.data.test_split + ("_healthy" if context == "healthy" else "")
+        splits = _splits(config)
+        if split not in splits:
+            raise ValueError(f"eval.context={context!r} reads the split {split!r}, which "
+                             f"{config.data.name} in {config.data.data_dir} lacks (it has "
+                             f"{', '.join(splits)}; brats2017 writes it with "
+                             "Brats2017Config(healthy_slices=...))")
+        contexts = _split(config, split)
         lesions = contexts["roi"]
     else:
         files = image_files(pathlib.Path(config.eval.context), "eval.context", "context image")
@@ -329,7 +345,8 @@ def _write(out: pathlib.Path, records: list, config, description: str):
 
 
 def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
-    """Synthesizes a pair from every input ROI with the run at eval.checkpoint (default:
+    """Synthesizes eval.samples_per_mask pairs from every input ROI (drawn into its
+    context by a method that draws into an image) with the run at eval.checkpoint (default:
     workdir); writes <workdir>/synthetic/ and returns its path. An older synthetic/ is
     replaced only if synthesize wrote all of it (its manifest.txt lists every file), else
     FileExistsError naming a file it did not write."""
@@ -368,7 +385,7 @@ def synthesize(config: ml_collections.ConfigDict, workdir) -> pathlib.Path:
         return {"image": f_y, "roi": binarise(roi).astype(np.uint8),
                 "dice": metrics.dice(g_f_y, y)}
 
-    arrays = [key for key in ("roi", "image", "erase", "index") if key in columns]
+    arrays = ["roi", "index"] + (["image", "erase"] if draws else [])
     total, batch_size = len(columns["roi"]), config.eval.batch_size
     batches = ({key: value[i:i + batch_size] for key, value in columns.items()}
                for i in range(0, total, batch_size))
