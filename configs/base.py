@@ -63,6 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.context = ""
     config.eval.samples_per_mask = 1
     config.eval.noise_seed = 0
+    # --mode=evaluate of such a method: the side of the healthy box it fills, per image side
+    # (evaluation/inpainting.py; boxes seeded by noise_seed).
+    config.eval.inpainting_box = 1 / 4
 
     # The downstream tasks' settings (fproi_jax/tasks/): config.classify of paper Table 5
     # (--mode=classify: an HGG/LGG classifier trained on the test split's real slices, alone

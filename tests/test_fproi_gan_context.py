@@ -1,5 +1,6 @@
 """Fproi-GAN + context: the erased region, the noise, healthy inpainting, the sharded step
 and the exported programs with their context inputs (32x32 discs, tiny networks)."""
+import json
 import shutil
 
 import jax
@@ -9,7 +10,7 @@ import pytest
 
 from conftest import assert_trees_close, fresh_export, tiny_config
 from test_methods import _config, _run, disc_batch
-from fproi_jax.evaluation import inpainting
+from fproi_jax.evaluation import evaluate, inpainting
 from fproi_jax.methods import get_method
 from fproi_jax.methods.fproi_gan_context import crop_at_roi, dilate
 from fproi_jax.store import export as export_lib, programs
@@ -265,3 +266,17 @@ def test_inpainting_scores_the_methods_healthy_fill(fresh):
     with pytest.raises(ValueError, match="Fproi-GAN draws into no image"):
         paired = get_method(_config("fproi_gan"))
         inpainting.inpainting_scores(paired, {}, batch["image"], batch["roi"], 6, 0, 4)
+
+
+def test_evaluate_writes_the_healthy_inpainting_table(tiny_brats, tmp_path):
+    config = tiny_config(tiny_brats, NAME)
+    config.eval.checkpoint = str(fresh_export(config, tmp_path / "export"))
+    evaluate.evaluate(config, tmp_path / "run")
+    out = tmp_path / "run" / "eval" / "Fproi-GAN + context"
+    summary = json.loads((out / "inpainting.json").read_text())
+    n = json.loads((out / "summary.json").read_text())["n_examples"]
+    assert summary["n_examples"] == n and summary["box"] == 8  # 1/4 of 32 px
+    for key in ("mse", "psnr", "ssim"):
+        assert summary["metrics"][key]["n"] == n and np.isfinite(summary["metrics"][key]["mean"])
+    assert summary["metrics"]["mse"]["mean"] > 0
+    assert "| Method | MSE | PSNR | SSIM |" in (out / "inpainting.md").read_text()

@@ -15,6 +15,9 @@ and its fill is compared with the real slice inside the box:
 
 The erased region is the box dilated by the method's margin; only the box is scored (the
 challenge scores its mask). A slice with no such place is a ValueError naming it.
+`write_inpainting` lays the scores out as one table, mean ± sample std over the slices
+(statistics.sample_summary, as the evaluation's tables), beside the evaluation's summary:
+<eval dir>/inpainting.md, inpainting.html, inpainting.json.
 """
 import functools
 
@@ -22,12 +25,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fproi_jax import metrics
+from fproi_jax import metrics, results
 from fproi_jax.data import deform
 from fproi_jax.evaluation.load import map_batches
+from fproi_jax.evaluation.report import summary_cell
 from fproi_jax.metrics.ssim import WINDOW
+from fproi_jax.statistics import sample_summary
 
 RADIUS = WINDOW // 2  # SSIM's window reaches this far around each box pixel
+SCORES = {"mse": "MSE", "psnr": "PSNR", "ssim": "SSIM"}
 
 
 def healthy_boxes(images: np.ndarray, rois: np.ndarray, side: int, seed: int,
@@ -91,3 +97,21 @@ def inpainting_scores(method, variables, images: np.ndarray, rois: np.ndarray, s
         for key, value in out.items():
             scores.setdefault(key, []).append(value)
     return {**{key: np.concatenate(value) for key, value in scores.items()}, "boxes": boxes}
+
+
+def write_inpainting(out_dir, scores: dict, label: str, dataset: str, side: int) -> dict:
+    """The table of `inpainting_scores` into out_dir (see the module docstring); returns
+    its summary {"method", "dataset", "box", "n_examples", "metrics": {score: stats}}."""
+    summary = {"method": label, "dataset": dataset, "box": side,
+               "n_examples": int(len(scores["mse"])),
+               "metrics": {key: sample_summary(scores[key]) for key in SCORES}}
+    table = results.Table("Healthy inpainting (inside the erased box)",
+                          ["Method", *SCORES.values()],
+                          [[label, *(summary_cell(summary["metrics"][key]) for key in SCORES)]])
+    results.write_page(
+        out_dir, f"{label}: healthy inpainting on {dataset}",
+        f"{summary['n_examples']} slices, one seeded {side}x{side} px box of healthy tissue "
+        "erased in each and filled by the method; scored inside the box against the real "
+        "slice (PSNR in dB; † a perfect fill's +inf PSNR left out). Mean ± standard "
+        "deviation (ddof=1).", [table], summary, stem="inpainting", json_name="inpainting.json")
+    return summary
