@@ -20,7 +20,8 @@ Modes:
               each other fraction f of config.experiment.train_fractions into
               WORKDIR/fraction_<f>/<method>/seed_<k>/; finished stages are skipped), then
               tables and figures into WORKDIR/report/index.html
-  synthesize  synthetic image/ROI pairs from the test ROIs or --config.eval.mask_dir, as
+  synthesize  synthetic image/ROI pairs from the test ROIs or --config.eval.mask_dir (drawn
+              into --config.eval.context by a method that draws into an image), as
               PNG, NIfTI and a TFDS dataset, into WORKDIR/synthetic/
 Any config field can be overridden, e.g. --config.train.batch_size=8.
 """

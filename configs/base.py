@@ -56,6 +56,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.num_samples = 4            # examples drawn in figures and kept in samples.npz
     config.eval.compare_runs = ""          # --mode=compare: "Fproi-GAN=EVAL_DIR,CycleGAN=EVAL_DIR"
     config.eval.mask_dir = ""              # --mode=synthesize: PNG/NIfTI masks; "" = test ROIs
+    # --mode=synthesize of a method that draws into an image (fproi_gan_context): the images
+    # drawn into, "test" (the test split's slices; "" means it), "healthy" (the test
+    # patients' tumour-free slices, split <test_split>_healthy) or a folder of PNG/NIfTI
+    # images; K images per mask, with noise seeded by (noise_seed, pair index).
+    config.eval.context = ""
+    config.eval.samples_per_mask = 1
+    config.eval.noise_seed = 0
+    # --mode=evaluate of such a method: the side of the healthy box it fills, per image side
+    # (evaluation/inpainting.py; boxes seeded by noise_seed).
+    config.eval.inpainting_box = 1 / 4
 
     # The downstream tasks' settings (fproi_jax/tasks/): config.classify of paper Table 5
     # (--mode=classify: an HGG/LGG classifier trained on the test split's real slices, alone

@@ -90,9 +90,10 @@ DATASETS = {dataset.name: dataset for dataset in (
     # groups: the BI-RADS category is stored, as free text ('birads'), but not used as one.
     Dataset("inbreast", Inbreast, id_fields=("file_id", POSITION), phantom="inbreast",
             build_command=True),
-    # Written by launch.py --mode=synthesize: each pair keeps the id and grade of its source.
-    Dataset("synthetic_pairs", SyntheticPairs, id_fields=("source_id",), group_field="grade",
-            groups=GRADES),
+    # Written by launch.py --mode=synthesize: each pair keeps the id and grade of its source;
+    # its sample tells apart the K images of one mask.
+    Dataset("synthetic_pairs", SyntheticPairs, id_fields=("source_id", "sample"),
+            group_field="grade", groups=GRADES),
 )}
 BUILDABLE = tuple(name for name, dataset in DATASETS.items() if dataset.build_command)
 

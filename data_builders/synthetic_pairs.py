@@ -3,9 +3,12 @@ synthesized (fproi_jax/evaluation/synthesize.py writes it into WORKDIR/synthetic
 
 One split, ``train``; array_record files. Features: ``image``, ``roi``, ``patient_id`` as
 every paired dataset (common.pair_features), plus where each pair came from:
-``source_id`` (``<dataset>/<example id>`` or a mask file name; also the example's key),
+``source_id`` (``<dataset>/<example id>`` or a mask file name),
 ``grade`` (0 HGG, 1 LGG, -1 unknown), ``case_id`` and ``slice_index`` ("" and -1 where
-unknown: INbreast sources, mask files); see ``UNKNOWN_SOURCE``.
+unknown: INbreast sources, mask files); see ``UNKNOWN_SOURCE``; and how it was drawn
+(``PAIR_KEYS``): ``context_id``, the image it was drawn into ("" for a method that draws
+none), and ``sample``, which of the K images of one mask in one context (0 for one). An
+example's key, and its id (data_builders.registry), is ``<source_id>/<sample>``.
 
 Not registered with tfds: it is built from the pairs in memory, not from a manual dir, and
 tfds reads a written one from its own files (features and sizes in dataset_info.json),
@@ -18,6 +21,7 @@ from data_builders.common import pair_features
 
 UNKNOWN_SOURCE = {"grade": -1, "case_id": "", "slice_index": -1}
 SOURCE_KEYS = tuple(UNKNOWN_SOURCE)
+PAIR_KEYS = ("context_id", "sample")
 
 with tfds.core.registered.skip_registration():
 
@@ -27,8 +31,9 @@ with tfds.core.registered.skip_registration():
         ``pairs``: dicts with every feature; ``image_size``: their side length.
         """
 
-        VERSION = tfds.core.Version("1.0.0")
-        RELEASE_NOTES = {"1.0.0": "Initial release."}
+        VERSION = tfds.core.Version("1.1.0")
+        RELEASE_NOTES = {"1.0.0": "Initial release.",
+                         "1.1.0": "context_id and sample; keyed by <source_id>/<sample>."}
 
         def __init__(self, *, pairs: list, image_size: int, description: str, **kwargs):
             self._pairs, self._image_size, self._description = pairs, image_size, description
@@ -43,6 +48,8 @@ with tfds.core.registered.skip_registration():
                     "grade": tfds.features.Scalar(np.int32),
                     "case_id": tfds.features.Text(),
                     "slice_index": tfds.features.Scalar(np.int32),
+                    "context_id": tfds.features.Text(),
+                    "sample": tfds.features.Scalar(np.int32),
                 }),
                 supervised_keys=("image", "roi"))
 
@@ -52,4 +59,4 @@ with tfds.core.registered.skip_registration():
 
         def _generate_examples(self):
             for pair in self._pairs:
-                yield pair["source_id"], pair
+                yield f"{pair['source_id']}/{pair['sample']}", pair

@@ -101,7 +101,8 @@ def build_tiny_brats(raw_dir: pathlib.Path, data_dir: pathlib.Path, image_size: 
     config = Brats2017Config(
         name=name, image_size=image_size,
         hgg_slices=phantom.scale_slices((90, 100), TINY_SHAPE[2]),
-        lgg_slices=phantom.scale_slices((90, 95, 100, 105), TINY_SHAPE[2]))
+        lgg_slices=phantom.scale_slices((90, 95, 100, 105), TINY_SHAPE[2]),
+        healthy_slices=(18, 36))  # tumour-free in every tiny case (tumours lie in 8-35)
     prepare(Brats2017(data_dir=str(data_dir), config=config), raw_dir)
     return name
 

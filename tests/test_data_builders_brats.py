@@ -463,3 +463,35 @@ def test_cli_builds_and_reports(raw, tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "skipped files: 1" in r.stdout and bad in r.stdout
+
+
+def test_healthy_slices_go_to_healthy_splits_of_the_same_patients(raw, built, tmp_path):
+    d, cases = raw
+    b = build(d, tmp_path / "data", config=tiny_config("healthy", healthy_slices=(18, 36)))
+    ex = read_all(b)
+    _, default, _ = built
+    for split in ("train", "test"):  # the tumour splits are those of the default build
+        assert len(ex[split]) == len(default[split])
+        for a, e in zip(ex[split], default[split]):
+            assert a.keys() == e.keys()
+            for key in a:
+                np.testing.assert_array_equal(a[key], e[key])
+        for e in ex[f"{split}_healthy"]:
+            case = e["case_id"].decode()
+            k = int(e["slice_index"])
+            assert k in (18, 36) and not e["roi"].any() and e["image"].max() == 1.0
+            seg = nib.load(next(d.glob(f"*/{case}/{case}_seg.nii.gz"))).get_fdata()
+            assert not seg[:, :, k].any()
+    # By the same patient split: no patient on both sides, healthy or not.
+    sides = [{e["patient_id"] for e in ex[split] + ex[f"{split}_healthy"]}
+             for split in ("train", "test")]
+    assert all(sides) and not sides[0] & sides[1]
+    wanted = sum(not nib.load(next(d.glob(f"*/{c}/{c}_seg.nii.gz"))).get_fdata()[:, :, k].any()
+                 for c in cases for k in (18, 36))
+    assert len(ex["train_healthy"]) + len(ex["test_healthy"]) == wanted
+    md = b.info.metadata
+    assert md["examples"]["test_healthy"]["HGG"] + md["examples"]["test_healthy"]["LGG"] == \
+        len(ex["test_healthy"])
+    assert "train_healthy" not in default and "healthy_slices" not in built[0].info.metadata
+    with pytest.raises(BadInputError, match=r"_t2\.nii\.gz.*healthy slice indices \[40\]"):
+        build(d, tmp_path / "bad", config=tiny_config("bad", healthy_slices=(40,)))

@@ -37,9 +37,10 @@ def test_the_facts_of_an_example_of_each_dataset():
     assert dataset.source_slice_size is None
 
     pair = {"source_id": b"brats2017/Brats17_TCIA_105_1/90", "patient_id": b"Brats17_TCIA_105",
-            "grade": np.int32(-1), "case_id": b"", "slice_index": np.int32(-1)}
+            "grade": np.int32(-1), "case_id": b"", "slice_index": np.int32(-1),
+            "context_id": b"", "sample": np.int32(1)}
     dataset = registry.get("synthetic_pairs")
-    assert dataset.example_id(pair, 0) == "brats2017/Brats17_TCIA_105_1/90"
+    assert dataset.example_id(pair, 0) == "brats2017/Brats17_TCIA_105_1/90/1"
     assert dataset.group(pair) == registry.NO_GROUP  # a mask file's or INbreast's source
 
     generic = registry.get("my_pairs")  # not listed: ids are positions, no groups

@@ -1,5 +1,6 @@
 """Fproi-GAN + context: the erased region, the noise, healthy inpainting, the sharded step
 and the exported programs with their context inputs (32x32 discs, tiny networks)."""
+import json
 import shutil
 
 import jax
@@ -7,12 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import assert_trees_close, tiny_config
+from conftest import assert_trees_close, fresh_export, tiny_config
 from test_methods import _config, _run, disc_batch
+from fproi_jax.evaluation import evaluate, inpainting
 from fproi_jax.methods import get_method
 from fproi_jax.methods.fproi_gan_context import crop_at_roi, dilate
 from fproi_jax.store import export as export_lib, programs
 from fproi_jax.store.runs import load_generators
+from fproi_jax.tasks import pairs
 from fproi_jax.train import loop
 
 NAME = "fproi_gan_context"
@@ -171,3 +174,109 @@ def test_it_trains_resumes_and_exports_through_the_loop(tiny_brats, tmp_path):
     _, loaded, variables = load_generators(straight / "export")
     assert loaded.label == "Fproi-GAN + context" and set(variables["params"]) == {"G", "F"}
     assert (straight / "export" / "roi_synthesis.jaxexport").is_file()
+
+
+def test_new_rois_are_placed_inside_the_tissue_off_the_slices_lesion():
+    image = np.zeros((2, 16, 16, 1), np.float32)
+    image[:, 2:14, 2:14] = 0.5                      # the tissue: a 12x12 square
+    own = np.zeros_like(image)
+    own[:, 2:8, 2:14] = 1                           # each slice's lesion: its top half
+    rois = np.zeros_like(image)
+    rois[0, 3:6, 3:6] = 1                           # 3x3, on the lesion: moved to the free half
+    rois[1, 0:10, 0:10] = 1                         # 10x10: fits nowhere off the lesion
+    real = {"image": image, "roi": own}
+    placed = pairs.placed_rois(rois, real, seed=0)
+    assert placed[0].sum() == 9 and placed[0][image[0] == 0].sum() == 0
+    assert placed[0][own[0] == 1].sum() == 0
+    np.testing.assert_array_equal(placed[1], rois[1])  # left where it was
+    np.testing.assert_array_equal(placed, pairs.placed_rois(rois, real, seed=0))  # seeded
+    others = {pairs.placed_rois(rois, real, seed)[0].tobytes() for seed in range(8)}
+    assert len(others) > 1  # a random place, not always the same
+
+
+def test_the_tasks_draw_new_rois_in_new_places_of_their_source_slices(tiny_brats, tmp_path):
+    config = tiny_config(tiny_brats, NAME)
+    run = fresh_export(config, tmp_path / "export")
+    real = pairs.load_slices(config, "test")
+    rois = pairs.new_rois(real["roi"], seed=0, alpha=6.0, sigma=2.0)
+    _, made = pairs.synthesized(run, config, real, rois, seed=0)
+    placed = made["new_rois"]
+    method = get_method(config)
+    moved = 0
+    for image, own, roi, asked, new in zip(real["image"], real["roi"], placed, rois,
+                                           made["new"]):
+        erased = np.asarray(method.erased_region(roi[None], own[None]))[0] == 1
+        np.testing.assert_array_equal(new[~erased], image[~erased])  # drawn where placed
+        assert roi.sum() == asked.sum()
+        if not np.array_equal(roi, asked):
+            moved += 1
+            assert (image[roi == 1] > 0.02).all() and not own[roi == 1].any()
+    assert moved >= len(rois) // 2
+
+
+def test_the_inpainting_scores_of_a_box_perfect_and_off_by_a_tenth():
+    truth = np.random.default_rng(0).uniform(0.2, 0.8, (2, 32, 32, 1)).astype(np.float32)
+    boxes = np.zeros_like(truth)
+    boxes[:, 10:18, 12:20] = 1
+    perfect = truth.copy()
+    perfect[:, :3] = 0  # outside the box grown by SSIM's radius: not scored
+    scores = {k: np.asarray(v) for k, v in inpainting.box_scores(perfect, truth, boxes,
+                                                                 8).items()}
+    np.testing.assert_array_equal(scores["mse"], 0)
+    assert np.isinf(scores["psnr"]).all()
+    np.testing.assert_allclose(scores["ssim"], 1, atol=1e-6)
+    off = truth + 0.1 * boxes
+    scores = {k: np.asarray(v) for k, v in inpainting.box_scores(off, truth, boxes, 8).items()}
+    np.testing.assert_allclose(scores["mse"], 0.01, rtol=1e-4)
+    np.testing.assert_allclose(scores["psnr"], 20.0, rtol=1e-4)
+    assert (scores["ssim"] < 0.99).all()
+
+
+def test_healthy_boxes_lie_in_the_tissue_off_the_tumour_and_away_from_the_border():
+    images = np.zeros((3, 32, 32, 1), np.float32)
+    images[:, 2:30, 2:20] = 0.5  # tissue on the left, background on the right
+    yy, xx = np.mgrid[:32, :32]
+    rois = np.repeat(((yy - 10) ** 2 + (xx - 10) ** 2 <= 16)[None, ..., None], 3, 0)
+    boxes = inpainting.healthy_boxes(images, rois.astype(np.float32), 8, seed=0)
+    assert len({box.tobytes() for box in boxes}) > 1  # a random place per slice
+    for image, roi, box in zip(images, rois, boxes):
+        inside = box[..., 0] == 1
+        assert inside.sum() == 64 and not roi[..., 0][inside].any()
+        assert (image[..., 0][inside] > 0.02).all()
+        rows, cols = np.nonzero(inside)
+        assert rows.min() >= 5 and cols.min() >= 5 and rows.max() <= 26
+    np.testing.assert_array_equal(boxes, inpainting.healthy_boxes(images, rois, 8, seed=0))
+    with pytest.raises(ValueError, match=r"healthy box of slice b \(400 px, 20x20\) fits nowhere"):
+        inpainting.healthy_boxes(images[:1], rois[:1], 20, seed=0, ids=["b"])
+
+
+def test_inpainting_scores_the_methods_healthy_fill(fresh):
+    method, variables = fresh
+    batch = disc_batch()
+    scores = inpainting.inpainting_scores(method, variables, batch["image"], batch["roi"],
+                                          side=6, seed=0, batch_size=3)
+    boxes = scores["boxes"]
+    filled, _ = method.roi_synthesis(variables, np.zeros_like(boxes), batch["image"], boxes,
+                                     np.zeros_like(boxes))
+    want = inpainting.box_scores(filled, batch["image"], boxes, 6)
+    for key in ("mse", "psnr", "ssim"):
+        assert scores[key].shape == (4,) and np.isfinite(scores[key]).all()
+        np.testing.assert_allclose(scores[key], want[key], rtol=1e-5)
+    assert (scores["mse"] > 0).all()  # a fresh network does not know the tissue
+    with pytest.raises(ValueError, match="Fproi-GAN draws into no image"):
+        paired = get_method(_config("fproi_gan"))
+        inpainting.inpainting_scores(paired, {}, batch["image"], batch["roi"], 6, 0, 4)
+
+
+def test_evaluate_writes_the_healthy_inpainting_table(tiny_brats, tmp_path):
+    config = tiny_config(tiny_brats, NAME)
+    config.eval.checkpoint = str(fresh_export(config, tmp_path / "export"))
+    evaluate.evaluate(config, tmp_path / "run")
+    out = tmp_path / "run" / "eval" / "Fproi-GAN + context"
+    summary = json.loads((out / "inpainting.json").read_text())
+    n = json.loads((out / "summary.json").read_text())["n_examples"]
+    assert summary["n_examples"] == n and summary["box"] == 8  # 1/4 of 32 px
+    for key in ("mse", "psnr", "ssim"):
+        assert summary["metrics"][key]["n"] == n and np.isfinite(summary["metrics"][key]["mean"])
+    assert summary["metrics"]["mse"]["mean"] > 0
+    assert "| Method | MSE | PSNR | SSIM |" in (out / "inpainting.md").read_text()

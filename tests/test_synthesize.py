@@ -16,12 +16,13 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from conftest import REPO, TINY_SHAPE, tiny_config
+from conftest import REPO, TINY_SHAPE, fresh_export, tiny_config
 from data_builders import registry
-from fproi_jax.data import pipeline
+from fproi_jax.data import deform, pipeline
 from fproi_jax.evaluation import synthesize as synth
 from fproi_jax.store.runs import load_generators
 from fproi_jax.methods import get_method
+from fproi_jax.methods.fproi_gan_context import dilate
 from fproi_jax.store import export as export_lib
 
 
@@ -131,7 +132,9 @@ def test_tfds_dataset_is_readable_and_mixable(synthetic, tiny_brats):
     for row in rows:
         example = by_source[row["source_id"]]
         assert set(example) == {"image", "roi", "patient_id", "source_id", "grade", "case_id",
-                                "slice_index"}
+                                "slice_index", "context_id", "sample"}
+        assert (example["context_id"], int(example["sample"])) == (b"", 0)  # draws into none
+        assert (row["context_id"], row["sample"]) == ("", "0")
         assert example["image"].dtype == np.float32 and example["roi"].dtype == np.uint8
         assert example["patient_id"].decode() == row["patient_id"]
         # The source example's grade and ids travel with the synthesized pair.
@@ -285,3 +288,159 @@ def test_resynthesizing_replaces_only_a_folder_that_synthesize_wrote(export, tin
             str(tmp_path / "other" / "synthetic" / "pairs.csv"))):
         synth.synthesize(config, tmp_path / "other")
     assert (tmp_path / "other" / "synthetic" / "pairs.csv").read_text() == "my own table"
+
+
+# A method that draws into an image (fproi_gan_context): contexts, samples, placement.
+
+CONTEXT = "fproi_gan_context"
+
+
+@pytest.fixture(scope="module")
+def context_export(tiny_brats, tmp_path_factory):
+    return fresh_export(tiny_config(tiny_brats, CONTEXT),
+                        tmp_path_factory.mktemp("context_export") / "export")
+
+
+def _context_config(tiny_brats, export, **eval_fields):
+    config = tiny_config(tiny_brats, CONTEXT)
+    config.eval.checkpoint = str(export)
+    config.eval.update(eval_fields)
+    return config
+
+
+def _nifti(out, row, kind="image"):
+    return nib.load(out / row[f"{kind}_nii"]).get_fdata(dtype=np.float32)
+
+
+def _erased(roi, lesion, margin=1):
+    """Where F redraws: dilate(max(y, m)) (margin 1 px at 32 px)."""
+    both = np.maximum(roi, lesion)[None].astype(np.float32)
+    return np.asarray(dilate(both, margin))[0] == 1
+
+
+def test_test_rois_are_drawn_into_their_own_slices_k_times(context_export, tiny_brats,
+                                                            tmp_path):
+    config = _context_config(tiny_brats, context_export, samples_per_mask=2)
+    out = synth.synthesize(config, tmp_path / "a")
+    rows = _rows(out)
+    test = next(pipeline.eval_batches(pipeline.load_split(tiny_brats, "test"), tiny_brats, 64))
+    n = len(test["roi"])
+    assert len(rows) == 2 * n
+    assert [r["sample"] for r in rows] == ["0", "1"] * n
+    assert [r["id"] for r in rows[:2]] == [f"{test['example_id'][0]}/{k}" for k in (0, 1)]
+    assert list(rows[0])[6:9] == ["context_id", "sample", "dice_to_input"]
+    for i in range(n):
+        a, b = rows[2 * i], rows[2 * i + 1]
+        assert a["context_id"] == a["source_id"] == f"brats2017/{test['example_id'][i]}"
+        x, y = test["image"][i], test["roi"][i]
+        erased = _erased(y, np.zeros_like(y))
+        first, second = _nifti(out, a), _nifti(out, b)
+        np.testing.assert_array_equal(first[~erased], x[~erased])  # the context, exactly
+        assert np.abs(first - second)[erased].mean() > 1e-3  # two samples, two images
+        np.testing.assert_array_equal(_nifti(out, a, "roi"), y)  # the mask asked for
+        with Image.open(out / a["image_png"]) as png:
+            np.testing.assert_allclose(np.asarray(png), np.round(first[..., 0] * 65535), atol=1)
+    dataset = tfds.data_source("synthetic_pairs", data_dir=str(out / "tfds"), split="train")
+    assert {(e["context_id"].decode(), int(e["sample"])) for e in dataset} == {
+        (r["context_id"], int(r["sample"])) for r in rows}
+    # The same config gives the same images.
+    again = synth.synthesize(config, tmp_path / "b")
+    for row in rows:
+        np.testing.assert_array_equal(_nifti(again, row), _nifti(out, row))
+
+
+def test_mask_files_are_moved_into_the_tissue_of_test_slices_off_their_lesions(
+        context_export, tiny_brats, tmp_path):
+    mask_dir = tmp_path / "masks"
+    mask_dir.mkdir()
+    for name, side in (("a", 3), ("b", 2), ("c", 4)):
+        mask = np.zeros((32, 32), np.uint8)
+        mask[:side, :side] = 255  # in the corner: background, never tissue
+        Image.fromarray(mask).save(mask_dir / f"{name}.png")
+    out = synth.synthesize(_context_config(tiny_brats, context_export,
+                                           mask_dir=str(mask_dir)), tmp_path / "run")
+    test = next(pipeline.eval_batches(pipeline.load_split(tiny_brats, "test"), tiny_brats, 64))
+    rows = _rows(out)
+    assert [r["source_id"] for r in rows] == ["a.png", "b.png", "c.png"]
+    for i, (row, side) in enumerate(zip(rows, (3, 2, 4))):
+        j = i % len(test["roi"])  # the test slices, cycled in order
+        assert row["context_id"] == f"brats2017/{test['example_id'][j]}"
+        assert row["patient_id"] == test["patient_id"][j]  # the pair is of that patient
+        assert row["case_id"] == test["case_id"][j]
+        x, lesion = test["image"][j], test["roi"][j]
+        roi = _nifti(out, row, "roi")
+        assert roi.sum() == side * side
+        assert deform.tissue_mask(x)[roi == 1].all() and not lesion[roi == 1].any()
+        erased, image = _erased(roi, lesion), _nifti(out, row)
+        np.testing.assert_array_equal(image[~erased], x[~erased])
+        assert np.abs(image - x)[erased].min() > 0  # redrawn, the slice's own lesion too
+
+
+def test_rois_are_drawn_into_the_images_of_a_context_folder(context_export, tiny_brats,
+                                                             tmp_path):
+    folder = tmp_path / "contexts"
+    folder.mkdir()
+    image = np.zeros((32, 32), np.uint16)
+    image[4:28, 6:26] = np.arange(24 * 20, dtype=np.uint16).reshape(24, 20) * 100 + 1000
+    Image.fromarray(image).save(folder / "one.png")
+    nib.save(nib.Nifti1Image(image.T.astype(np.float32)[..., None] * 3.0, np.eye(4)),
+             folder / "two.nii.gz")
+    contexts = [synth.read_context(folder / name, 32) for name in ("one.png", "two.nii.gz")]
+    np.testing.assert_allclose(contexts[0][..., 0], image / image.max(), rtol=1e-6)
+    assert contexts[1].max() == 1.0
+    out = synth.synthesize(_context_config(tiny_brats, context_export, context=str(folder)),
+                           tmp_path / "run")
+    for i, row in enumerate(_rows(out)):
+        assert row["context_id"] == ("one.png", "two.nii.gz")[i % 2]
+        x, roi = contexts[i % 2], _nifti(out, row, "roi")
+        assert roi.sum() > 0 and deform.tissue_mask(x)[roi == 1].all()
+        erased = _erased(roi, np.zeros_like(roi))
+        np.testing.assert_array_equal(_nifti(out, row)[~erased], x[~erased])
+        np.testing.assert_array_equal(nib.load(out / row["image_nii"]).affine, np.eye(4))
+
+
+def test_test_rois_are_drawn_into_the_healthy_slices_of_the_test_patients(
+        context_export, tiny_brats, tmp_path):
+    out = synth.synthesize(_context_config(tiny_brats, context_export, context="healthy"),
+                           tmp_path / "run")
+    healthy = next(pipeline.eval_batches(pipeline.load_split(tiny_brats, "test_healthy"),
+                                         tiny_brats, 64))
+    test = next(pipeline.eval_batches(pipeline.load_split(tiny_brats, "test"), tiny_brats, 64))
+    rows = _rows(out)
+    assert len(rows) == len(test["roi"]) and not healthy["roi"].any()
+    for i, row in enumerate(rows):
+        j = i % len(healthy["roi"])
+        assert row["source_id"] == f"brats2017/{test['example_id'][i]}"
+        assert row["context_id"] == f"brats2017/{healthy['example_id'][j]}"
+        assert row["patient_id"] == healthy["patient_id"][j]
+        assert row["slice_index"] == str(healthy["slice_index"][j])
+        x, roi = healthy["image"][j], _nifti(out, row, "roi")
+        assert roi.sum() == test["roi"][i].sum() and deform.tissue_mask(x)[roi == 1].all()
+        erased = _erased(roi, np.zeros_like(roi))
+        np.testing.assert_array_equal(_nifti(out, row)[~erased], x[~erased])
+    # A build without the healthy split: told which split is missing and how to write it.
+    config = _context_config(tiny_brats, context_export, context="healthy")
+    config.data.test_split = "test_healthy"
+    with pytest.raises(ValueError, match=r"reads the split 'test_healthy_healthy', which "
+                                         r"brats2017 in .* lacks \(it has test, test_healthy"):
+        synth.synthesize(config, tmp_path / "other")
+
+
+def test_a_mask_that_fits_nowhere_is_named(context_export, tiny_brats, tmp_path):
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(tmp_path / "masks" / "huge.png")
+    config = _context_config(tiny_brats, context_export, mask_dir=str(tmp_path / "masks"))
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "masks" / "huge.png"))
+                       + r", drawn into brats2017/.* fits nowhere inside the tissue"):
+        synth.synthesize(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("context", "test", "eval.context='test': Fproi-GAN draws into no image"),
+    ("samples_per_mask", 3, "eval.samples_per_mask=3: Fproi-GAN draws no noise"),
+])
+def test_context_fields_of_a_method_that_draws_none_are_refused(export, tiny_brats, tmp_path,
+                                                                field, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        synth.synthesize(_config(tiny_brats, export, **{field: value}), tmp_path / "run")

@@ -42,6 +42,12 @@ Paper section 2.1, as implemented here:
   (:func:`data_builders.common.patient_split`). Patient id = case name without its
   trailing ``_<digits>`` (``Brats17_TCIA_105_1`` -> ``Brats17_TCIA_105``), so several
   acquisitions of one patient can never straddle the split.
+* Healthy slices (config field ``healthy_slices``; none by default, so the default builds
+  are unchanged): these zero-based axial indices of every case, where the seg has no
+  tumour voxel and the slice some positive intensity, normalised and padded as above with
+  an all-zero ROI, go to the splits ``train_healthy`` and ``test_healthy`` by the same
+  patient split (the patients of ``train`` and ``test``): contexts for drawing tumours
+  into, and truth for healthy inpainting. An index outside a volume is a BadInputError.
 * Geometry: ``info.metadata['source_slice_size']`` is the in-plane side of the volumes the
   examples come from (240 for the release; a phantom may be of any size), None if they do
   not all share one square shape: with the stored ``affine`` and ``slice_index`` it places
@@ -103,6 +109,8 @@ class Brats2017Config(tfds.core.BuilderConfig):
       train_fraction, split_seed: the patient-level split.
       balance_grades: sample the grade with more (tumour) slices down to the other grade's
         slice count before the split (seed ``split_seed``); see the module docstring.
+      healthy_slices: zero-based axial indices whose tumour-free slices are written to
+        the splits train_healthy and test_healthy; () for none.
     """
 
     modality: str = "t2"
@@ -113,6 +121,7 @@ class Brats2017Config(tfds.core.BuilderConfig):
     train_fraction: float = common.TRAIN_FRACTION
     split_seed: int = common.SPLIT_SEED
     balance_grades: bool = False
+    healthy_slices: tuple[int, ...] = ()
 
     def slices_for(self, grade: str) -> tuple[int, ...] | None:
         return self.hgg_slices if grade == "HGG" else self.lgg_slices
@@ -291,7 +300,13 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             len(by_split["train"]),
             len(by_split["test"]),
         )
-        return {s: self._generate_examples(s, v, slices_of) for s, v in by_split.items()}
+        splits = {s: self._generate_examples(s, v, slices_of) for s, v in by_split.items()}
+        if cfg.healthy_slices:
+            md["healthy_slices"] = list(cfg.healthy_slices)
+            for s, v in by_split.items():
+                md["examples"][f"{s}_healthy"] = {g: 0 for g in GRADES}
+                splits[f"{s}_healthy"] = self._generate_healthy(f"{s}_healthy", v)
+        return splits
 
     def _balanced_slices(self, cases: Sequence[tuple[str, str, epath.Path]]) -> dict:
         """``{case_id: [k, ...]}`` after excluding tumour-free slices and balancing grades.
@@ -341,6 +356,14 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             self.info.metadata["source_slice_size"] = sides.pop() if len(sides) == 1 else None
             if slices_of is None:
                 self.info.metadata["excluded_slice_count"] = self._excluded_count
+            yield from examples or ()
+
+    def _generate_healthy(self, split: str, cases: Sequence[tuple[str, str, epath.Path]]
+                          ) -> Iterator:
+        counts = self.info.metadata["examples"][split]
+        for grade, case_id, case_dir in cases:
+            examples = self._log.call(self.healthy_examples, grade, case_id, case_dir)
+            counts[grade] += len(examples or ())
             yield from examples or ()
 
     def _requested(self, grade: str, shape: tuple, img_path: epath.Path) -> tuple[list, bool]:
@@ -409,6 +432,31 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         :meth:`_read_case` (so balancing only sees usable cases); BadInputError if bad."""
         return self._read_case(grade, case_id, case_dir)[3]
 
+    def healthy_examples(self, grade: str, case_id: str, case_dir: epath.Path) -> list:
+        """The tumour-free, not blank slices of ``healthy_slices`` of one case, as
+        ``[(key, features), ...]`` with an all-zero ROI; BadInputError if the case is bad
+        or an index lies outside its volume."""
+        cfg = self.builder_config
+        vol, affine, seg, _ = self._read_case(grade, case_id, case_dir, record=False)
+        img_path = _nifti_path(case_dir, case_id, cfg.modality)
+        bad = [k for k in cfg.healthy_slices if not 0 <= k < vol.shape[2]]
+        if bad:
+            raise BadInputError(img_path, f"healthy slice indices {bad} out of range for a "
+                                f"volume of shape {tuple(vol.shape)}")
+        healthy = [k for k in cfg.healthy_slices
+                   if not tumour(seg[:, :, k]).any() and vol[:, :, k].max() > 0]
+        return [self._example(vol, affine, np.zeros(vol.shape[:2], bool), case_id, grade, k)
+                for k in healthy]
+
+    def _example(self, vol, affine, roi, case_id: str, grade: str, k: int) -> tuple:
+        """(key, features) of axial slice k with its ROI, normalised and brought to size."""
+        image = common.max_normalise(vol[:, :, k])
+        image, roi = common.fit_to_size(image, roi, self.builder_config.image_size)
+        return (f"{case_id}_{k:03d}",
+                {"image": common.as_channel(image), "roi": common.as_channel(roi),
+                 "patient_id": patient_of(case_id), "case_id": case_id, "grade": grade,
+                 "slice_index": np.int32(k), "affine": affine})
+
     def case_examples(
         self,
         grade: str,
@@ -422,27 +470,9 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
         :meth:`tumour_slices`, which recorded the exclusions) instead of the config's
         tumour slices.
         """
-        cfg = self.builder_config
         vol, affine, seg, indices = self._read_case(grade, case_id, case_dir, only is None)
         self._slice_shapes.add(tuple(int(n) for n in vol.shape[:2]))
         if only is not None:
             indices = list(only)
-        out = []
-        for k in indices:
-            image = common.max_normalise(vol[:, :, k])
-            image, roi = common.fit_to_size(image, tumour(seg[:, :, k]), cfg.image_size)
-            out.append(
-                (
-                    f"{case_id}_{k:03d}",
-                    {
-                        "image": common.as_channel(image),
-                        "roi": common.as_channel(roi),
-                        "patient_id": patient_of(case_id),
-                        "case_id": case_id,
-                        "grade": grade,
-                        "slice_index": np.int32(k),
-                        "affine": affine,
-                    },
-                )
-            )
-        return out
+        return [self._example(vol, affine, tumour(seg[:, :, k]), case_id, grade, k)
+                for k in indices]

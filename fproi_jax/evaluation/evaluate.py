@@ -10,6 +10,8 @@ Per test example (x image, y its real ROI):
 A method that draws into an image (Fproi-GAN + context) draws y into its own test slice,
 with the ROI and its margin erased, and its noise at the mean: its scores measure how well
 it redraws the erased region, not an image invented from the mask alone.
+Such a method is also scored on healthy inpainting (evaluation/inpainting.py: a seeded
+healthy box of side eval.inpainting_box per slice erased and filled; inpainting.md/json).
 The metrics are the registry of evaluation/scores.py. MS-SSIM needs images of at least
 176 px (5 scales of an 11-px window); at smaller sizes (the 64 px demo) it is not computed
 and its cells read "—".
@@ -28,7 +30,7 @@ import numpy as np
 
 from fproi_jax import atomic, results
 from fproi_jax.data import pipeline
-from fproi_jax.evaluation import figures, report, scores
+from fproi_jax.evaluation import figures, inpainting, report, scores
 from fproi_jax.evaluation.load import map_batches, with_run_image_size
 from fproi_jax.store import runs
 from fproi_jax.store.runs import load_generators
@@ -74,6 +76,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     per_example = {name: columns[name] for name in report.ALL_METRICS if name in columns}
     summary = report.write_report(per_example, ids, out_dir, label,
                                   f"{config.data.name} {config.data.test_split}", FIGURES)
+    if method.reads("roi_synthesis", "x"):
+        side = max(1, round(config.eval.inpainting_box * config.data.image_size))
+        made = inpainting.inpainting_scores(method, variables, columns["image"],
+                                            columns["roi"], side, config.eval.noise_seed,
+                                            config.eval.batch_size, ids)
+        inpainting.write_inpainting(
+            out_dir, made, label, f"{config.data.name} {config.data.test_split}", side)
     n = config.eval.num_samples
     with atomic.replacing(out_dir / SAMPLES) as tmp:
         np.savez_compressed(tmp, ids=np.array(ids[:n]),

@@ -24,7 +24,9 @@ sample grids and the exported programs take in order:
 with inputs named in the paper's notation (INPUTS: x the image, y the ROI; m a region to
 erase and z noise, for methods that draw into an image). `synthesize` calls a direction by
 name on a batch of those inputs; an optional input the batch lacks (OPTIONAL: m, z) is
-zeros, so a stochastic method's evaluation sees the noise at its mean. Evaluation,
+zeros, so a stochastic method's evaluation sees the noise at its mean; `reads` tells
+which inputs a direction sees, `example_noise` is the noise z of one that reads it,
+seeded per example. Evaluation,
 synthesis and classification score the two directions of the paired methods
 (methods/paired.py) and call them by name. It also
 declares `init` (fresh parameters per network, and BatchNorm statistics where a network
@@ -223,6 +225,19 @@ class Method(abc.ABC):
                 raise KeyError(f"{self.label}'s {synthesis.name} needs {name} (the batch "
                                f"entry {INPUTS[name]!r}), given only {sorted(batch)}")
         return inputs
+
+    def reads(self, name: str, input_name: str) -> bool:
+        """Whether the synthesis called `name` sees input `input_name` (INPUTS): 'x' for a
+        method that draws into an image, 'z' for one that draws noise."""
+        synthesis = {s.name: s for s in self.syntheses}[name]
+        return input_name in (synthesis.source, *synthesis.given)
+
+    @staticmethod
+    def example_noise(key, index, image_shape):
+        """The noise z of a method that reads it: N(0, 1) per pixel, one (H, W, 1) field per
+        example, seeded by (key, index)."""
+        return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i),
+                                                    (*image_shape, 1)))(index)
 
     def synthesize(self, name: str, variables: dict, batch: dict) -> tuple:
         """The outputs of the synthesis called `name` on `batch` (entries named by INPUTS)."""

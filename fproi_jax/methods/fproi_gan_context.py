@@ -173,12 +173,6 @@ class FproiGANContext(fproi_gan.FproiGAN):
 
         return jax.vmap(one)(index)
 
-    @staticmethod
-    def example_noise(key, index, image_shape):
-        """N(0, 1) per pixel, one field per example, seeded by (key, index)."""
-        return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i),
-                                                    (*image_shape, 1)))(index)
-
     def generator_objective(self, gen_params, params, batch_stats, batch, earlier, rng):
         del earlier
         if "index" not in batch:

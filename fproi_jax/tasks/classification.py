@@ -76,7 +76,7 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
                            settings.deform_sigma) if settings.new_rois else None)
     groups = {REAL: (real["image"], real["group"], real["patient_id"])}
     for run_path in runs.values():
-        label, made = pairs.synthesized(run_path, config, real, rois)
+        label, made = pairs.synthesized(run_path, config, real, rois, settings.seed)
         for name, images in ((f"+ {label}", made["images"]),
                              (f"+ {label} (new ROIs)", made.get("new"))):
             if images is not None:

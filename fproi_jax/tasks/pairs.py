@@ -7,13 +7,15 @@ run's synthesized images of them, with the patient of each.
 - `synthesized`: a run's F(G(x)) of every real slice, and its F(y') for new ROIs y'
   (`new_rois`: seeded elastic deformations of the real ROIs, beyond the paper: pairs the
   dataset does not hold; a method that draws into an image draws y' into the slice its
-  ROI came from). A synthesized slice belongs to the patient of its source slice.
+  ROI came from, moved first to a seeded random place inside that slice's tissue off its
+  own lesion: `placed_rois`). A synthesized slice belongs to the patient of its source slice.
 """
 import pathlib
 
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from data_builders import registry
 from fproi_jax.data import deform, pipeline
@@ -53,10 +55,30 @@ def new_rois(rois: np.ndarray, seed: int, alpha: float, sigma: float) -> np.ndar
     return np.asarray(deformed(rois, keys))
 
 
+def placed_rois(rois: np.ndarray, real: dict, seed: int) -> np.ndarray:
+    """Each of `rois` moved to a random place inside the tissue of its real slice, off that
+    slice's own ROI (deform.place_roi), seeded by (seed, index), so that its tumour is drawn
+    somewhere new; one that fits nowhere there (or is empty) stays where it is."""
+    placed, stayed = [], 0
+    for i, (roi, image, own) in enumerate(zip(rois, real["image"], real["roi"])):
+        try:
+            placed.append(deform.place_roi(roi, deform.tissue_mask(image), own > 0.5,
+                                           np.random.default_rng((seed, i))))
+        except ValueError:
+            placed.append(np.asarray(roi, np.float32))
+            stayed += 1
+    if stayed:
+        logging.info("%d of %d new ROIs fit nowhere else in their slices: left in place",
+                     stayed, len(rois))
+    return np.stack(placed)
+
+
 def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict,
-                rois: np.ndarray | None = None) -> tuple[str, dict]:
+                rois: np.ndarray | None = None, seed: int = 0) -> tuple[str, dict]:
     """(the run's label, {'images': F(G(x)) of each real slice, 'new': F(y) of each of
-    `rois`, absent without them}), at the run's image size, which must be config's."""
+    `rois` and 'new_rois' those ROIs as drawn (placed_rois, seeded by `seed`, for a method
+    that draws into an image; else `rois`), both absent without them}), at the run's
+    image size, which must be config's."""
     run_config, method, variables = load_generators(run)
     size = run_config.data.image_size
     if size != config.data.image_size:
@@ -76,6 +98,8 @@ def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict
         return out
 
     inputs = {"image": real["image"], "roi": real["roi"]}
+    if rois is not None and method.reads("roi_synthesis", "x"):
+        rois = placed_rois(rois, real, seed)
     if rois is not None:
         inputs["new_roi"] = rois
     n = len(real["image"])
@@ -86,4 +110,7 @@ def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict
     for _, out in map_batches(step, batches, batch_size, n, f"synthesize {method.label}"):
         for key, value in out.items():
             outputs.setdefault(key, []).append(value)
-    return method.label, {key: np.concatenate(value) for key, value in outputs.items()}
+    made = {key: np.concatenate(value) for key, value in outputs.items()}
+    if rois is not None:
+        made["new_rois"] = np.asarray(rois, np.float32)
+    return method.label, made

@@ -11,7 +11,7 @@ paper does). Groups, each the segmenter's whole training set:
 - "+ copy-paste": plus one copy of each with another slice's tumour pasted in
   (data/augment.copy_paste, TumorCP style): the baseline that needs no GAN;
 - "+ <method> (new masks)": plus (F(y'), y') for y' a seeded elastic deformation of each
-  real ROI (pairs.new_rois);
+  real ROI (pairs.new_rois; moved inside its slice for a method that draws into one);
 - "+ <method> (paper's pairs)": plus (F(G(x)), y), the synthesis the paper evaluates;
 - "<method> only": the method's pairs of both kinds, no real pair.
 
@@ -129,12 +129,12 @@ def _groups(config, real: dict, runs: dict) -> tuple[dict, dict]:
                                settings.deform_sigma)
     new = {}
     for path in runs.values():
-        label, made = pairs.synthesized(path, config, real, new_masks)
-        new[label] = {"image": made["new"], "roi": new_masks}
-        groups[f"+ {label} (new masks)"] = plus(made["new"], new_masks)
+        label, made = pairs.synthesized(path, config, real, new_masks, settings.seed)
+        new[label] = {"image": made["new"], "roi": made["new_rois"]}
+        groups[f"+ {label} (new masks)"] = plus(made["new"], made["new_rois"])
         groups[f"+ {label} (paper's pairs)"] = plus(made["images"], real["roi"])
         groups[f"{label} only"] = {"image": np.concatenate([made["new"], made["images"]]),
-                                   "roi": np.concatenate([new_masks, real["roi"]])}
+                                   "roi": np.concatenate([made["new_rois"], real["roi"]])}
     return groups, new
 
 
