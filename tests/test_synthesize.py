@@ -444,3 +444,42 @@ def test_context_fields_of_a_method_that_draws_none_are_refused(export, tiny_bra
                                                                 field, value, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         synth.synthesize(_config(tiny_brats, export, **{field: value}), tmp_path / "run")
+
+
+def test_the_tasks_draw_several_images_per_new_mask_of_a_noisy_method(
+        context_export, export, tiny_brats, tmp_path):
+    """pairs.synthesized with samples=3: three seeded draws of each new ROI, each the source
+    slice outside the erased region; a method without noise draws none. Then the New pairs
+    diversity of those draws and the figure of them."""
+    from fproi_jax.evaluation import figures
+    from fproi_jax.tasks import new_pairs, pairs, segmentation
+
+    config = _context_config(tiny_brats, context_export)
+    real = pairs.load_slices(config, "train")
+    rois = pairs.new_rois(real["roi"], 0, 34.0, 4.0)
+    _, made = pairs.synthesized(context_export, config, real, rois, seed=0, samples=3)
+    draws = made["new_samples"]
+    assert draws.shape == (len(rois), 3, *real["image"].shape[1:])
+    for i in range(len(rois)):
+        erased = _erased(made["new_rois"][i], real["roi"][i])
+        for k in range(3):
+            np.testing.assert_array_equal(draws[i, k][~erased], real["image"][i][~erased])
+        assert np.abs(draws[i, 0] - draws[i, 1])[erased].mean() > 1e-3
+    again = pairs.synthesized(context_export, config, real, rois, seed=0, samples=3)[1]
+    np.testing.assert_array_equal(again["new_samples"], draws)
+    assert "new_samples" not in pairs.synthesized(export, config, real, rois, samples=3)[1]
+
+    similarity = new_pairs.diversity(draws)["similarity"]
+    assert 0 < similarity < 1
+    rows = [(f"mask {i}", real["image"][i], made["new_rois"][i], draws[i], draws[i] > 0.5)
+            for i in range(2)]
+    figure = figures.samples_grid(tmp_path / "samples.png", rows)
+    assert len(figure.axes) == 2 * 4 and (tmp_path / "samples.png").stat().st_size > 1000
+    # as Table 6 draws it: a segmenter's finding in each draw
+    segmenter = segmentation.SegmenterMethod(config.segment.features)
+    params, _ = segmenter.init(jax.random.PRNGKey(0), real["image"].shape[1:3])
+    figure = segmentation._samples_figure(
+        tmp_path / "task.png", real["image"], {"Context": {"roi": made["new_rois"],
+                                                           "samples": draws}},
+        segmenter, {"params": params})
+    assert len(figure.axes) == segmentation.SAMPLES_SHOWN * 4

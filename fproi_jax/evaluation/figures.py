@@ -167,3 +167,23 @@ def grey_histograms(path, real, methods, bins=64, exclude_background=True):
     figure.tight_layout()
     _save(figure, path)
     return figure
+
+
+def samples_grid(path, rows):
+    """Several draws for one new mask: per row, the source slice, then each draw, with the
+    mask asked for (solid lime) and a segmenter's finding in the draw (dashed red) outlined.
+
+    rows: [(label, source (H, W, 1), mask (H, W, 1), draws (K, H, W, 1), found (K, H, W, 1))].
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one new mask")
+    draws = len(rows[0][3])
+    cells, contours = [], []
+    for _, source, mask, images, found in rows:
+        mask = binarise(np.asarray(mask)[..., 0])
+        cells.append([np.asarray(source)[..., 0], *np.asarray(images)[..., 0]])
+        contours.append([[(mask, REAL_STYLE)],
+                         *[[(mask, REAL_STYLE), (binarise(f[..., 0]), SYNTH_STYLE)]
+                           for f in np.asarray(found)]])
+    return _image_grid(path, cells, ["source slice", *(f"draw {k + 1}" for k in range(draws))],
+                       [row[0] for row in rows], contours)

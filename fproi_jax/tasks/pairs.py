@@ -13,6 +13,7 @@ run's synthesized images of them, with the patient of each.
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -74,17 +75,25 @@ def placed_rois(rois: np.ndarray, real: dict, seed: int) -> np.ndarray:
 
 
 def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict,
-                rois: np.ndarray | None = None, seed: int = 0) -> tuple[str, dict]:
+                rois: np.ndarray | None = None, seed: int = 0,
+                samples: int = 1) -> tuple[str, dict]:
     """(the run's label, {'images': F(G(x)) of each real slice, 'new': F(y) of each of
     `rois` and 'new_rois' those ROIs as drawn (placed_rois, seeded by `seed`, for a method
     that draws into an image; else `rois`), both absent without them}), at the run's
-    image size, which must be config's."""
+    image size, which must be config's.
+
+    'new' is drawn with the noise at its mean (z = 0) by a method that reads noise; for
+    such a method and `samples` > 1, 'new_samples' (N, samples, H, W, 1) holds as many
+    draws of each new ROI, noise seeded by (seed, sample, index)."""
     run_config, method, variables = load_generators(run)
     size = run_config.data.image_size
     if size != config.data.image_size:
         raise ValueError(f"{run}: trained at {size} px, the task's data is at "
                          f"{config.data.image_size} px; pass --config.data.image_size={size}")
     batch_size = config.eval.batch_size
+
+    draws = samples if rois is not None and method.reads("roi_synthesis", "z") else 1
+    noise_key = jax.random.key(seed)
 
     @jax.jit
     def synthesize(variables, batch):
@@ -93,11 +102,18 @@ def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict
         if "new_roi" in batch:
             # A method that draws into an image draws the new ROI into its source slice,
             # the source's own ROI erased too (healthy tissue where the new one is not).
-            out["new"] = method.synthesize("roi_synthesis", variables, {
-                "roi": batch["new_roi"], "image": batch["image"], "erase": batch["roi"]})[0]
+            new = {"roi": batch["new_roi"], "image": batch["image"], "erase": batch["roi"]}
+            out["new"] = method.synthesize("roi_synthesis", variables, new)[0]
+        if draws > 1:
+            shape = batch["image"].shape[1:3]
+            out["new_samples"] = jnp.stack([method.synthesize("roi_synthesis", variables, {
+                **new, "noise": method.example_noise(jax.random.fold_in(noise_key, k),
+                                                     batch["index"], shape)})[0]
+                for k in range(draws)], axis=1)
         return out
 
-    inputs = {"image": real["image"], "roi": real["roi"]}
+    inputs = {"image": real["image"], "roi": real["roi"],
+              "index": np.arange(len(real["image"]), dtype=np.int32)}
     if rois is not None and method.reads("roi_synthesis", "x"):
         rois = placed_rois(rois, real, seed)
     if rois is not None:

@@ -48,6 +48,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from fproi_jax import atomic, losses, metrics, results, statistics  # noqa: E402
 from fproi_jax.data import augment, pipeline  # noqa: E402
+from fproi_jax.evaluation import figures  # noqa: E402
 from fproi_jax.evaluation.load import map_batches  # noqa: E402
 from fproi_jax.methods.base import Method, Synthesis, UpdateGroup  # noqa: E402
 from fproi_jax.models.segmenter import Segmenter  # noqa: E402
@@ -61,6 +62,11 @@ FIGURE = results.Figure("Table 6 as a figure: test Dice per training set (95% in
 BY_FRACTION = results.Figure("Table 6 as a figure at each fraction of the training patients: "
                              "test Dice per training set (95% intervals)",
                              "dice_per_group_by_fraction.png")
+SAMPLES = results.Figure(
+    "New pairs of the methods that draw several images per mask: the source slice, then "
+    "each draw (solid lime: the mask asked for; dashed red: what the first real-only "
+    "segmenter finds in the draw)", "new_pair_samples.png")
+SAMPLES_SHOWN = 3   # new masks per run in SAMPLES
 PROTOCOL = (
     "Protocol: the segmenter trains on {data.name} split '{data.train_split}'{fraction}, the "
     "patients "
@@ -78,6 +84,9 @@ def default_config() -> ml_collections.ConfigDict:
         "learning_rate": 1e-3,
         "features": (32, 32, 64, 128, 256, 32),  # MONAI BasicUNet's default widths
         "seed": 0,               # of the augmentations, copy-paste and new masks
+        # Draws per new mask of a method that reads noise (fproi_gan_context): the New pairs
+        # table's diversity and the samples figure; Table 6 uses the draw at the mean noise.
+        "samples_per_mask": 3,
         "deform_alpha": 34.0,    # elastic deformation of new masks and of the classical
         "deform_sigma": 4.0,     # augmentation (pixels; Simard et al. 2003)
     })
@@ -129,8 +138,11 @@ def _groups(config, real: dict, runs: dict) -> tuple[dict, dict]:
                                settings.deform_sigma)
     new = {}
     for path in runs.values():
-        label, made = pairs.synthesized(path, config, real, new_masks, settings.seed)
+        label, made = pairs.synthesized(path, config, real, new_masks, settings.seed,
+                                        settings.samples_per_mask)
         new[label] = {"image": made["new"], "roi": made["new_rois"]}
+        if "new_samples" in made:
+            new[label]["samples"] = made["new_samples"]
         groups[f"+ {label} (new masks)"] = plus(made["new"], made["new_rois"])
         groups[f"+ {label} (paper's pairs)"] = plus(made["images"], real["roi"])
         groups[f"{label} only"] = {"image": np.concatenate([made["new"], made["images"]]),
@@ -194,7 +206,7 @@ def _new_pairs(scorer, featurizer, real_only, real, test, new, test_dice, batch_
             "consistency": statistics.bootstrap_mean(dice, real["patient_id"]),
             **realism(made["image"], real["patient_id"]),
             **new_pairs.memorisation(made["image"], real["image"], threshold),
-            "diversity": new_pairs.diversity(made["image"][:, None])}
+            "diversity": new_pairs.diversity(made.get("samples", made["image"][:, None]))}
     return rows, threshold, test_features.shape[1]
 
 
@@ -328,8 +340,28 @@ def run(config: ml_collections.ConfigDict, runs: dict, out_dir) -> results.Resul
                  dice=np.stack([s["dice"] for s in scores.values()]),
                  hd95=np.stack([s["hd95"] for s in scores.values()]))
     _figure(out_dir / FIGURE.path, {"": summary})
+    shown = [FIGURE]
+    drawn = {label: made for label, made in new.items() if "samples" in made}
+    if drawn:
+        _samples_figure(out_dir / SAMPLES.path, real["image"], drawn, method, real_only[0])
+        shown.append(SAMPLES)
     return results.Result([_table(summary), new_pairs.table(new_rows, threshold, n_features)],
-                          [FIGURE], summary)
+                          shown, summary)
+
+
+def _samples_figure(path, sources, drawn: dict, method: SegmenterMethod, variables,
+                    masks: int = SAMPLES_SHOWN):
+    """SAMPLES for the runs that drew several images per new mask ({label: new pairs with
+    'samples'}): the first `masks` new masks of each, the first real-only segmenter's
+    finding outlined in every draw."""
+    predict = jax.jit(lambda x: method.predict(variables, x)[0])
+    rows = []
+    for label, made in drawn.items():
+        for i in range(min(masks, len(made["roi"]))):
+            found = np.asarray(predict(made["samples"][i]))
+            rows.append((f"{label}: mask {i}", sources[i], made["roi"][i], made["samples"][i],
+                         found))
+    return figures.samples_grid(path, rows)
 
 
 def by_fraction(out_dir, done: dict) -> results.Result:
