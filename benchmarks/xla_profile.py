@@ -42,6 +42,8 @@ UNNAMED = "(instructions XLA made, without op_name)"
 _NETWORK = re.compile(r"^(?:vmap\()?(transpose\()?(?:jvp|vmap)\((\w+)\)")
 _MODULE = re.compile(r"^[A-Z]\w*_\d+$")
 _GROUPED = re.compile(r"feature_group_count=([2-9]|\d\d+)")
+_COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) \(.*\{$")
+_CALLS = re.compile(r"calls=%?([\w.\-]+)")
 
 
 def op_times(run, calls: int) -> collections.Counter:
@@ -67,12 +69,22 @@ def op_times(run, calls: int) -> collections.Counter:
 
 def instruction_metadata(hlo_text: str) -> dict:
     """Instruction name -> (result shape, op_name, grouped) for every instruction with an
-    op_name; grouped: a convolution with feature_group_count > 1."""
+    op_name; grouped: a convolution with feature_group_count > 1, or a fusion that calls a
+    computation holding one (XLA:CPU runs convolutions as such fusions)."""
+    grouped_computations, computation = set(), None
+    for line in hlo_text.splitlines():
+        header = _COMPUTATION.match(line)
+        if header:
+            computation = header.group(1)
+        elif _GROUPED.search(line):
+            grouped_computations.add(computation)
     metadata = {}
     for line in hlo_text.splitlines():
         match = _INSTRUCTION.match(line)
         if match:
-            grouped = _GROUPED.search(line) is not None
+            calls = _CALLS.search(line)
+            grouped = bool(_GROUPED.search(line)) or bool(
+                calls and calls.group(1) in grouped_computations)
             metadata.setdefault(match.group(1), (match.group(2), match.group(3), grouped))
     return metadata
 

@@ -2,7 +2,6 @@
 updated by one program on the same batches, gives each run what it gets alone."""
 import jax
 import numpy as np
-import pytest
 
 from test_methods import _config, disc_batch
 from fproi_jax.data import pipeline
@@ -18,8 +17,8 @@ BATCH = 2  # still several examples: the CPU convolution forms of training batch
 
 
 def _train(config, seeds_form, seeds, steps=STEPS):
-    """`steps` steps on the disc batch: of the stacked runs `seeds` (seeds_form), or of
-    the run of config.seed alone (seeds_form None)."""
+    """`steps` steps on the disc batch: of the stacked runs `seeds` (seeds_form 'vmap'), or
+    of the run of config.seed alone (seeds_form None)."""
     mesh = data_mesh(jax.devices()[:1])
     method = get_method(config)
     optimizer = state_lib.make_optimizer(config.train, 100)
@@ -32,24 +31,23 @@ def _train(config, seeds_form, seeds, steps=STEPS):
     return jax.device_get(state), jax.device_get(metrics)
 
 
-# Each form once: Fproi-GAN's pools unrolled, DCGAN's BatchNorm statistics under vmap.
-@pytest.mark.parametrize("name,seeds_form", [("fproi_gan", "unrolled"), ("dcgan", "vmap")])
-def test_each_seed_trained_together_matches_it_trained_alone(name, seeds_form):
-    """Parameters, BatchNorm statistics, pools, keys and losses of run k of the group
-    against the run of seed k alone, after two steps: the initial state and the pools'
-    draws follow each run's own seed. Tolerance as test_methods' 1-vs-4-device test: 1e-5
-    (rtol 1e-4) covers the grouped convolutions' other summation order."""
-    config = _config(name)
+def test_each_seed_trained_together_matches_it_trained_alone():
+    """Parameters, BatchNorm statistics (DCGAN's, synchronised over the data axis inside
+    the vmap), Adam states, keys and losses of run k of the group against the run of seed
+    k alone, after two steps. Not bitwise: the grouped convolutions sum in another order
+    (measured: at most 8.2e-8 apart, 34 of 168 leaves bitwise equal; one float32 rounding
+    of values of order 1 is 6e-8), so 1e-6 (rtol 1e-5)."""
+    config = _config("dcgan")
     config.train.batch_size = BATCH
-    group, group_metrics = _train(config, seeds_form, SEEDS)
+    group, group_metrics = _train(config, "vmap", SEEDS)
     for k, seed in enumerate(SEEDS):
         config.seed = seed
         alone, metrics = _train(config, None, None)
         for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(alone)[0],
                                 jax.tree.leaves(group)):
-            np.testing.assert_allclose(a, b[k], atol=1e-5, rtol=1e-4,
+            np.testing.assert_allclose(a, b[k], atol=1e-6, rtol=1e-5,
                                        err_msg=f"seed {seed}: {jax.tree_util.keystr(path)}")
         for key, value in metrics.items():
-            np.testing.assert_allclose(value, group_metrics[key][k], rtol=1e-4, err_msg=key)
+            np.testing.assert_allclose(value, group_metrics[key][k], rtol=1e-5, err_msg=key)
     first = jax.tree.leaves(group.params)[0]  # the runs differ: each has its own start
     assert not np.allclose(first[0], first[1])
