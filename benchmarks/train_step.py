@@ -37,6 +37,11 @@ config_flags.DEFINE_config_file("config", "configs/brats.py", "Experiment config
 flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one.")
 flags.DEFINE_bool("json", False,
                   "Also print one machine-readable line: " + bench_json.PREFIX + "{...}.")
+flags.DEFINE_integer("seeds", 1, "Runs trained together: the states of seeds config.seed, "
+                     "config.seed + 1, ... stacked and updated on the same batch by one "
+                     "program (train/step.py, seeds_form); 1: the plain step.")
+flags.DEFINE_enum("seeds_form", "vmap", ["vmap", "unrolled"],
+                  "How --seeds > 1 are written into the program (train/step.py).")
 flags.DEFINE_integer("profile", 0, "Then trace this many more steps and print where their "
                      "time goes, by kind of XLA instruction and by layer (0: no profile).")
 flags.DEFINE_integer("profile_layers", 15, "Layers listed by --profile.")
@@ -68,8 +73,14 @@ def main(argv):
     method = get_method(config)
     optimizer = state_lib.make_optimizer(config.train, 1000)
     schedule = state_lib.learning_rate_schedule(config.train, 1000)
-    state = loop.initial_state(config, method, optimizer, mesh)
-    step = make_train_step(method, optimizer, schedule, mesh)
+    seeds = FLAGS.seeds
+    if seeds == 1:
+        state = loop.initial_state(config, method, optimizer, mesh)
+    else:
+        state = loop.initial_states(config, [config.seed + k for k in range(seeds)], method,
+                                    optimizer, mesh)
+    step = make_train_step(method, optimizer, schedule, mesh,
+                           seeds_form=FLAGS.seeds_form if seeds > 1 else None)
     size, batch_size = config.data.image_size, config.train.batch_size
     rng = np.random.default_rng(0)
     image = rng.random((batch_size, size, size, 1), dtype=np.float32)
@@ -95,7 +106,8 @@ def main(argv):
         times.append(time.perf_counter() - start)
     device = jax.devices()[0]
     size = config.data.image_size
-    print(f"{method.label}, {size}x{size}, global batch {batch_size}, "
+    together = f"{seeds} seeds together ({FLAGS.seeds_form}), " if seeds > 1 else ""
+    print(f"{method.label}, {size}x{size}, global batch {batch_size}, {together}"
           f"{mesh.size} x {device.platform} ({device.device_kind}): first step (compile) "
           f"{compile_s:.1f} s, then median {np.median(times):.3f} s/step "
           f"(min {min(times):.3f}, {FLAGS.steps} steps)")
@@ -107,7 +119,8 @@ def main(argv):
     if FLAGS.json:
         record = {
             "framework": "jax", "method": config.model.name, "label": method.label,
-            "size": size, "batch": batch_size, "devices": mesh.size,
+            "size": size, "batch": batch_size, "seeds": seeds,
+            "seeds_form": FLAGS.seeds_form if seeds > 1 else None, "devices": mesh.size,
             "platform": device.platform, "device": device.device_kind,
             "compute_dtype": str(config.train.get("compute_dtype", "float32")),
             "first_s": compile_s, "times": times, "median_s": float(np.median(times)),

@@ -25,6 +25,9 @@ _INSTRUCTION = re.compile(r'\s*(?:ROOT )?%?([\w.\-]+) = (\S+) .*?op_name="([^"]*
 # 'ynn_fusion'; else the first of these keywords in its name (XLA names a fusion after the
 # operations it fuses, so these are heuristics, stated as such in the table).
 PRIMITIVES = {"conv_general_dilated": "convolution", "dot_general": "matmul"}
+# A convolution with feature_group_count > 1: what jax.vmap makes of a convolution whose
+# input and kernel both carry the mapped axis (train_step.py --seeds), one group per entry.
+GROUPED = "grouped convolution"
 CATEGORIES = (
     ("convolution", ("convolution",)),
     ("matmul", ("dot",)),
@@ -36,8 +39,11 @@ CATEGORIES = (
 OTHER = "elementwise and other"
 OUTSIDE = "(outside the networks: losses, optimizer updates)"
 UNNAMED = "(instructions XLA made, without op_name)"
-_NETWORK = re.compile(r"^(transpose\()?(?:jvp|vmap)\((\w+)\)")
+_NETWORK = re.compile(r"^(?:vmap\()?(transpose\()?(?:jvp|vmap)\((\w+)\)")
 _MODULE = re.compile(r"^[A-Z]\w*_\d+$")
+_GROUPED = re.compile(r"feature_group_count=([2-9]|\d\d+)")
+_COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) \(.*\{$")
+_CALLS = re.compile(r"calls=%?([\w.\-]+)")
 
 
 def op_times(run, calls: int) -> collections.Counter:
@@ -62,20 +68,32 @@ def op_times(run, calls: int) -> collections.Counter:
 
 
 def instruction_metadata(hlo_text: str) -> dict:
-    """Instruction name -> (result shape, op_name) for every instruction with an op_name."""
+    """Instruction name -> (result shape, op_name, grouped) for every instruction with an
+    op_name; grouped: a convolution with feature_group_count > 1, or a fusion that calls a
+    computation holding one (XLA:CPU runs convolutions as such fusions)."""
+    grouped_computations, computation = set(), None
+    for line in hlo_text.splitlines():
+        header = _COMPUTATION.match(line)
+        if header:
+            computation = header.group(1)
+        elif _GROUPED.search(line):
+            grouped_computations.add(computation)
     metadata = {}
     for line in hlo_text.splitlines():
         match = _INSTRUCTION.match(line)
         if match:
-            metadata.setdefault(match.group(1), (match.group(2), match.group(3)))
+            calls = _CALLS.search(line)
+            grouped = bool(_GROUPED.search(line)) or bool(
+                calls and calls.group(1) in grouped_computations)
+            metadata.setdefault(match.group(1), (match.group(2), match.group(3), grouped))
     return metadata
 
 
-def category(instruction: str, op_name: str = "") -> str:
-    """The kind of an executed instruction (see PRIMITIVES and CATEGORIES)."""
+def category(instruction: str, op_name: str = "", grouped: bool = False) -> str:
+    """The kind of an executed instruction (see PRIMITIVES, GROUPED and CATEGORIES)."""
     primitive = op_name.rsplit("/", 1)[-1]
     if primitive in PRIMITIVES:
-        return PRIMITIVES[primitive]
+        return GROUPED if grouped and primitive == "conv_general_dilated" else PRIMITIVES[primitive]
     name = instruction.lower()
     for label, keywords in CATEGORIES:
         if any(keyword in name for keyword in keywords):
@@ -102,8 +120,8 @@ def breakdown(times: collections.Counter, hlo_text: str, top: int) -> dict:
     metadata = instruction_metadata(hlo_text)
     kinds, layers = collections.Counter(), collections.Counter()
     for name, microseconds in times.items():
-        op_name = metadata.get(name, ("", ""))[1]
-        kinds[category(name, op_name)] += microseconds / 1e3
+        _, op_name, grouped = metadata.get(name, ("", "", False))
+        kinds[category(name, op_name, grouped)] += microseconds / 1e3
         layers[(layer(op_name) or OUTSIDE) if op_name else UNNAMED] += microseconds / 1e3
     return {"total_ms": sum(kinds.values()), "kinds": dict(kinds.most_common()),
             "layers": dict(layers.most_common(top))}

@@ -128,6 +128,8 @@ def test_profile_layer_names_network_modules_and_direction(xla_profile):
     assert xla_profile.layer(forward) == "Discriminator/Conv_3 (forward)"
     assert xla_profile.layer("jit(per_device_step)/jvp(Generator)/concatenate") == (
         "Generator (forward)")
+    stacked = "jit(step)/vmap(transpose(jvp(Generator)))/Conv_0/conv_general_dilated"
+    assert xla_profile.layer(stacked) == "Generator/Conv_0 (backward)"  # --seeds
     assert xla_profile.layer("jit(per_device_step)/adam/mul") == ""
 
 
@@ -150,6 +152,26 @@ def test_profile_reads_op_names_from_a_compiled_program(xla_profile):
         x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + 1)
     x, k = jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 3))
     metadata = xla_profile.instruction_metadata(conv.lower(x, k).compile().as_text())
-    shapes = [shape for shape, op_name in metadata.values()
-              if op_name.endswith("/conv_general_dilated")]
-    assert shapes and all(shape.startswith("f32[1,8,8,3]") for shape in shapes)
+    convs = [(shape, grouped) for shape, op_name, grouped in metadata.values()
+             if op_name.endswith("/conv_general_dilated")]
+    assert convs and all(shape.startswith("f32[1,8,8,3]") and not grouped
+                         for shape, grouped in convs)
+
+
+def test_profile_tells_grouped_convolutions_from_vmapped_kernels(xla_profile):
+    """vmap over input and kernel makes one convolution with a group per entry (the seeds
+    of train_step.py --seeds), which XLA:CPU runs inside a fusion; over the input alone, a
+    plain one with a larger batch."""
+    import jax
+    import jax.numpy as jnp
+    conv = lambda x, k: jax.nn.relu(jax.lax.conv_general_dilated(  # noqa: E731
+        x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + 1)
+    x, k = jnp.ones((3, 4, 16, 16, 8)), jnp.ones((3, 3, 3, 8, 8))
+    for in_axes, grouped in (((0, 0), True), ((0, None), False)):
+        text = jax.jit(jax.vmap(conv, in_axes)).lower(x, k if grouped else k[0]).compile()
+        kinds = {xla_profile.category(name, op_name, is_grouped)
+                 for name, (_, op_name, is_grouped)
+                 in xla_profile.instruction_metadata(text.as_text()).items()
+                 if op_name.endswith("conv_general_dilated")
+                 and not name.startswith("bitcast")}  # the instructions that compute
+        assert kinds == {xla_profile.GROUPED if grouped else "convolution"}, in_axes

@@ -70,6 +70,15 @@ def initial_state(config: ml_collections.ConfigDict, method: Method, optimizer, 
     return create(jax.random.PRNGKey(config.seed))
 
 
+def initial_states(config: ml_collections.ConfigDict, seeds, method: Method, optimizer, mesh):
+    """The fresh TrainStates of runs with these seeds, stacked along a leading axis: entry k
+    equals `initial_state` of the config with seed seeds[k]."""
+    create = jax.jit(jax.vmap(
+        lambda rng: state_lib.create_train_state(method, optimizer, rng, config.data.image_size)),
+        out_shardings=NamedSharding(mesh, P()))
+    return create(jnp.stack([jax.random.PRNGKey(seed) for seed in seeds]))
+
+
 def _compile_everywhere(train_step, state, batch_size: int, image_size: int, mesh):
     """Compiles the step ahead, then waits until every process has: the first step's
     collectives then start together, not while one process is still compiling."""

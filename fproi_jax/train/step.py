@@ -54,6 +54,16 @@ def _pooled(pools: dict, outputs: dict, keys: dict) -> tuple[dict, dict]:
     return {**pools, "count": count}, outputs
 
 
+def _unrolled(per_device_step):
+    """The per-device step of one run applied to each run of a stacked state in turn, in
+    one program; the results stacked again."""
+    def step(state: TrainState, batch):
+        runs = [per_device_step(jax.tree.map(lambda x: x[k], state), batch)
+                for k in range(state.step.shape[0])]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *runs)
+    return step
+
+
 def _check_groups(method: Method):
     """Every declared network is updated by exactly one group."""
     updated = [name for group in method.update_groups for name in group.networks]
@@ -63,8 +73,16 @@ def _check_groups(method: Method):
 
 
 def make_train_step(method: Method, optimizer: optax.GradientTransformation,
-                    learning_rate: optax.Schedule, mesh: Mesh):
-    """Returns jitted `step(state, batch) -> (state, metrics)`; batch = {'image', 'roi'}."""
+                    learning_rate: optax.Schedule, mesh: Mesh, seeds_form: str | None = None):
+    """Returns jitted `step(state, batch) -> (state, metrics)`; batch = {'image', 'roi'}.
+
+    seeds_form: None for one run; else the state holds several runs (seeds) stacked along
+    a leading axis, all updated on the same batch by one program, their metrics stacked
+    the same way: 'vmap' maps the per-device step over that axis (XLA makes each
+    convolution of a per-seed network one grouped convolution, which XLA:CPU runs several
+    times slower than separate ones), 'unrolled' writes the per-device step once per seed
+    into the program (the same operations, which XLA:CPU may run side by side). Measured
+    in README, "Seeds trained together"; not yet used by the train loop."""
     _check_groups(method)
     groups = method.update_groups
 
@@ -102,6 +120,12 @@ def make_train_step(method: Method, optimizer: optax.GradientTransformation,
                                   opt_state=opt_state, rng=rng, pools=pools)
         return new_state, metrics
 
+    if seeds_form == "vmap":
+        per_device_step = jax.vmap(per_device_step, in_axes=(0, None))
+    elif seeds_form == "unrolled":
+        per_device_step = _unrolled(per_device_step)
+    elif seeds_form is not None:
+        raise ValueError(f"seeds_form must be None, 'vmap' or 'unrolled', got {seeds_form!r}")
     sharded = jax.shard_map(per_device_step, mesh=mesh,
                             in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()))
     return jax.jit(sharded, donate_argnums=0)
