@@ -2,7 +2,7 @@
 whether they levelled off before the runs stopped.
 
 The curves are the scalars the train loop logs (each point the mean over the steps since
-the log before), read back from each run's TensorBoard events (store/runs.py).
+the log before), read back from each run's metrics.jsonl (store/metrics_log.py).
 
 Levelling off, our measure (the paper reports no curves): the drift of a curve over the
 last third of its steps, the change of its least-squares line across that window, as a
@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fproi_jax import atomic, results
-from fproi_jax.store import runs
+from fproi_jax.store import metrics_log
 
 FIGURE = "loss_curves.png"
 LEVEL_TOLERANCE = 0.10
@@ -44,7 +44,7 @@ def drift(steps, values) -> float:
 def read(run_dirs: dict) -> dict:
     """{label: [curves of each seed's run]} from {label: [run dir per seed]}; the curves
     of a run are {loss: (steps, values)} without the learning rate and step time."""
-    return {label: [{name: curve for name, curve in runs.training_curves(d).items()
+    return {label: [{name: curve for name, curve in metrics_log.read(d).items()
                      if name not in NOT_LOSSES} for d in dirs]
             for label, dirs in run_dirs.items()}
 

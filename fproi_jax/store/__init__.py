@@ -10,6 +10,7 @@ Layout of a run's workdir (every writer goes through this package):
   export_versions/     version in export_versions/, swapped in one rename
   eval/<label>/        its evaluations (runs.eval_dir), with the experiment's marker of
                        what produced them (runs.is_done / mark_done)
+  metrics.jsonl        the logged losses, a line per log step (metrics_log.py)
   samples/, tensorboard/, synthetic/   written by training and synthesis
 runs.py reads a run back (load_generators: an export or a workdir's latest checkpoint,
 without building an optimizer) and finds its latest step.

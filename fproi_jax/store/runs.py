@@ -7,17 +7,12 @@
   come from the run itself, never from the command line.
 - `latest_step`: the step of a workdir's latest training checkpoint.
 - `eval_dir`: where a run's evaluation under a table label goes, <workdir>/eval/<label>.
-- `training_curves`: the logged training scalars, read back from the TensorBoard events
-  the train loop writes (a resumed run's repeated steps: the last write wins).
 - `is_done` / `mark_done`: a JSON marker recording what produced a folder's files (the
   experiment's "this run was evaluated at this step with these settings"), written
   atomically after the files it vouches for.
 """
 import json
 import pathlib
-
-import numpy as np
-from tensorboard.backend.event_processing import event_accumulator
 
 from fproi_jax import atomic
 from fproi_jax.methods import get_method
@@ -26,7 +21,6 @@ from fproi_jax.store.checkpoints import TrainCheckpointer, restore_variables
 
 CHECKPOINTS = "checkpoints"
 EVAL = "eval"
-TENSORBOARD = "tensorboard"
 
 
 def load_generators(path):
@@ -61,29 +55,6 @@ def latest_step(workdir):
 def eval_dir(workdir, label: str) -> pathlib.Path:
     """<workdir>/eval/<label>, a "/" of the label ("Fproi-GAN w/o RFB") written as "_"."""
     return pathlib.Path(workdir) / EVAL / label.replace("/", "_")
-
-
-def training_curves(workdir, prefix: str = "train/") -> dict:
-    """{metric: (steps, values)} of every scalar `prefix`<metric> the train loop logged in
-    <workdir>/tensorboard, steps ascending; {} for a run without events.
-
-    The event files are read in the order they were written (their names start with the
-    time), so when a resumed run logs a step again, its later value is the one kept.
-    """
-    folder = pathlib.Path(workdir) / TENSORBOARD
-    if not folder.is_dir():
-        return {}
-    curves = {}
-    for events in sorted(folder.glob("events.out.tfevents.*")):
-        accumulator = event_accumulator.EventAccumulator(
-            str(events), size_guidance={event_accumulator.SCALARS: 0})
-        accumulator.Reload()
-        for tag in accumulator.Tags()["scalars"]:
-            if tag.startswith(prefix):
-                by_step = curves.setdefault(tag[len(prefix):], {})
-                by_step.update((e.step, e.value) for e in accumulator.Scalars(tag))
-    return {name: (np.array(sorted(by_step)), np.array([by_step[s] for s in sorted(by_step)]))
-            for name, by_step in curves.items()}
 
 
 def is_done(marker: pathlib.Path, done: dict, files=()) -> bool:

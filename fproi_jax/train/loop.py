@@ -1,8 +1,8 @@
 """The training loop: data, state, step, checkpoints and what the user sees.
 
 Run by `launch.py --mode=train`. Every process of a multi-host run executes the same
-loop; only process 0 writes TensorBoard events, sample grids and the progress bar, and
-takes the workdir's lock (store/lock.py) for all of them.
+loop; only process 0 writes TensorBoard events, metrics.jsonl, sample grids and the
+progress bar, and takes the workdir's lock (store/lock.py) for all of them.
 
 Before anything is built the workdir is checked: writable, owned by no other process, and
 holding the same run as the command's config (store/config_file.py). Divergence: at every
@@ -31,6 +31,7 @@ from fproi_jax.methods import Method, get_method
 from fproi_jax.store import config_file
 from fproi_jax.store.checkpoints import TrainCheckpointer, ensure_writable
 from fproi_jax.store.lock import WorkdirLock
+from fproi_jax.store.metrics_log import MetricsLog
 from fproi_jax.train import state as state_lib
 from fproi_jax.train.samples import write_sample_grid
 from fproi_jax.train.step import make_train_step
@@ -207,6 +208,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         pipeline.load_split(config.data, sample_split), config.data, config.train.num_samples))
     sample_batch = {key: sample_batch[key] for key in pipeline.BATCH_KEYS}
     writer = tensorboardX.SummaryWriter(str(workdir / "tensorboard")) if chief else None
+    metrics_log = MetricsLog(workdir, int(state.step)) if chief else None
     if writer is not None:
         writer.add_text("config", "```json\n" + config.to_json_best_effort(indent=2) + "\n```",
                         int(state.step))
@@ -256,7 +258,9 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                      for k, v in jax.device_get(interval_sum).items()}
             interval_sum, last_logged = None, step
         if due["log"] and chief:
-            for name, value in {**means, "step_time_s": metrics["step_time_s"]}.items():
+            scalars = {**means, "step_time_s": metrics["step_time_s"]}
+            metrics_log.write(step, scalars)
+            for name, value in scalars.items():
                 writer.add_scalar(f"train/{name}", value, step)
             progress.set_postfix({label: f"{means[name]:.3f}"
                                   for label, name in method.progress_terms.items()})
@@ -268,8 +272,6 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                                         {name: grid[name] for name in method.sample_names},
                                         title=f"step {step}")
                 writer.add_image("samples", rgb, step, dataformats="HWC")
-        if due["checkpoint"] and writer is not None:
-            writer.flush()   # the logs up to a checkpoint outlive a kill after it
         if due["checkpoint"] and checkpointer.save(step, state, data_iterator, force=final):
             unverified = None if final else step
     progress.update(num_steps - progress.n)
@@ -277,4 +279,5 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     checkpointer.close()
     if writer is not None:
         writer.close()
+        metrics_log.close()
     return state
