@@ -136,6 +136,24 @@ def tiny_brats(tmp_path_factory) -> ml_collections.ConfigDict:
     return data
 
 
+def train_and_resume(config, tmp_path):
+    """Trains config's 4-step run into tmp_path/straight, and again into tmp_path/resumed
+    from a copy of its step-2 checkpoint; asserts both end with the same state (parameters,
+    BatchNorm statistics, pools, optimizer states) and returns (that state, straight)."""
+    import shutil
+
+    from fproi_jax.train import loop
+    config.train.num_steps = 4
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    loop.train(config, straight)
+    shutil.copytree(straight / "checkpoints" / "2", resumed / "checkpoints" / "2")
+    loop.train(config, resumed)
+    a, _ = loop.restore_train_state(config, straight)
+    b, _ = loop.restore_train_state(config, resumed)
+    assert_trees_close(a, b, atol=0)
+    return a, straight
+
+
 def assert_trees_close(a, b, atol, rtol=0.0):
     """Every leaf of pytree `a` close to the same leaf of `b`, naming the leaf that is not."""
     import jax

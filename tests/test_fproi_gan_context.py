@@ -1,14 +1,13 @@
 """Fproi-GAN + context: the erased region, the noise, healthy inpainting, the sharded step
 and the exported programs with their context inputs (32x32 discs, tiny networks)."""
 import json
-import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import assert_trees_close, fresh_export, tiny_config
+from conftest import fresh_export, tiny_config, train_and_resume
 from test_methods import _config, _run, disc_batch
 from fproi_jax.evaluation import evaluate, inpainting
 from fproi_jax.methods import get_method
@@ -16,7 +15,6 @@ from fproi_jax.methods.fproi_gan_context import crop_at_roi, dilate
 from fproi_jax.store import export as export_lib, programs
 from fproi_jax.store.runs import load_generators
 from fproi_jax.tasks import pairs
-from fproi_jax.train import loop
 
 NAME = "fproi_gan_context"
 
@@ -159,14 +157,7 @@ def test_it_trains_resumes_and_exports_through_the_loop(tiny_brats, tmp_path):
     """The training loop on the tiny phantom (4 fake devices): a run resumed from its step-2
     checkpoint ends where an uninterrupted one does, and its export loads with the method."""
     config = tiny_config(tiny_brats, NAME)
-    config.train.num_steps = 4
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    loop.train(config, straight)
-    shutil.copytree(straight / "checkpoints" / "2", resumed / "checkpoints" / "2")
-    loop.train(config, resumed)
-    a, _ = loop.restore_train_state(config, straight)
-    b, _ = loop.restore_train_state(config, resumed)
-    assert_trees_close(a, b, atol=0)
+    a, straight = train_and_resume(config, tmp_path)
     assert sorted((straight / "samples").iterdir())  # the sample grids were drawn
     method = get_method(config)
     export_lib.export_inference(straight / "export",

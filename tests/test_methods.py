@@ -4,7 +4,6 @@ The train steps run on a fixed 32x32 batch of discs (no dataset needed); resume 
 export use the tiny phantom BRATS build.
 """
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import base
-from conftest import REPO, assert_trees_close, tiny_config
+from conftest import REPO, assert_trees_close, tiny_config, train_and_resume
 from fproi_jax.data import pipeline
 from fproi_jax.store.runs import load_generators
 from fproi_jax.mesh import data_mesh
@@ -274,14 +273,7 @@ def test_resume_export_and_evaluate_on_one_device(name, tiny_brats, tmp_path):
     on 4 devices, is evaluated and synthesized from by launch.py in a 1-device process, and
     its jax.export programs run in a process that imports jax alone."""
     config = tiny_config(tiny_brats, name)
-    config.train.num_steps = 4
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    loop.train(config, straight)
-    shutil.copytree(straight / "checkpoints" / "2", resumed / "checkpoints" / "2")
-    loop.train(config, resumed)
-    a, _ = loop.restore_train_state(config, straight)
-    b, _ = loop.restore_train_state(config, resumed)
-    assert_trees_close(a, b, atol=0)
+    a, straight = train_and_resume(config, tmp_path)
 
     method = get_method(config)
     export = straight / "export"
