@@ -16,6 +16,7 @@ from data_builders import registry
 from fproi_jax.data import pipeline
 from fproi_jax.evaluation import report
 from fproi_jax.experiment import grid as experiment, tables as experiment_report
+from fproi_jax.experiment import inpainting as inpainting_table
 from fproi_jax.methods import COMPARISON
 from fproi_jax.store import config_file, runs
 
@@ -283,6 +284,42 @@ def test_tables_mark_significant_cells():
     assert "(seeds ± " in row_a[2]
     p_rows = tables[3].rows
     assert next(r for r in p_rows if r[1] == "A")[2] == "reference"
+
+
+def test_the_healthy_inpainting_table_pools_seeds_against_the_flat_fill(tmp_path):
+    """Two seeds' inpainting.json (one scored a slice the other had no room for) -> the
+    seeds' mean, the flat fill's and their difference on the slices both scored."""
+    rng = np.random.default_rng(0)
+    ids = ["p1/a", "p1/b", "p2/a", "p3/a", "p4/a"]
+    patients = {i: i.split("/")[0] for i in ids}
+    ours = rng.uniform(0.001, 0.01, (2, 5))
+    flat = rng.uniform(0.01, 0.02, 5)
+    for seed, keep in ((0, [0, 1, 2, 3, 4]), (1, [0, 1, 2, 4])):
+        scored = {"ids": [ids[k] for k in keep], "flat_fill": {}}
+        for key, fn in (("mse", lambda v: v), ("psnr", lambda v: -10 * np.log10(v)),
+                        ("ssim", lambda v: 1 - v)):
+            scored[key] = fn(ours[seed, keep]).tolist()
+            scored["flat_fill"][key] = fn(flat[keep]).tolist()
+        folder = tmp_path / f"seed_{seed}"
+        folder.mkdir()
+        (folder / "inpainting.json").write_text(json.dumps({
+            "box": 16, "without_room": [] if seed == 0 else ["p3/a"], "per_example": scored}))
+    (tmp_path / "other").mkdir()
+    found = inpainting_table.read({"C": [tmp_path / "seed_0", tmp_path / "seed_1"],
+                                   "no inpainting": [tmp_path / "other"]})
+    assert list(found) == ["C"]
+    table, summary = inpainting_table.table(found, patients)
+    both = [0, 1, 2, 4]  # p3/a: no room in seed 1
+    assert summary["C"]["n_examples"] == 4 and summary["C"]["n_patients"] == 3
+    assert summary["C"]["without_room"] == ["p3/a"]
+    mse = summary["C"]["mse"]
+    np.testing.assert_allclose(mse["method"]["mean"], ours[:, both].mean())
+    np.testing.assert_allclose(mse["flat_fill"]["mean"], flat[both].mean())
+    np.testing.assert_allclose(mse["difference"]["mean"], ours[:, both].mean() - flat[both].mean())
+    assert mse["difference"]["high"] < 0  # every fill of ours beats the flat one
+    assert table.rows[2][0] == "C − flat fill" and table.rows[2][1].endswith(" better")
+    assert table.rows[2][3].endswith(" better")  # SSIM: higher is better
+    assert "1 slice(s) had no room" in table.notes[1] and "p3/a" in table.notes[1]
 
 
 def test_experiment_adds_table5_and_figure9(classify_brats, tmp_path):

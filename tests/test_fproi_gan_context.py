@@ -9,7 +9,7 @@ import pytest
 
 from conftest import fresh_export, tiny_config, train_and_resume
 from test_methods import _config, _run, disc_batch
-from fproi_jax.evaluation import evaluate, inpainting
+from fproi_jax.evaluation import evaluate, inpainting, report
 from fproi_jax.methods import get_method
 from fproi_jax.methods.fproi_gan_context import crop_at_roi, dilate
 from fproi_jax.store import export as export_lib, programs
@@ -228,17 +228,40 @@ def test_healthy_boxes_lie_in_the_tissue_off_the_tumour_and_away_from_the_border
     images[:, 2:30, 2:20] = 0.5  # tissue on the left, background on the right
     yy, xx = np.mgrid[:32, :32]
     rois = np.repeat(((yy - 10) ** 2 + (xx - 10) ** 2 <= 16)[None, ..., None], 3, 0)
-    boxes = inpainting.healthy_boxes(images, rois.astype(np.float32), 8, seed=0)
-    assert len({box.tobytes() for box in boxes}) > 1  # a random place per slice
+    boxes, without_room = inpainting.healthy_boxes(images, rois.astype(np.float32), 8, seed=0)
+    assert without_room == [] and len({box.tobytes() for box in boxes}) > 1  # random places
     for image, roi, box in zip(images, rois, boxes):
         inside = box[..., 0] == 1
         assert inside.sum() == 64 and not roi[..., 0][inside].any()
         assert (image[..., 0][inside] > 0.02).all()
         rows, cols = np.nonzero(inside)
         assert rows.min() >= 5 and cols.min() >= 5 and rows.max() <= 26
-    np.testing.assert_array_equal(boxes, inpainting.healthy_boxes(images, rois, 8, seed=0))
-    with pytest.raises(ValueError, match=r"healthy box of slice b \(400 px, 20x20\) fits nowhere"):
+    np.testing.assert_array_equal(boxes, inpainting.healthy_boxes(images, rois, 8, seed=0)[0])
+    # A tumour that fills the tissue leaves no room: that slice is named, the rest kept.
+    crowded = rois.copy()
+    crowded[1, :, :20] = True
+    boxes, without_room = inpainting.healthy_boxes(images, crowded, 8, seed=0)
+    assert without_room == [1] and not boxes[1].any() and boxes[0].sum() == 64
+    with pytest.raises(ValueError, match=r"no slice has room for a healthy 20x20 px box"):
         inpainting.healthy_boxes(images[:1], rois[:1], 20, seed=0, ids=["b"])
+
+
+def test_flat_fill_puts_the_rings_mean_tissue_in_the_box():
+    images = np.zeros((1, 32, 32, 1), np.float32)
+    images[0, :, :16] = 0.2
+    images[0, :, 16:] = 0.6
+    images[0, :, 22:] = 0.0  # background in the ring's right edge: not averaged
+    boxes = np.zeros_like(images)
+    boxes[0, 10:18, 12:20] = 1
+    filled = np.asarray(inpainting.flat_fill(jnp.asarray(images), jnp.asarray(boxes)))
+    np.testing.assert_array_equal(filled[boxes == 0], images[boxes == 0])
+    # The ring is rows 5..22 x cols 7..24 minus the box; its tissue ends at col 21.
+    ring = np.zeros((32, 32), bool)
+    ring[5:23, 7:22] = True
+    ring[10:18, 12:20] = False
+    want = images[0, ..., 0][ring].mean()
+    assert 0.2 < want < 0.4  # more of the darker side: the background is not averaged
+    np.testing.assert_allclose(filled[boxes == 1], want, rtol=1e-5)
 
 
 def test_inpainting_scores_the_methods_healthy_fill(fresh):
@@ -247,12 +270,16 @@ def test_inpainting_scores_the_methods_healthy_fill(fresh):
     scores = inpainting.inpainting_scores(method, variables, batch["image"], batch["roi"],
                                           side=6, seed=0, batch_size=3)
     boxes = scores["boxes"]
+    assert scores["without_room"] == [] and list(scores["scored"]) == [0, 1, 2, 3]
     filled, _ = method.roi_synthesis(variables, np.zeros_like(boxes), batch["image"], boxes,
                                      np.zeros_like(boxes))
     want = inpainting.box_scores(filled, batch["image"], boxes, 6)
+    flat = inpainting.box_scores(inpainting.flat_fill(batch["image"], boxes),
+                                 batch["image"], boxes, 6)
     for key in ("mse", "psnr", "ssim"):
         assert scores[key].shape == (4,) and np.isfinite(scores[key]).all()
         np.testing.assert_allclose(scores[key], want[key], rtol=1e-5)
+        np.testing.assert_allclose(scores["flat_fill"][key], flat[key], rtol=1e-5)
     assert (scores["mse"] > 0).all()  # a fresh network does not know the tissue
     with pytest.raises(ValueError, match="Fproi-GAN draws into no image"):
         paired = get_method(_config("fproi_gan"))
@@ -269,5 +296,10 @@ def test_evaluate_writes_the_healthy_inpainting_table(tiny_brats, tmp_path):
     assert summary["n_examples"] == n and summary["box"] == 8  # 1/4 of 32 px
     for key in ("mse", "psnr", "ssim"):
         assert summary["metrics"][key]["n"] == n and np.isfinite(summary["metrics"][key]["mean"])
-    assert summary["metrics"]["mse"]["mean"] > 0
-    assert "| Method | MSE | PSNR | SSIM |" in (out / "inpainting.md").read_text()
+    assert summary["metrics"]["mse"]["mean"] > 0 and summary["without_room"] == []
+    assert summary["per_example"]["ids"] == report.read_per_example(out)[0]
+    np.testing.assert_allclose(np.mean(summary["per_example"]["mse"]),
+                               summary["metrics"]["mse"]["mean"], rtol=1e-6)
+    assert len(summary["per_example"]["flat_fill"]["ssim"]) == n
+    text = (out / "inpainting.md").read_text()
+    assert "| Method | MSE | PSNR | SSIM |" in text and "| Flat fill (mean of the ring) |" in text

@@ -38,7 +38,14 @@ def deform_roi(roi, key, alpha: float, sigma: float):
     return binarise(moved).astype(jnp.float32)
 
 
-def tissue_mask(image, threshold: float = 0.02) -> np.ndarray:
+TISSUE_THRESHOLD = 0.02
+
+
+class NoRoomError(ValueError):
+    """place_roi found no position for the ROI."""
+
+
+def tissue_mask(image, threshold: float = TISSUE_THRESHOLD) -> np.ndarray:
     """Boolean (H, W, 1): the pixels of `image` (in [0, 1]) above `threshold`."""
     return np.asarray(image) > threshold
 
@@ -46,7 +53,7 @@ def tissue_mask(image, threshold: float = 0.02) -> np.ndarray:
 def place_roi(roi, tissue, occupied, rng: np.random.Generator, what: str = "the ROI"):
     """`roi` ((H, W, 1), {0,1} or soft) moved by a whole-pixel shift to a random position,
     each equally likely, where every ROI pixel lies in `tissue` and none on `occupied`
-    (boolean (H, W, 1) masks); float32. ValueError naming `what` if no position fits."""
+    (boolean (H, W, 1) masks); float32. NoRoomError naming `what` if no position fits."""
     inside = binarise(np.asarray(roi))[..., 0]
     if not inside.any():
         raise ValueError(f"{what} is empty: nothing to place")
@@ -58,9 +65,9 @@ def place_roi(roi, tissue, occupied, rng: np.random.Generator, what: str = "the 
                               mode="valid")
     corners = np.argwhere(hits < 0.5)
     if not len(corners):
-        raise ValueError(f"{what} ({int(inside.sum())} px, {shape.shape[0]}x{shape.shape[1]}) "
-                         f"fits nowhere inside the tissue ({int((~forbidden).sum())} free px) "
-                         f"without touching the existing lesion")
+        raise NoRoomError(f"{what} ({int(inside.sum())} px, {shape.shape[0]}x{shape.shape[1]}) "
+                          f"fits nowhere inside the tissue ({int((~forbidden).sum())} free px) "
+                          f"without touching the existing lesion")
     top, left = corners[rng.integers(len(corners))]
     placed = np.zeros(inside.shape, np.float32)
     placed[top:top + shape.shape[0], left:left + shape.shape[1]] = shape

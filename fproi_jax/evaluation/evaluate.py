@@ -82,7 +82,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
                                             columns["roi"], side, config.eval.noise_seed,
                                             config.eval.batch_size, ids)
         inpainting.write_inpainting(
-            out_dir, made, label, f"{config.data.name} {config.data.test_split}", side)
+            out_dir, made, label, f"{config.data.name} {config.data.test_split}", side, ids)
     n = config.eval.num_samples
     with atomic.replacing(out_dir / SAMPLES) as tmp:
         np.savez_compressed(tmp, ids=np.array(ids[:n]),

@@ -14,10 +14,17 @@ and its fill is compared with the real slice inside the box:
            region is the box, so this is the mean of the SSIM map over the box's pixels.
 
 The erased region is the box dilated by the method's margin; only the box is scored (the
-challenge scores its mask). A slice with no such place is a ValueError naming it.
-`write_inpainting` lays the scores out as one table, mean ± sample std over the slices
-(statistics.sample_summary, as the evaluation's tables), beside the evaluation's summary:
-<eval dir>/inpainting.md, inpainting.html, inpainting.json.
+challenge scores its mask). A slice whose tumour leaves no room for the box is left out of
+the scores and named in `without_room` (the table says how many); no slice with room is a
+ValueError.
+
+The yardstick (FLAT_FILL): the box filled with the mean of the tissue in the ring of
+RADIUS px around it, the fill that knows the surroundings' brightness and nothing else. A
+method that cannot beat it has learnt no texture or anatomy. `write_inpainting` lays both
+out as one table, mean ± sample std over the slices (statistics.sample_summary, as the
+evaluation's tables), beside the evaluation's summary: <eval dir>/inpainting.md,
+inpainting.html and inpainting.json, which also keeps every slice's scores for the
+experiment's report.
 """
 import functools
 
@@ -34,13 +41,15 @@ from fproi_jax.statistics import sample_summary
 
 RADIUS = WINDOW // 2  # SSIM's window reaches this far around each box pixel
 SCORES = {"mse": "MSE", "psnr": "PSNR", "ssim": "SSIM"}
+FLAT_FILL, FLAT_FILL_LABEL = "flat_fill", "Flat fill (mean of the ring)"
 
 
 def healthy_boxes(images: np.ndarray, rois: np.ndarray, side: int, seed: int,
-                  ids=None) -> np.ndarray:
-    """(N, H, W, 1) float32 boxes of `side` px, one per slice (see the module docstring)."""
+                  ids=None) -> tuple[np.ndarray, list]:
+    """((N, H, W, 1) float32 boxes of `side` px, one per slice (all 0 where none fits), the
+    indices of the slices without room for one); see the module docstring."""
     square = np.ones((side, side, 1), np.float32)
-    boxes = []
+    boxes, without_room = np.zeros(images.shape, np.float32), []
     for i, (image, roi) in enumerate(zip(images, rois)):
         tissue = deform.tissue_mask(image).copy()
         tissue[:RADIUS], tissue[-RADIUS:], tissue[:, :RADIUS], tissue[:, -RADIUS:] = (
@@ -48,9 +57,27 @@ def healthy_boxes(images: np.ndarray, rois: np.ndarray, side: int, seed: int,
         padded = np.zeros(image.shape, np.float32)
         padded[:side, :side] = square
         name = f"the healthy box of slice {ids[i] if ids is not None else i}"
-        boxes.append(deform.place_roi(padded, tissue, roi > 0.5,
-                                      np.random.default_rng((seed, i)), what=name))
-    return np.stack(boxes)
+        try:
+            boxes[i] = deform.place_roi(padded, tissue, roi > 0.5,
+                                        np.random.default_rng((seed, i)), what=name)
+        except deform.NoRoomError:
+            without_room.append(i)
+    if len(without_room) == len(images):
+        raise ValueError(f"no slice has room for a healthy {side}x{side} px box off its "
+                         f"tumour (of {len(images)}); choose a smaller eval.inpainting_box")
+    return boxes, without_room
+
+
+def flat_fill(images, boxes):
+    """`images` with each box filled by the mean of the tissue (deform.tissue_mask) in the
+    ring of RADIUS px around it (the whole ring where it holds no tissue)."""
+    size = 2 * RADIUS + 1
+    grown = jax.lax.reduce_window(boxes, 0.0, jax.lax.max, (1, size, size, 1), (1,) * 4,
+                                  "SAME")
+    ring = (grown - boxes) * jnp.where(images > deform.TISSUE_THRESHOLD, 1.0, 0.0)
+    ring = jnp.where(ring.sum((1, 2, 3), keepdims=True) > 0, ring, grown - boxes)
+    mean = (images * ring).sum((1, 2, 3), keepdims=True) / ring.sum((1, 2, 3), keepdims=True)
+    return images * (1 - boxes) + mean * boxes
 
 
 def _grown_crops(images, boxes, side: int):
@@ -75,43 +102,70 @@ def box_scores(filled, truth, boxes, side: int) -> dict:
 
 def inpainting_scores(method, variables, images: np.ndarray, rois: np.ndarray, side: int,
                       seed: int, batch_size: int, ids=None) -> dict:
-    """{'mse', 'psnr', 'ssim'} (N,) of the method's healthy fill of a box in each of the real
-    (N, H, W, 1) `images` (with their tumours `rois`), and the 'boxes'."""
+    """Of the real (N, H, W, 1) `images` (with their tumours `rois`) that have room for a
+    box: {'mse', 'psnr', 'ssim'} (n,) of the method's healthy fill, FLAT_FILL's scores
+    under the same keys, the 'boxes' (n, H, W, 1), the 'scored' indices (n,) into images
+    and the indices 'without_room'."""
     if not method.reads("roi_synthesis", "x"):
         raise ValueError(f"{method.label} draws into no image: it has no healthy inpainting")
-    boxes = healthy_boxes(images, rois, side, seed, ids)
+    boxes, without_room = healthy_boxes(images, rois, side, seed, ids)
+    scored = np.setdiff1d(np.arange(len(images)), without_room)
+    images, boxes = images[scored], boxes[scored]
 
     @jax.jit
     def step(variables, batch):
         filled, _ = method.synthesize("roi_synthesis", variables, {
             "roi": jnp.zeros_like(batch["image"]), "image": batch["image"],
             "erase": batch["box"]})
-        return box_scores(filled, batch["image"], batch["box"], side)
+        flat = flat_fill(batch["image"], batch["box"])
+        return {**box_scores(filled, batch["image"], batch["box"], side),
+                **{f"{FLAT_FILL}/{key}": value for key, value in
+                   box_scores(flat, batch["image"], batch["box"], side).items()}}
 
     n = len(images)
     batches = ({"image": images[i:i + batch_size], "box": boxes[i:i + batch_size]}
                for i in range(0, n, batch_size))
-    scores = {}
-    for _, out in map_batches(lambda batch: step(variables, batch), batches, batch_size, n,
-                              f"inpaint {method.label}"):
-        for key, value in out.items():
-            scores.setdefault(key, []).append(value)
-    return {**{key: np.concatenate(value) for key, value in scores.items()}, "boxes": boxes}
+    out = {}
+    for _, scores in map_batches(lambda batch: step(variables, batch), batches, batch_size, n,
+                                 f"inpaint {method.label}"):
+        for key, value in scores.items():
+            out.setdefault(key, []).append(value)
+    out = {key: np.concatenate(value) for key, value in out.items()}
+    return {**{key: out[key] for key in SCORES},
+            FLAT_FILL: {key: out[f"{FLAT_FILL}/{key}"] for key in SCORES},
+            "boxes": boxes, "scored": scored, "without_room": without_room}
 
 
-def write_inpainting(out_dir, scores: dict, label: str, dataset: str, side: int) -> dict:
-    """The table of `inpainting_scores` into out_dir (see the module docstring); returns
-    its summary {"method", "dataset", "box", "n_examples", "metrics": {score: stats}}."""
+def write_inpainting(out_dir, scores: dict, label: str, dataset: str, side: int,
+                     ids) -> dict:
+    """The table of `inpainting_scores` into out_dir (see the module docstring); `ids` the
+    example ids of the images it was given. Returns its summary {"method", "dataset",
+    "box", "n_examples", "without_room" (ids), "metrics" and "flat_fill": {score: stats},
+    "per_example": {"ids", score: values, "flat_fill": {score: values}}}."""
+    ids = [str(i) for i in ids]
+    flat = scores[FLAT_FILL]
     summary = {"method": label, "dataset": dataset, "box": side,
                "n_examples": int(len(scores["mse"])),
-               "metrics": {key: sample_summary(scores[key]) for key in SCORES}}
+               "without_room": [ids[i] for i in scores["without_room"]],
+               "metrics": {key: sample_summary(scores[key]) for key in SCORES},
+               FLAT_FILL: {key: sample_summary(flat[key]) for key in SCORES},
+               "per_example": {"ids": [ids[i] for i in scores["scored"]],
+                               **{key: scores[key].tolist() for key in SCORES},
+                               FLAT_FILL: {key: flat[key].tolist() for key in SCORES}}}
     table = results.Table("Healthy inpainting (inside the erased box)",
                           ["Method", *SCORES.values()],
-                          [[label, *(summary_cell(summary["metrics"][key]) for key in SCORES)]])
+                          [[name, *(summary_cell(stats[key]) for key in SCORES)]
+                           for name, stats in ((label, summary["metrics"]),
+                                               (FLAT_FILL_LABEL, summary[FLAT_FILL]))])
+    left_out = summary["without_room"]
     results.write_page(
         out_dir, f"{label}: healthy inpainting on {dataset}",
         f"{summary['n_examples']} slices, one seeded {side}x{side} px box of healthy tissue "
         "erased in each and filled by the method; scored inside the box against the real "
         "slice (PSNR in dB; † a perfect fill's +inf PSNR left out). Mean ± standard "
-        "deviation (ddof=1).", [table], summary, stem="inpainting", json_name="inpainting.json")
+        f"deviation (ddof=1). {FLAT_FILL_LABEL}: the box filled with the mean tissue "
+        "brightness of the ring around it, the yardstick a learnt fill must beat."
+        + (f" {len(left_out)} slice(s) had no room for the box off their tumour and are "
+           f"not scored: {', '.join(left_out)}." if left_out else ""),
+        [table], summary, stem="inpainting", json_name="inpainting.json")
     return summary

@@ -30,7 +30,8 @@ The report (experiment/tables.py) pools each method's seeds per test example and
 reference, Fproi-GAN, against each other method; for a dataset with a `grade` feature
 (BRATS: 0 = HGG, 1 = LGG) it has rows for all slices, HGG slices and LGG slices. The figures
 (paper Figures 6-7 and 8, and the ROI overlays) show every method side by side on the
-examples that seed 0's evaluations stored in samples.npz.
+examples that seed 0's evaluations stored in samples.npz. A method that draws into an image
+(fproi_gan_context) adds its healthy-inpainting table (experiment/inpainting.py).
 """
 import pathlib
 
@@ -44,6 +45,7 @@ from fproi_jax.data import patient_subset, pipeline
 from fproi_jax.evaluation import evaluate as evaluate_lib
 from fproi_jax.evaluation import report
 from fproi_jax.experiment import curves, tables
+from fproi_jax.experiment import inpainting as inpainting_table
 from fproi_jax.methods import REGISTRY, get_method
 from fproi_jax.store import config_file, runs
 from fproi_jax.train import loop
@@ -199,8 +201,13 @@ def write_report(config, workdir, eval_dirs, labels, task_results,
     levels = curves.levels(loss_curves, {
         labels[m]: tuple(get_method(run_config(config, m, 0, dirs[0])).progress_terms.values())
         for m, dirs in eval_dirs.items()})
-    items = [verdict, *report.beside((image, roi), figure_list), *p_values,
-             curves.table(levels), curves.figure(out_dir / curves.FIGURE, loss_curves)]
+    items = [verdict, *report.beside((image, roi), figure_list), *p_values]
+    inpainted = inpainting_table.read({labels[m]: dirs for m, dirs in eval_dirs.items()})
+    inpainting_summary = {}
+    if inpainted:
+        inpainting_item, inpainting_summary = inpainting_table.table(inpainted, patients)
+        items.append(inpainting_item)
+    items += [curves.table(levels), curves.figure(out_dir / curves.FIGURE, loss_curves)]
     intro = tables.legend(reference, seeds)
     if seeds == 1:
         intro += " One seed: the spread between training runs is unknown."
@@ -225,6 +232,7 @@ def write_report(config, workdir, eval_dirs, labels, task_results,
                     "rows": [list(row) for row in verdict.rows]},
         "groups": pooled,
         "training": levels,
+        "inpainting": inpainting_summary,
         "tasks": {},
     }
     for name, result in task_results.items():
