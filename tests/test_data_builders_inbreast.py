@@ -164,6 +164,53 @@ def test_images_of_one_patient_never_straddle_the_split_for_any_seed(raw, tmp_pa
         )
     assert image_level_leaks >= 3
 
+def test_healthy_crops_are_breast_windows_of_the_mass_free_mammograms(raw, tmp_path):
+    """64 px windows: the phantom's breasts (a few hundred px) hold few 256 px ones."""
+    d, recs = raw
+    b = build(d, tmp_path / "healthy",
+              config=InbreastConfig(name="healthy", healthy_crops=2, image_size=64))
+    ex = read_all(b)
+    assert set(ex) == {"train", "test", "train_healthy", "test_healthy"}
+    # The mass crops are those of the build without healthy crops, example for example.
+    plain = read_all(build(d, tmp_path / "plain", config=InbreastConfig(name="p", image_size=64)))
+    for split in ("train", "test"):
+        assert [e["image"].tobytes() for e in ex[split]] == [
+            e["image"].tobytes() for e in plain[split]]
+    side_of = {e["patient_id"].decode(): s for s in ("train", "test") for e in ex[s]}
+    per_image = {}
+    for split in ("train_healthy", "test_healthy"):
+        for e in ex[split]:
+            r = recs[e["file_id"].decode()]
+            assert not r["masses"], "a healthy crop from a mammogram with a mass"
+            patient = e["patient_id"].decode()
+            if patient in side_of:  # a patient of the mass split keeps its side
+                assert split == f"{side_of[patient]}_healthy"
+            assert e["roi"].shape == (64, 64, 1) and not e["roi"].any()
+            raw_image = read_dicom(r["dcm"])
+            found = [(a, c) for a in range(0, raw_image.shape[0] - 63, 32)
+                     for c in range(0, raw_image.shape[1] - 63, 32)
+                     if raw_image[a:a + 64, c:c + 64].max() > 0
+                     and np.allclose(e["image"][..., 0], raw_image[a:a + 64, c:c + 64]
+                                    / raw_image[a:a + 64, c:c + 64].max(), atol=1e-6)]
+            assert found, "a healthy crop is not a max-normalised window of its mammogram"
+            a, c = found[0]
+            window = raw_image[a:a + 64, c:c + 64]
+            assert (window > 0.05 * raw_image.max()).mean() >= 0.9  # breast, not background
+            per_image.setdefault(e["file_id"].decode(), set()).add((a, c))
+    assert per_image and all(1 <= len(v) <= 2 for v in per_image.values())
+    sides = {}
+    for split in ("train_healthy", "test_healthy"):
+        for e in ex[split]:
+            sides.setdefault(e["patient_id"].decode(), set()).add(split)
+    assert all(len(v) == 1 for v in sides.values()) and len(ex["test_healthy"]) > 0
+    md = b.info.metadata
+    assert md["healthy_crops"] == 2
+    assert sum(md["healthy_images"].values()) == sum(not r["masses"] for r in recs.values())
+    with pytest.raises(BadInputError, match=r"healthy_crops: none of the \d+ mass-free "
+                                            r"mammograms of split \w+ has a 256x256 window"):
+        build(d, tmp_path / "big", config=InbreastConfig(name="big", healthy_crops=2))
+
+
 def test_point_rois_and_other_names_are_not_masses(raw, tmp_path):
     d = copy_raw(raw, tmp_path)
     f, r = next((f, r) for f, r in raw[1].items() if r["masses"])

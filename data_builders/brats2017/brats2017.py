@@ -214,6 +214,15 @@ class Brats2017(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             ),
         ),
         Brats2017Config(
+            name="paper_healthy",
+            balance_grades=True,
+            healthy_slices=(60, 70, 80, 90, 100, 110, 120),
+            description=(
+                "paper, plus the tumour-free ones of axial slices 60, 70, ..., 120 of every "
+                "case in the splits train_healthy and test_healthy."
+            ),
+        ),
+        Brats2017Config(
             name="all_tumour_slices",
             hgg_slices=None,
             lgg_slices=None,

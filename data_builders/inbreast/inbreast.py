@@ -32,6 +32,17 @@ Paper section 2.1, as implemented here:
   float32.
 * Split: 7:3 train/test by patient (the hash in the file name), over the patients that
   have at least one mass; sorted ids then a seeded permutation.
+* Healthy crops (config field ``healthy_crops``; 0 by default, so the default builds are
+  unchanged): from every mammogram without a mass ROI (no XML, or calcifications only),
+  up to that many windows of the mass crops' size at the native resolution, taken from a
+  grid of stride half a window among those whose pixels are at least ``HEALTHY_COVERAGE``
+  breast (above ``BREAST_THRESHOLD`` of the image's maximum), chosen by a generator seeded
+  by ``split_seed`` and the file id; max-normalised over the crop like the mass crops,
+  with an all-zero ROI. They go to ``train_healthy`` and ``test_healthy``: a patient of
+  the mass split keeps its side, the patients without any mass are split 7:3 among
+  themselves with the same seed. Contexts for drawing masses into, and truth for healthy
+  inpainting. A mammogram with no such window gives none (counted in
+  ``info.metadata['healthy_images_without_room']``).
 """
 
 from __future__ import annotations
@@ -61,6 +72,8 @@ FILE_RE = re.compile(
 )
 POINT_RE = re.compile(r"^\s*\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*(?:,\s*[-+0-9.eE]+\s*)?\)\s*$")
 LARGE_MARGIN = 0.1
+BREAST_THRESHOLD = 0.05   # breast pixels: above this share of the mammogram's maximum
+HEALTHY_COVERAGE = 0.9    # share of a healthy crop's pixels that must be breast
 
 _MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 INbreast is distributed by its authors (INESC TEC / Centro Hospitalar de S. Joao, Porto;
@@ -80,9 +93,10 @@ a synthetic stand-in with the same layout.
 
 @dataclasses.dataclass(eq=False)
 class InbreastConfig(tfds.core.BuilderConfig):
-    """Options of the inbreast builder (crop size, skip_bad, split)."""
+    """Options of the inbreast builder (crop size, skip_bad, split, healthy crops)."""
 
     skip_bad: bool = False
+    healthy_crops: int = 0
     image_size: int = common.IMAGE_SIZE
     train_fraction: float = common.TRAIN_FRACTION
     split_seed: int = common.SPLIT_SEED
@@ -269,6 +283,27 @@ def crop_lesion(
     return img, r, (r0, c0, side)
 
 
+def healthy_windows(image: np.ndarray, size: int, count: int, rng: np.random.Generator
+                    ) -> list[tuple[int, int]]:
+    """Up to ``count`` distinct (row0, col0) of size x size windows inside ``image`` whose
+    pixels are at least HEALTHY_COVERAGE breast, from a grid of stride size // 2, in a
+    random order of ``rng``; [] if the image is smaller than the window or none qualifies."""
+    rows, cols = image.shape
+    if rows < size or cols < size:
+        return []
+    breast = (image > BREAST_THRESHOLD * image.max()).astype(np.float64)
+    # Summed-area table: the breast pixels of any window in O(1).
+    table = np.pad(breast.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    stride = max(1, size // 2)
+    starts = [(r, c) for r in range(0, rows - size + 1, stride)
+              for c in range(0, cols - size + 1, stride)]
+    covered = [(r, c) for r, c in starts
+               if table[r + size, c + size] - table[r, c + size] - table[r + size, c]
+               + table[r, c] >= HEALTHY_COVERAGE * size * size]
+    order = rng.permutation(len(covered))[:count]
+    return [covered[k] for k in sorted(order)]
+
+
 def find_layout(manual_dir: os.PathLike) -> epath.Path:
     """The folder holding AllDICOMs/ (the manual dir or its only such subfolder)."""
     manual_dir = epath.Path(manual_dir)
@@ -293,7 +328,13 @@ class Inbreast(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
     BUILDER_CONFIGS = [
-        InbreastConfig(name="paper", description="256x256 crop per mass (paper 2.1).")
+        InbreastConfig(name="paper", description="256x256 crop per mass (paper 2.1)."),
+        InbreastConfig(
+            name="paper_healthy",
+            healthy_crops=4,
+            description="paper, plus up to 4 healthy 256x256 breast crops per mammogram "
+            "without a mass in the splits train_healthy and test_healthy.",
+        ),
     ]
     DEFAULT_CONFIG_NAME = "paper"
 
@@ -318,39 +359,42 @@ class Inbreast(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             metadata=tfds.core.MetadataDict(),
         )
 
-    def scan(self, root: epath.Path) -> list[ImageRecord]:
-        """Reads names, CSV and XMLs; returns the images that have at least one mass."""
+    def scan(self, root: epath.Path) -> tuple[list[ImageRecord], list[ImageRecord]]:
+        """Reads names, CSV and XMLs; returns (the images that have at least one mass, the
+        images without any mass ROI, read only when healthy crops are asked for)."""
         table = read_csv(root / "INbreast.csv")
         dcms = sorted(p for p in (root / "AllDICOMs").iterdir() if p.name.lower().endswith(".dcm"))
         if not dcms:
             raise BadInputError(root / "AllDICOMs", "no .dcm files")
         xml_dir = root / "AllXML"
         md = self.info.metadata
-        records = []
+        records, mass_free = [], []
         for dcm in dcms:
             meta = self._log.call(parse_file_name, dcm)
             if meta is None:
                 continue
             xml = xml_dir / f"{meta['file_id']}.xml"
+            masses = []
             if not xml.exists():
                 md["images_without_xml"] += 1
-                continue
-            masses = self._log.call(parse_xml, xml, md["ignored_roi_names"])
-            if masses is None:
-                continue
-            points = [m for m in masses if len(m.points) <= 2]
-            md["ignored_point_rois"] += len(points)
-            masses = [m for m in masses if len(m.points) > 2]
-            if not masses:
-                md["images_without_mass"] += 1
+            else:
+                masses = self._log.call(parse_xml, xml, md["ignored_roi_names"])
+                if masses is None:
+                    continue
+                points = [m for m in masses if len(m.points) <= 2]
+                md["ignored_point_rois"] += len(points)
+                masses = [m for m in masses if len(m.points) > 2]
+                if not masses:
+                    md["images_without_mass"] += 1
+            if not masses and not self.builder_config.healthy_crops:
                 continue
             row = self._log.call(_csv_row, table, meta["file_id"], root / "INbreast.csv", dcm.name)
             if row is None:
                 continue
-            records.append(
+            (records if masses else mass_free).append(
                 ImageRecord(
                     dcm=dcm,
-                    xml=xml,
+                    xml=xml if xml.exists() else None,
                     file_id=meta["file_id"],
                     patient_id=meta["patient"],
                     laterality=(row.get("laterality") or meta["lat"]).upper(),
@@ -359,7 +403,7 @@ class Inbreast(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
                     masses=masses,
                 )
             )
-        return records
+        return records, mass_free
 
     def _split_generators(self, dl_manager):
         cfg = self.builder_config
@@ -378,7 +422,7 @@ class Inbreast(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             normalisation="max normalisation over the crop",
         )
         root = find_layout(self._manual_dir(dl_manager))
-        records = self.scan(root)
+        records, mass_free = self.scan(root)
         split_of = common.patient_split(
             [r.patient_id for r in records], cfg.train_fraction, cfg.split_seed
         )
@@ -392,7 +436,62 @@ class Inbreast(common.SkipBadBuilderMixin, tfds.core.GeneratorBasedBuilder):
             len(by_split["train"]),
             len(by_split["test"]),
         )
-        return {s: self._generate_examples(v) for s, v in by_split.items()}
+        splits = {s: self._generate_examples(v) for s, v in by_split.items()}
+        if cfg.healthy_crops:
+            splits.update(self._healthy_splits(mass_free, split_of))
+        return splits
+
+    def _healthy_splits(self, mass_free: Sequence[ImageRecord], split_of: dict) -> dict:
+        """{'train_healthy', 'test_healthy': examples} of the mass-free mammograms: a
+        patient of the mass split keeps its side, the others are split among themselves."""
+        cfg = self.builder_config
+        md = self.info.metadata
+        others = common.patient_split(
+            [r.patient_id for r in mass_free if r.patient_id not in split_of],
+            cfg.train_fraction, cfg.split_seed)
+        by_split = {"train": [], "test": []}
+        for r in mass_free:
+            by_split[split_of.get(r.patient_id) or others[r.patient_id]].append(r)
+        md.update(healthy_crops=cfg.healthy_crops, healthy_images_without_room=0,
+                  healthy_images={s: len(v) for s, v in by_split.items()})
+        common.log.info("inbreast: %d mammograms without masses for healthy crops "
+                        "(%d train, %d test)", len(mass_free), len(by_split["train"]),
+                        len(by_split["test"]))
+        return {f"{s}_healthy": self._generate_healthy(f"{s}_healthy", v)
+                for s, v in by_split.items()}
+
+    def _generate_healthy(self, split: str, records: Sequence[ImageRecord]) -> Iterator:
+        written = 0
+        for rec in records:
+            examples = self._log.call(self.healthy_examples, rec)
+            if examples == []:
+                self.info.metadata["healthy_images_without_room"] += 1
+            written += len(examples or ())
+            yield from examples or ()
+        if not written:
+            size = self.builder_config.image_size
+            raise BadInputError(
+                records[0].dcm.parent if records else "AllDICOMs",
+                f"healthy_crops: none of the {len(records)} mass-free mammograms of split "
+                f"{split} has a {size}x{size} window that is {HEALTHY_COVERAGE:.0%} breast")
+
+    def healthy_examples(self, rec: ImageRecord) -> list:
+        """The healthy crops of one mass-free mammogram (module docstring) as
+        ``[(key, features), ...]``; BadInputError if the DICOM is bad."""
+        cfg = self.builder_config
+        size = cfg.image_size
+        image = read_dicom(rec.dcm)
+        seed = (cfg.split_seed, int.from_bytes(rec.file_id.encode(), "little") % 2**63)
+        out = []
+        for r0, c0 in healthy_windows(image, size, cfg.healthy_crops,
+                                      np.random.default_rng(seed)):
+            crop = common.max_normalise(image[r0:r0 + size, c0:c0 + size])
+            out.append((f"{rec.file_id}_healthy_{r0}_{c0}", {
+                "image": common.as_channel(crop),
+                "roi": common.as_channel(np.zeros((size, size), np.uint8)),
+                "patient_id": rec.patient_id, "file_id": rec.file_id,
+                "laterality": rec.laterality, "view": rec.view, "birads": rec.birads}))
+        return out
 
     def _generate_examples(self, records: Sequence[ImageRecord]) -> Iterator:
         for rec in records:

@@ -13,7 +13,8 @@ eval.context:
       seeded random place inside that slice's tissue off its lesion (data/deform.place_roi),
       the lesion erased too (m), and the pair takes the slice's patient, ids and affine;
   "healthy": the tumour-free slices of the test patients (the split <test_split>_healthy,
-      brats2017's healthy_slices; INbreast has none), every ROI (test ROI or mask file)
+      of the builders' config paper_healthy: brats2017's healthy_slices, inbreast's
+      healthy_crops), every ROI (test ROI or mask file)
       into them as mask files into test slices;
   a folder of PNG (8 or 16 bit) or NIfTI (one 2-D slice) images, any size: brought to the
       image size as the masks are and max-normalised as the builders' slices; the ROIs
@@ -260,8 +261,8 @@ def _contexts(config: ml_collections.ConfigDict, inputs: dict) -> dict:
         if split not in splits:
             raise ValueError(f"eval.context={context!r} reads the split {split!r}, which "
                              f"{config.data.name} in {config.data.data_dir} lacks (it has "
-                             f"{', '.join(splits)}; brats2017 writes it with "
-                             "Brats2017Config(healthy_slices=...))")
+                             f"{', '.join(splits)}; the builders write it with "
+                             "--config=paper_healthy)")
         contexts = _split(config, split)
         lesions = contexts["roi"]
     else:
