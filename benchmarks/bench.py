@@ -26,6 +26,11 @@ Also measured (each in its own subprocess of this script, --part=...):
             extraction (images/s);
   scaling:  our Fproi-GAN step at global batch 1, 4, 16 on 1 device and on 4 fake CPU
             devices (--scaling=false skips it: slow on CPU).
+Then (--demo) the same alternating rounds at the paper demo's scale, configs/paper_demo.py
+(64 px, batch 4, half widths; PyTorch with the same widths), and the seeds trained
+together (--seeds_methods: --seeds=3 of train_step.py, --seeds_form, against one seed and
+against PyTorch's three runs one after another). The last table sets every figure beside
+the targets of the speed issue.
 Prints markdown tables and writes them to --output (benchmarks/results.md) with the date,
 machine, versions and the command.
 """
@@ -55,6 +60,12 @@ METHODS = {
     "dcgan": ("DCGAN", ["benchmarks/pytorch_baselines.py", "--method=dcgan"]),
 }
 FAKE_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+DEMO_CONFIG = "configs/paper_demo.py"
+SEEDS = 3
+# The speed issue's targets: the demo step's share of the matmul peak and its ratio to
+# PyTorch, 3 seeds against 1, the 256 px ratios, and 1,000 evaluated pairs.
+TARGETS = {"demo_peak": 0.5, "demo_ratio": 0.7, "seeds_ratio": 1.6, "ratio_256": 1.0,
+           "fproi_gan_ratio_256": 0.8, "eval_1000_s": 10.0}
 
 flags.DEFINE_list("methods", list(METHODS), f"Methods to time, of {', '.join(METHODS)}.")
 flags.DEFINE_integer("rounds", 2, "Alternating rounds (ours, then PyTorch) per method.")
@@ -79,6 +90,11 @@ flags.DEFINE_integer("pipeline_batches", 50, "Batches read to time the input pip
 flags.DEFINE_bool("eval", True, "Also the evaluation metrics' throughput.")
 flags.DEFINE_integer("eval_pairs", 1000, "Image/ROI pairs of the evaluation throughput.")
 flags.DEFINE_bool("tasks", True, "Also the downstream tasks' train steps and features.")
+flags.DEFINE_bool("demo", True, "Also every method at the paper demo's scale (DEMO_CONFIG).")
+flags.DEFINE_list("seeds_methods", ["fproi_gan"],
+                  "Methods timed with 3 seeds trained together at the demo's scale.")
+flags.DEFINE_enum("seeds_form", "unrolled", ["vmap", "unrolled"],
+                  "How the seeds are written into one program (train/step.py).")
 flags.DEFINE_integer("timeout", 3600, "Seconds allowed to each subprocess.")
 flags.DEFINE_string("output", "benchmarks/results.md", "Markdown report ('' : none).")
 flags.DEFINE_enum("part", "", ["", "matmul", "eval", "pipeline", "tasks"],
@@ -122,27 +138,55 @@ def run_json(cmd, label: str, env=None) -> dict:
     return bench_json.parse_record(proc.stdout)
 
 
-def jax_step_cmd(method: str, size: int, batch: int, steps: int, dtype: str = "float32"):
-    cmd = [sys.executable, "benchmarks/train_step.py", f"--config={FLAGS.config}",
+def jax_step_cmd(method: str, size: int, batch: int, steps: int, dtype: str = "float32",
+                 config: str = "", extra=()):
+    cmd = [sys.executable, "benchmarks/train_step.py", f"--config={config or FLAGS.config}",
            f"--config.model.name={method}", f"--config.data.image_size={size}",
-           f"--config.train.batch_size={batch}", f"--steps={steps}", "--json"]
+           f"--config.train.batch_size={batch}", f"--steps={steps}", "--json", *extra]
     if dtype != "float32":
         cmd.append(f"--config.train.compute_dtype={dtype}")
     return cmd
 
 
-def torch_step_cmd(method: str, size: int, batch: int, steps: int):
+def torch_step_cmd(method: str, size: int, batch: int, steps: int, extra=()):
     cmd = [FLAGS.torch, *METHODS[method][1], f"--size={size}", f"--batch={batch}",
-           f"--steps={steps}", f"--device={FLAGS.device}", "--json"]
+           f"--steps={steps}", f"--device={FLAGS.device}", "--json", *extra]
     if FLAGS.torch_threads:
         cmd.append(f"--threads={FLAGS.torch_threads}")
     return cmd + ["--amp"] if FLAGS.torch_amp else cmd
 
 
-def run_jax_step(method, size, batch, steps, dtype="float32", fake_devices=0) -> dict:
+def demo_widths(method: str) -> list[str]:
+    """The PyTorch script's width arguments for `method` at DEMO_CONFIG's settings."""
+    from configs import paper_demo
+
+    model = paper_demo.get_config().model
+    join = lambda values: ",".join(str(v) for v in values)  # noqa: E731
+    if method == "fproi_gan":
+        m = model.fproi_gan
+        return [f"--rfb={join(m.rfb_features)}", f"--width={m.generator_width}",
+                f"--disc={join(m.discriminator_features)}"]
+    if method == "dcgan":
+        return [f"--width={model.dcgan.generator_features[0]}",
+                f"--disc-width={model.dcgan.discriminator_features[0]}"]
+    m = model[method]
+    args = [f"--width={m.generator_width}", f"--disc-width={m.discriminator_width}"]
+    return args + ([f"--blocks={m.residual_blocks}"] if method == "cycle_gan" else [])
+
+
+def demo_size_and_batch() -> tuple[int, int]:
+    from configs import paper_demo
+
+    config = paper_demo.get_config()
+    return config.data.image_size, config.train.batch_size
+
+
+def run_jax_step(method, size, batch, steps, dtype="float32", fake_devices=0, config="",
+                 extra=()) -> dict:
     label = f"ours {method} {dtype} {size}px batch {batch}" + (
-        f" on {fake_devices} fake CPU devices" if fake_devices else "")
-    return run_json(jax_step_cmd(method, size, batch, steps, dtype), label,
+        f" on {fake_devices} fake CPU devices" if fake_devices else "") + (
+        f" ({config})" if config else "") + (f" {' '.join(extra)}" if extra else "")
+    return run_json(jax_step_cmd(method, size, batch, steps, dtype, config, extra), label,
                     base_env(fake_devices))
 
 
@@ -176,17 +220,24 @@ def peak_memory(record) -> int | None:
 
 
 def timed_rounds(method: str, dtypes, size: int, batch: int, steps: int, rounds: int,
-                 with_torch: bool) -> dict:
-    """{('ours', dtype): summary, 'torch': summary}: ours, then torch, `rounds` times."""
+                 with_torch: bool, config: str = "", torch_args=(), seeds: int = 1) -> dict:
+    """{('ours', dtype): summary, 'torch': summary}: ours, then torch, `rounds` times; with
+    seeds > 1 also ('seeds', dtype): ours with that many seeds trained together."""
     records = {}
+    together = ["--seeds", str(seeds), f"--seeds_form={FLAGS.seeds_form}"]
     for r in range(rounds):
         print(f"[bench] {METHODS[method][0]}, round {r + 1}/{rounds}", flush=True)
         for dtype in dtypes:
             records.setdefault(("ours", dtype), []).append(
-                run_jax_step(method, size, batch, steps, dtype))
+                run_jax_step(method, size, batch, steps, dtype, config=config))
+            if seeds > 1:
+                records.setdefault(("seeds", dtype), []).append(
+                    run_jax_step(method, size, batch, steps, dtype, config=config,
+                                 extra=together))
         if with_torch:
             records.setdefault("torch", []).append(
-                run_json(torch_step_cmd(method, size, batch, steps), f"PyTorch {method}"))
+                run_json(torch_step_cmd(method, size, batch, steps, torch_args),
+                         f"PyTorch {method}"))
     return {key: summarize(value) for key, value in records.items()}
 
 
@@ -396,6 +447,77 @@ def step_row(label: str, dtype: str, ours: dict, torch: dict | None, peak_flops)
             f"{achieved / peak_flops:.1%}" if achieved and peak_flops else "—"]
 
 
+SEEDS_HEADERS = ("method", "1 seed s/step", f"{SEEDS} seeds together s/step",
+                 f"{SEEDS} seeds / 1 seed", f"PyTorch, {SEEDS} runs one after another s/step",
+                 f"ours {SEEDS} seeds / PyTorch {SEEDS} runs")
+SEEDS_NOTE = (f"Ours: train_step.py --seeds={SEEDS}, the stacked states of {SEEDS} seeds "
+              "updated on the same batch by one program (train/step.py, seeds_form), "
+              f"against the same step with one seed; PyTorch: {SEEDS} times its one-seed "
+              "median, as three runs one after another (eager PyTorch has no such program).")
+
+
+def seeds_row(label: str, results: dict) -> list:
+    one, together = results[("ours", "float32")]["median_s"], results[("seeds", "float32")][
+        "median_s"]
+    torch_s = results["torch"]["median_s"] * SEEDS if "torch" in results else None
+    return [label, fmt(one), fmt(together), fmt(together / one), fmt(torch_s),
+            fmt(together / torch_s) if torch_s else "—"]
+
+
+def _ratio(results: dict) -> float | None:
+    torch = results.get("torch")
+    return results[("ours", "float32")]["median_s"] / torch["median_s"] if torch else None
+
+
+def _share_of_peak(results: dict, peak: float) -> float | None:
+    ours = results[("ours", "float32")]
+    return ours["flops"] / ours["median_s"] / peak if ours.get("flops") and peak else None
+
+
+def targets_section(measured: dict) -> str:
+    """Each target of the speed issue (TARGETS) with what this run measured, and whether it
+    is met ('—' where this run did not measure it)."""
+    def row(what, target, value, met, text=None):
+        shown = text if text is not None else fmt(value)
+        return [what, target, shown, "—" if value is None else ("yes" if met else "no")]
+
+    rows, peak = [], measured["peak"]
+    for method, results in measured.get("demo", {}).items():
+        label = METHODS[method][0]
+        share, ratio = _share_of_peak(results, peak), _ratio(results)
+        rows.append(row(f"{label}, demo step: share of the matmul peak",
+                        f">= {TARGETS['demo_peak']:.0%}", share,
+                        share is not None and share >= TARGETS["demo_peak"],
+                        f"{share:.1%}" if share is not None else "—"))
+        rows.append(row(f"{label}, demo step: ours / PyTorch", f"<= {TARGETS['demo_ratio']}",
+                        ratio, ratio is not None and ratio <= TARGETS["demo_ratio"]))
+        if ("seeds", "float32") in results:
+            factor = (results[("seeds", "float32")]["median_s"]
+                      / results[("ours", "float32")]["median_s"])
+            rows.append(row(f"{label}, {SEEDS} seeds together / 1 seed",
+                            f"<= {TARGETS['seeds_ratio']}", factor,
+                            factor <= TARGETS["seeds_ratio"]))
+    for method, results in measured["main"].items():
+        if ("ours", "float32") not in results:
+            continue
+        target = TARGETS["fproi_gan_ratio_256" if method == "fproi_gan" else "ratio_256"]
+        ratio = _ratio(results)
+        rows.append(row(f"{METHODS[method][0]}, {FLAGS.size} px batch {FLAGS.batch}: "
+                        f"ours / PyTorch", f"<= {target}", ratio,
+                        ratio is not None and ratio <= target))
+    ev = measured.get("eval")
+    if ev:
+        seconds = 1000 / ev["pairs_per_s"]
+        rows.append(row(f"evaluation, 1,000 pairs at {ev['size']} px, every metric",
+                        f"< {TARGETS['eval_1000_s']:g} s", seconds,
+                        seconds < TARGETS["eval_1000_s"], f"{seconds:.1f} s"))
+    return (markdown_table(("figure", "target", "measured", "met"), rows)
+            + "\n\nThe targets of the speed issue (TARGETS in benchmarks/bench.py). The "
+              "256 px targets are meant at batch 1 and 4: this table holds the batch of "
+              "this run (--batch). make paper-demo's wall time (target 45 min from a fresh "
+              "clone) is measured by running it, not here.")
+
+
 def scaling_table(results) -> str:
     """results: {(devices, batch): summary or None (not run: batch not divisible)}."""
     rows = []
@@ -492,10 +614,11 @@ def main(argv):
     print(f"[bench] f32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({matmul['n']}^2, "
           f"{matmul['platform']})", flush=True)
 
-    rows, records = [], []
+    rows, records, main_results = [], [], {}
     for method in FLAGS.methods:
         results = timed_rounds(method, FLAGS.jax_dtypes, FLAGS.size, FLAGS.batch, FLAGS.steps,
                                FLAGS.rounds, with_torch)
+        main_results[method] = results
         records += results.values()
         for dtype in FLAGS.jax_dtypes:
             rows.append(step_row(METHODS[method][0], dtype, results[("ours", dtype)],
@@ -504,6 +627,27 @@ def main(argv):
         f"Train step, {FLAGS.size}x{FLAGS.size}, global batch {FLAGS.batch}":
             markdown_table(STEP_HEADERS, rows) + "\n\n" + step_notes(matmul, records),
     }
+    measured = {"peak": peak, "main": main_results}
+    if FLAGS.demo:
+        size, batch = demo_size_and_batch()
+        demo_rows, seeds_rows, demo = [], [], {}
+        for method in FLAGS.methods:
+            seeds = SEEDS if method in FLAGS.seeds_methods else 1
+            results = timed_rounds(method, ["float32"], size, batch, FLAGS.steps, FLAGS.rounds,
+                                   with_torch, DEMO_CONFIG, demo_widths(method), seeds)
+            demo[method] = results
+            demo_rows.append(step_row(METHODS[method][0], "float32", results[("ours", "float32")],
+                                      results.get("torch"), peak))
+            if seeds > 1:
+                seeds_rows.append(seeds_row(METHODS[method][0], results))
+        measured["demo"] = demo
+        sections[f"Train step at the paper demo's scale ({DEMO_CONFIG}: {size}x{size}, global "
+                 f"batch {batch}, half widths)"] = (
+            markdown_table(STEP_HEADERS, demo_rows) + "\n\nAs above; PyTorch with the same "
+            "widths (benchmarks/pytorch_*.py --width ...).")
+        if seeds_rows:
+            sections[f"{SEEDS} seeds trained together ({FLAGS.seeds_form}), demo scale"] = (
+                markdown_table(SEEDS_HEADERS, seeds_rows) + "\n\n" + SEEDS_NOTE)
     ours = [r for r in records if r.get("framework") == "jax"]
     consumer = next((r for r in ours if r["method"] == "fproi_gan"), ours[0] if ours else None)
     if FLAGS.pipeline:
@@ -513,12 +657,14 @@ def main(argv):
     if FLAGS.eval:
         ev = run_part("eval", size=FLAGS.size, eval_pairs=FLAGS.eval_pairs)
         sections["Evaluation metrics"] = eval_section(ev)
+        measured["eval"] = ev
     if FLAGS.tasks:
         sections["Downstream tasks' networks"] = tasks_section(run_part("tasks", steps=FLAGS.steps))
     if FLAGS.scaling:
         sections["Batch-size scaling (ours, Fproi-GAN, float32)"] = scaling_section(
             run_scaling(FLAGS.size, [int(b) for b in FLAGS.scaling_batches],
                         FLAGS.scaling_devices, FLAGS.steps))
+    sections["Against the targets of the speed issue"] = targets_section(measured)
     torch_version = next((r["torch"] for r in records if r.get("framework") == "torch"), None)
     text = report(sections, machine_info(records), versions(torch_version), command,
                   datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))

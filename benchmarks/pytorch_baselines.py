@@ -24,9 +24,11 @@ counts printed equal fproi_jax's, tests/test_methods.py):
     transposed conv with bias to one channel, sigmoid), Dx and Dy the same down path,
     flattened, a linear layer to one logit; log (BCE) GAN loss, cycle 10, no identity term,
     no pool; G/F step, then Dx/Dy step on the detached fakes of the same pass.
-Adam(2e-4, b1 0.5; dcgan: b1 0.9, the Adam defaults of configs/brats.py). Reports the first
-step and the median wall time per step after it; --json, --device=cuda and --amp as in
-pytorch_step.py.
+Widths: the paper's by default; --width, --disc-width and --blocks set others (bench.py's
+demo rows pass configs/paper_demo.py's). Adam(2e-4, b1 0.5; dcgan: b1 0.9, the Adam
+defaults of configs/brats.py; rates and loss weights do not change the cost). Reports the
+first step and the median wall time per step after it; --json, --device=cuda and --amp as
+in pytorch_step.py.
 """
 import argparse
 import statistics
@@ -156,22 +158,31 @@ def main():
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
+    parser.add_argument("--width", type=int, default=64,
+                        help="generators' first width (ngf; DCGAN: its first of x1, x2, x4, x8)")
+    parser.add_argument("--disc-width", type=int, default=64,
+                        help="discriminators' first width (ndf; DCGAN likewise)")
+    parser.add_argument("--blocks", type=int, default=9, help="CycleGAN's residual blocks")
     torch_common.add_common_args(parser)
     args = parser.parse_args()
     torch_common.check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    ngf, ndf = args.width, args.disc_width
     if args.method == "cycle_gan":
-        nets = {"G": resnet_generator(), "F": resnet_generator(),
-                "Dx": patch_gan(1, nn.InstanceNorm2d), "Dy": patch_gan(1, nn.InstanceNorm2d)}
+        nets = {"G": resnet_generator(ngf, args.blocks), "F": resnet_generator(ngf, args.blocks),
+                "Dx": patch_gan(1, nn.InstanceNorm2d, ndf),
+                "Dy": patch_gan(1, nn.InstanceNorm2d, ndf)}
     elif args.method == "pix2pix":
         levels = args.size.bit_length() - 1
-        nets = {"G": Unet(levels), "F": Unet(levels),
-                "Dx": patch_gan(2, nn.BatchNorm2d), "Dy": patch_gan(2, nn.BatchNorm2d)}
+        nets = {"G": Unet(levels, ngf), "F": Unet(levels, ngf),
+                "Dx": patch_gan(2, nn.BatchNorm2d, ndf), "Dy": patch_gan(2, nn.BatchNorm2d, ndf)}
     else:
-        nets = {"G": dcgan_encoder_decoder(), "F": dcgan_encoder_decoder(),
-                "Dx": dcgan_discriminator(args.size), "Dy": dcgan_discriminator(args.size)}
+        gen, disc = (tuple(w * m for m in (1, 2, 4, 8)) for w in (ngf, ndf))
+        nets = {"G": dcgan_encoder_decoder(gen), "F": dcgan_encoder_decoder(gen),
+                "Dx": dcgan_discriminator(args.size, disc),
+                "Dy": dcgan_discriminator(args.size, disc)}
     print("parameters: " + ", ".join(f"{k} {count(m):,}" for k, m in nets.items()))
     for m in nets.values():
         m.to(args.device)

@@ -75,6 +75,32 @@ def test_step_row_and_tables(bench):
     assert tasks[-1].endswith("250 images/s.")
 
 
+def test_seeds_row_and_the_targets_table(bench):
+    bench.FLAGS(["bench", "--size=256", "--batch=1"])
+    one = {"median_s": 0.2, "flops": 10e9, "batch": 4}
+    demo = {("ours", "float32"): one, ("seeds", "float32"): {"median_s": 0.5},
+            "torch": {"median_s": 0.25}}
+    assert bench.seeds_row("Fproi-GAN", demo) == ["Fproi-GAN", "0.2", "0.5", "2.5", "0.75",
+                                                  "0.667"]
+    measured = {"peak": 100e9, "demo": {"fproi_gan": demo, "dcgan": {
+                    ("ours", "float32"): {"median_s": 0.1, "flops": 6e9}, "torch": {
+                        "median_s": 0.2}}},
+                "main": {"fproi_gan": {("ours", "float32"): {"median_s": 1.7},
+                                       "torch": {"median_s": 2.0}},
+                         "pix2pix": {("ours", "float32"): {"median_s": 1.0}}},
+                "eval": {"size": 256, "pairs_per_s": 140.0}}
+    rows = bench.targets_section(measured).splitlines()
+    assert rows[2] == "| Fproi-GAN, demo step: share of the matmul peak | >= 50% | 50.0% | yes |"
+    assert rows[3] == "| Fproi-GAN, demo step: ours / PyTorch | <= 0.7 | 0.8 | no |"
+    assert rows[4] == "| Fproi-GAN, 3 seeds together / 1 seed | <= 1.6 | 2.5 | no |"
+    assert rows[5] == "| DCGAN, demo step: share of the matmul peak | >= 50% | 60.0% | yes |"
+    assert rows[6] == "| DCGAN, demo step: ours / PyTorch | <= 0.7 | 0.5 | yes |"
+    assert rows[7] == "| Fproi-GAN, 256 px batch 1: ours / PyTorch | <= 0.8 | 0.85 | no |"
+    assert rows[8] == "| Pix2Pix, 256 px batch 1: ours / PyTorch | <= 1.0 | — | — |"
+    assert rows[9] == ("| evaluation, 1,000 pairs at 256 px, every metric | < 10 s | 7.1 s "
+                       "| yes |")
+
+
 def test_report_written_atomically(bench, tmp_path):
     text = bench.report({"Train step": "| a |\n|---|\n| 1 |"},
                         {"cpu": "X", "cores": 2, "memory": "8.0 GiB", "gpu": "none"},
