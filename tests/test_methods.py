@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -75,6 +76,32 @@ def _run(config, devices, steps, jitter=False):
         state, metrics = step(state, pipeline.to_global_batch(disc_batch(), mesh))
         history.append({k: float(v) for k, v in jax.device_get(metrics).items()})
     return jax.device_get(state), history
+
+
+def test_fproi_gan_options_patch_gan_dx_and_lsgan():
+    """The two options away from the paper: Dx a PatchGAN judging patches, and the
+    least-squares loss; both train, and an unknown discriminator is refused."""
+    config = _config_with(image_discriminator="patch_gan", gan_mode="lsgan")
+    method = get_method(config)
+    assert method.gan_mode == "lsgan"
+    params = method.init(jax.random.key(0), (32, 32))[0]
+    # CycleGAN's PatchGAN at width w = 64 has 2,762,689 parameters for one input channel.
+    config.model.fproi_gan.discriminator_features = (64, 128, 256, 512)
+    wide = get_method(config).init(jax.random.key(0), (32, 32))[0]
+    assert _count(wide["Dx"]) == 2_762_689 and _count(params["Dy"]) != _count(params["Dx"])
+    logits = Networks(method.modules, params, {}, False)("Dx", jnp.zeros((2, 32, 32, 1)))
+    assert logits.shape == (2, 2, 2)  # patch logits, not one per image
+    _, history = _run(_config_with(image_discriminator="patch_gan", gan_mode="lsgan"),
+                      jax.devices()[:1], 2)
+    assert all(np.isfinite(v) for step in history for v in step.values())
+    with pytest.raises(ValueError, match="image_discriminator must be one of"):
+        get_method(_config_with(image_discriminator="dense"))
+
+
+def _config_with(**fproi_gan):
+    config = _config("fproi_gan")
+    config.model.fproi_gan.update(fproi_gan)
+    return config
 
 
 def test_fproi_gan_step_is_unchanged():

@@ -9,6 +9,11 @@ ROI synthesis  (ii):  y -> F(y)  -> G(concat(F(y), RFB(F(y) * y))) ~ y
 
 `fproi_gan_no_rfb` ("Fproi-GAN w/o RFB") is the same networks and objective with G seeing
 x alone: it isolates what the RFB adds. It is not the CycleGAN baseline (cycle_gan.py).
+
+Two options away from the paper, to find why Dx wins on the demo (README, "The demos'
+results"): `image_discriminator='patch_gan'` makes Dx CycleGAN's 70x70 PatchGAN (width the
+first of discriminator_features, instance norm) instead of Figure 5's dense-headed
+network, and `gan_mode='lsgan'` the least-squares loss instead of eq. 1's log loss.
 """
 import functools
 
@@ -19,6 +24,7 @@ from fproi_jax.methods.base import Entry, Networks
 from fproi_jax.methods.two_cycle import TwoCycleMethod
 from fproi_jax.models.discriminator import Discriminator
 from fproi_jax.models.generator import Generator
+from fproi_jax.models.patch_gan import PatchDiscriminator
 from fproi_jax.models.rfb import RegionalFeatureBlock
 
 
@@ -30,9 +36,14 @@ def default_config() -> ml_collections.ConfigDict:
         "generator_upsample": "transposed",  # Figure 4's deconvolutions; 'resize': resize-conv
         "output_activation": "sigmoid",
         "discriminator_features": (64, 128, 256, 512),
+        "image_discriminator": "figure5",  # Dx: Figure 5's network; 'patch_gan': CycleGAN's
+        "gan_mode": "log",      # eq. 1; 'lsgan': the least-squares loss (CycleGAN's)
         "cycle_weight": 10.0,   # lambda of the full objective; the paper gives none (CycleGAN's)
         "pool_size": 50,        # past fakes shown to each discriminator (CycleGAN); 0: none
     })
+
+
+IMAGE_DISCRIMINATORS = ("figure5", "patch_gan")
 
 
 class FproiGAN(TwoCycleMethod):
@@ -41,13 +52,18 @@ class FproiGAN(TwoCycleMethod):
         gen = dict(width=settings.generator_width, output_activation=settings.output_activation,
                    upsample=settings.generator_upsample)
         disc = dict(features=tuple(settings.discriminator_features))
+        if settings.image_discriminator not in IMAGE_DISCRIMINATORS:
+            raise ValueError(f"model.fproi_gan.image_discriminator must be one of "
+                             f"{IMAGE_DISCRIMINATORS}, got {settings.image_discriminator!r}")
+        image_disc = (Discriminator(**disc) if settings.image_discriminator == "figure5" else
+                      PatchDiscriminator(width=disc["features"][0], norm="instance"))
         modules = {"G/net": Generator(**gen), "F": Generator(**gen),
-                   "Dx": Discriminator(**disc), "Dy": Discriminator(**disc)}
+                   "Dx": image_disc, "Dy": Discriminator(**disc)}
         if use_rfb:
             rfb = RegionalFeatureBlock(tuple(settings.rfb_features), settings.rfb_upsample)
             modules = {"G/rfb": rfb, **modules}
         super().__init__(modules, label="Fproi-GAN" if use_rfb else "Fproi-GAN w/o RFB",
-                         gan_mode="log", cycle_weight=settings.cycle_weight,
+                         gan_mode=settings.gan_mode, cycle_weight=settings.cycle_weight,
                          pool_size=settings.pool_size)
         self.use_rfb = use_rfb
 
