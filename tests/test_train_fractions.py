@@ -11,6 +11,7 @@ from conftest import tiny_config
 from fproi_jax import results
 from fproi_jax.data import patient_subset, pipeline
 from fproi_jax.experiment import grid
+from fproi_jax.methods import get_method
 from fproi_jax.store import config_file
 from fproi_jax.tasks import segmentation
 
@@ -90,10 +91,26 @@ def test_a_run_from_before_train_fraction_is_the_same_run_and_another_fraction_i
     del stored["data"]["train_fraction"]
     (tmp_path / config_file.CONFIG).write_text(json.dumps(stored))
     assert config_file.check(config, tmp_path, strict=True) == {}
+    assert config_file.load(tmp_path).data.train_fraction == 1.0  # and it loads as such
     config.data.train_fraction = 0.5
     with pytest.raises(config_file.ConfigMismatchError,
                        match=r"data.train_fraction: the run has '<absent>', this command "
                              r"gives 0.5"):
+        config_file.check(config, tmp_path, strict=True)
+
+
+def test_a_fproi_gan_run_from_before_its_options_loads_and_is_the_same_run(tiny_brats, tmp_path):
+    config = tiny_config(tiny_brats.copy_and_resolve_references(), "fproi_gan")
+    stored = config_file.as_json(config)
+    for name in ("fproi_gan", "fproi_gan_context"):
+        del stored["model"][name]["image_discriminator"], stored["model"][name]["gan_mode"]
+    (tmp_path / config_file.CONFIG).write_text(json.dumps(stored))
+    assert config_file.check(config, tmp_path, strict=True) == {}
+    loaded = config_file.load(tmp_path)
+    assert loaded.model.fproi_gan.image_discriminator == "figure5"
+    assert get_method(loaded).gan_mode == "log"
+    config.model.fproi_gan.image_discriminator = "patch_gan"
+    with pytest.raises(config_file.ConfigMismatchError, match="image_discriminator"):
         config_file.check(config, tmp_path, strict=True)
 
 

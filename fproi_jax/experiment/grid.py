@@ -198,9 +198,10 @@ def write_report(config, workdir, eval_dirs, labels, task_results,
     loss_curves = curves.read({
         labels[m]: [run_dir(workdir, m, s, config.data.train_fraction) for s in range(len(dirs))]
         for m, dirs in eval_dirs.items()})
-    levels = curves.levels(loss_curves, {
-        labels[m]: tuple(get_method(run_config(config, m, 0, dirs[0])).progress_terms.values())
-        for m, dirs in eval_dirs.items()})
+    methods = {labels[m]: get_method(run_config(config, m, 0, dirs[0]))
+               for m, dirs in eval_dirs.items()}
+    levels = curves.levels(loss_curves, {label: tuple(method.progress_terms.values())
+                                         for label, method in methods.items()})
     items = [verdict, *report.beside((image, roi), figure_list), *p_values]
     inpainted = inpainting_table.read({labels[m]: dirs for m, dirs in eval_dirs.items()})
     inpainting_summary = {}
@@ -209,6 +210,14 @@ def write_report(config, workdir, eval_dirs, labels, task_results,
         items.append(inpainting_item)
     items += [curves.table(levels), curves.figure(out_dir / curves.FIGURE, loss_curves)]
     intro = tables.legend(reference, seeds)
+    drawing_into = [label for label, method in methods.items()
+                    if method.reads("roi_synthesis", "x")]
+    if drawing_into:
+        intro += (f" {', '.join(drawing_into)} draws into the real test slice with the ROI "
+                  f"and a margin erased: its image scores (and the ROI path through its F) "
+                  f"measure how well it redraws that region, not an image invented from the "
+                  f"mask alone as the other methods must, so its columns are not comparable "
+                  f"with theirs; its healthy inpainting and Table 6's new pairs judge it.")
     if seeds == 1:
         intro += " One seed: the spread between training runs is unknown."
     if fractions != (1.0,):

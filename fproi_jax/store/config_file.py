@@ -13,7 +13,8 @@ too: a run is reused only if it is the run asked for. An accepted change is writ
 config.json and appended to config_changes.jsonl (field, stored value, new value, time),
 so the file always describes the run's latest form and its history is kept. A field added
 to the configs after runs were trained (ADDED_FIELDS) is read, in a config.json without it,
-as the value those runs were trained with, so that they are still the same runs.
+as the value those runs were trained with, so that they are still the same runs, and
+`load` fills it in, so that they still load.
 """
 import datetime
 import json
@@ -30,7 +31,10 @@ BOOKKEEPING_FIELDS = ("data.data_dir", "train.log_every", "train.checkpoint_ever
 RESUMABLE_FIELDS = BOOKKEEPING_FIELDS + ("train.learning_rate",)
 LENGTH_FIELDS = ("train.num_steps", "train.num_epochs")
 TRAINED_SECTIONS = ("data.", "model.", "train.")  # and the field "seed"
-ADDED_FIELDS = {"data.train_fraction": 1.0}  # {field: the value of runs from before it}
+# {field: the value of runs from before it}
+ADDED_FIELDS = {"data.train_fraction": 1.0,
+                **{f"model.{m}.{field}": value for m in ("fproi_gan", "fproi_gan_context")
+                   for field, value in (("image_discriminator", "figure5"), ("gan_mode", "log"))}}
 
 
 class InvalidConfigError(ValueError):
@@ -76,12 +80,20 @@ def load(directory) -> ml_collections.ConfigDict:
     """The config saved in a run or an export folder."""
     path = pathlib.Path(directory) / CONFIG
     try:
-        return ml_collections.ConfigDict(json.loads(path.read_text()))
+        stored = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file; expected a training workdir or an "
                                 f"export (launch.py --mode=export)") from None
     except ValueError as e:
         raise ValueError(f"{path}: not a readable config ({e})") from None
+    for field, value in ADDED_FIELDS.items():
+        *sections, key = field.split(".")
+        parent = stored
+        for section in sections:
+            parent = parent.get(section) if isinstance(parent, dict) else None
+        if isinstance(parent, dict):
+            parent.setdefault(key, value)
+    return ml_collections.ConfigDict(stored)
 
 
 def check(config: ml_collections.ConfigDict, directory, strict: bool = False) -> dict:
