@@ -113,10 +113,27 @@ def test_an_empty_roi_over_an_erased_region_asks_for_healthy_tissue(fresh):
     got, _ = method.roi_synthesis(variables, empty, x, region, np.zeros_like(x))
     np.testing.assert_allclose(got, out, atol=1e-6)
 
-    # Training erases, beside each dilated ROI, a healthy box of side 1/4 of the image.
-    boxes = np.asarray(method.healthy_boxes(jax.random.key(3), jnp.arange(4), (32, 32)))
-    assert [int(b.sum()) for b in boxes] == [64] * 4
-    assert len({b.tobytes() for b in boxes}) == 4
+    # Training erases, beside each dilated ROI, a healthy box of side 1/4 of the image,
+    # inside the tissue: here the left 12 columns and a 10x10 island (4 places) at the right.
+    tissue = np.zeros((3, 32, 32, 1), np.float32)
+    tissue[:, :, :12] = 0.5
+    tissue[2] = 0
+    tissue[2, 20:30, 20:30] = 0.5
+    seen = set()
+    for seed in range(40):
+        boxes = np.asarray(method.healthy_boxes(jax.random.key(seed), jnp.arange(3), tissue))
+        assert [int(b.sum()) for b in boxes] == [64] * 3
+        for box, image in zip(boxes, tissue):
+            assert (image[box == 1] > 0.02).all()
+        seen.add(boxes[0].tobytes())
+        rows, cols = np.nonzero(boxes[2][..., 0])
+        assert 20 <= rows.min() <= 22 and 20 <= cols.min() <= 22
+    assert len(seen) > 10  # a random place among the 25 x 5 that fit
+    # A slice with no place all tissue: one of the places with the most.
+    sparse = np.zeros((1, 32, 32, 1), np.float32)
+    sparse[0, 10:16, 3:9] = 0.5
+    box = np.asarray(method.healthy_boxes(jax.random.key(0), jnp.arange(1), sparse))[0]
+    assert (sparse[0][box == 1] > 0.02).sum() == 36 and box.sum() == 64
 
 
 def test_the_local_crop_is_centred_on_the_roi_inside_the_image():

@@ -15,8 +15,13 @@ Fproi-GAN's, with E from the real ROI in both: G(F(y, c)~) ~ y and F(G(x~), c) ~
 
 Trained self-supervised on the real pairs, where c is the pair's own image with
 dilate(y) erased, plus, per example, a random healthy box (side `healthy_box` * image
-size, anywhere) erased where y is 0: so an empty ROI over an erased region asks for healthy
-tissue (the BraTS inpainting task) from the same network. Generator objective:
+size) erased where y is 0: so an empty ROI over an erased region asks for healthy tissue
+(the BraTS inpainting task) from the same network. The box lies inside the tissue (pixels
+above deform.TISSUE_THRESHOLD; where no place is all tissue, one of those with the most),
+each such place equally likely, as the BraTS challenge's masks lie in the brain: a box
+anywhere falls mostly on the background at the demo's size and teaches F that an erased
+healthy region is dark (`healthy_box_in_tissue=False`, the first runs' placement, kept
+for them). Generator objective:
 
     L_GAN(G, Dy) + L_GAN(F, Dx) + local_weight * L_GAN(F, Dl)
     + cycle_weight * (|F(G(x), c) - x|_1 + |G(F(y, c)) - y|_1)
@@ -39,6 +44,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from fproi_jax import losses
+from fproi_jax.data import deform
 from fproi_jax.methods import fproi_gan
 from fproi_jax.methods.base import Entry, Networks, Synthesis, UpdateGroup
 from fproi_jax.methods.paired import DISCRIMINATORS, FAKES, GENERATORS
@@ -60,6 +66,7 @@ def default_config() -> ml_collections.ConfigDict:
         "local_weight": 1.0,
         "reconstruction_weight": 10.0,  # L1 inside the erased region (as the cycle's lambda)
         "diversity_weight": 1.0,       # mode-seeking term (MSGAN's 1); 0: none
+        "healthy_box_in_tissue": True,  # the training box inside the tissue (docstring)
     })
     return config
 
@@ -118,6 +125,7 @@ class FproiGANContext(fproi_gan.FproiGAN):
         self.local_weight = settings.local_weight
         self.reconstruction_weight = settings.reconstruction_weight
         self.diversity_weight = settings.diversity_weight
+        self.box_in_tissue = settings.healthy_box_in_tissue
         self.modules = {**self.modules, LOCAL: Discriminator(
             features=tuple(settings.discriminator_features))}
 
@@ -158,20 +166,29 @@ class FproiGANContext(fproi_gan.FproiGAN):
         context = x * (1 - erased)
         return context + erased * nets("F", jnp.concatenate([y, context, erased, z], axis=-1))
 
-    def healthy_boxes(self, key, index, image_shape):
-        """Per example (seeded by `index`), a box of side self.box at a random position."""
-        height, width = image_shape
+    def healthy_boxes(self, key, index, images):
+        """Per example of `images` (seeded by `index`), a box of side self.box at a random
+        place: one inside the tissue (module docstring), or anywhere without
+        healthy_box_in_tissue."""
+        height, width = images.shape[1:3]
+        box = self.box
+        # Tissue share of the box at each top-left corner, from a summed-area table.
+        tissue = (images[..., 0] > deform.TISSUE_THRESHOLD).astype(jnp.float32)
+        table = jnp.pad(tissue.cumsum(1).cumsum(2), ((0, 0), (1, 0), (1, 0)))
+        share = (table[:, box:, box:] - table[:, :-box, box:] - table[:, box:, :-box]
+                 + table[:, :-box, :-box]) / box ** 2
+        best = jnp.minimum(share.max(axis=(1, 2), keepdims=True), 1.0)
+        allowed = share >= best - 1e-6 if self.box_in_tissue else jnp.ones_like(share, bool)
 
-        def one(i):
-            top_key, left_key = jax.random.split(jax.random.fold_in(key, i))
-            top = jax.random.randint(top_key, (), 0, height - self.box + 1)
-            left = jax.random.randint(left_key, (), 0, width - self.box + 1)
+        def one(i, allowed):
+            corner = jax.random.categorical(jax.random.fold_in(key, i),
+                                            jnp.where(allowed, 0.0, -jnp.inf).ravel())
+            top, left = corner // allowed.shape[1], corner % allowed.shape[1]
             rows, cols = jnp.arange(height)[:, None], jnp.arange(width)[None, :]
-            box = ((rows >= top) & (rows < top + self.box)
-                   & (cols >= left) & (cols < left + self.box))
-            return box[..., None].astype(jnp.float32)
+            inside = ((rows >= top) & (rows < top + box) & (cols >= left) & (cols < left + box))
+            return inside[..., None].astype(jnp.float32)
 
-        return jax.vmap(one)(index)
+        return jax.vmap(one)(index, allowed)
 
     def generator_objective(self, gen_params, params, batch_stats, batch, earlier, rng):
         del earlier
@@ -183,7 +200,7 @@ class FproiGANContext(fproi_gan.FproiGAN):
                         self.compute_dtype)
         x, y, index = batch["image"], batch["roi"], batch["index"]
         shape = x.shape[1:3]
-        erased = self.erased_region(y, self.healthy_boxes(box_key, index, shape))
+        erased = self.erased_region(y, self.healthy_boxes(box_key, index, x))
         z = self.example_noise(noise_key, index, shape)
         f_y = self.draw(nets, y, x, erased, z)
         g_f_y = self.to_roi(nets, f_y, y)

@@ -246,6 +246,5 @@ def table(rows: dict, threshold: float, n_features: int) -> results.Table:
          f"The paper's ROI Dice (Tables 2 and 4) scores a mask sent around a cycle, not "
          f"new pairs.",
          f"Diversity: the mean {metric} of every two images a method draws for one mask "
-         f"(1: always the same image); n/a for a method that gives one image per mask, as "
-         f"every method here does (no noise input; Pix2Pix's dropout is off at "
-         f"synthesis)."])
+         f"(1: always the same image); n/a for a method that gives one image per mask "
+         f"(no noise input; Pix2Pix's dropout is off at synthesis)."])
