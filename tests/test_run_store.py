@@ -120,6 +120,26 @@ def test_resuming_with_another_run_lists_every_differing_field(trained, tmp_path
     assert written() == before  # nothing built
 
 
+def test_another_methods_settings_do_not_make_another_run(trained, tmp_path):
+    """The config holds every method's settings; a Fproi-GAN run reads model.fproi_gan only
+    (its ablation too), so a change to CycleGAN's is accepted and one to its own is not."""
+    config, workdir = _copy(trained, tmp_path)
+    other = config.copy_and_resolve_references()
+    other.model.cycle_gan.generator_width = 8
+    other.model.fproi_gan_context.healthy_box_in_tissue = False
+    assert set(config_file.check(other, workdir, strict=True)) == {
+        "model.cycle_gan.generator_width", "model.fproi_gan_context.healthy_box_in_tissue"}
+    other.model.fproi_gan.rfb_features = (2, 2, 2, 2)
+    with pytest.raises(config_file.ConfigMismatchError, match="model.fproi_gan.rfb_features"):
+        config_file.check(other, workdir, strict=True)
+    stored = json.loads((workdir / "config.json").read_text())
+    stored["model"]["name"] = "fproi_gan_no_rfb"  # the ablation reads Fproi-GAN's settings
+    (workdir / "config.json").write_text(json.dumps(stored))
+    other.model.name = "fproi_gan_no_rfb"
+    with pytest.raises(config_file.ConfigMismatchError, match="model.fproi_gan.rfb_features"):
+        config_file.check(other, workdir, strict=True)
+
+
 def test_a_longer_run_and_a_lower_learning_rate_are_accepted_and_recorded(trained, tmp_path):
     config, workdir = _copy(trained, tmp_path)
     config.train.num_steps = 6

@@ -4,7 +4,9 @@ continuing the run asks for the same run.
 A resumed run must be the run its checkpoints hold: every field must equal the stored one,
 except the bookkeeping (where the data lies, how often to log, sample and save), the
 sections that do not touch training (all but seed, data, model and train: eval, the
-downstream tasks' settings, experiment), and the learning rate
+downstream tasks' settings, experiment), the settings of the methods the run is not (the
+config holds every method's; a run reads model.name and its own method's), and the
+learning rate
 (lowering it is how a diverged run is continued). A longer or shorter num_steps /
 num_epochs is accepted only with the constant learning rate: linear_decay derives its
 schedule from the total, so the steps already taken would belong to another schedule.
@@ -23,6 +25,7 @@ import pathlib
 import ml_collections
 
 from fproi_jax import atomic
+from fproi_jax.methods import REGISTRY
 
 CONFIG = "config.json"
 CHANGES = "config_changes.jsonl"
@@ -72,6 +75,10 @@ def differences(stored: dict, requested: dict) -> dict:
 def _allowed(field: str, stored: dict, strict: bool) -> bool:
     if field != "seed" and not field.startswith(TRAINED_SECTIONS):
         return True
+    if field.startswith("model.") and field != "model.name":
+        entry = REGISTRY.get(stored.get("model", {}).get("name"))
+        if entry is not None and field.split(".")[1] != entry.settings_key:
+            return True  # another method's settings
     if field in (BOOKKEEPING_FIELDS if strict else RESUMABLE_FIELDS):
         return True
     return field in LENGTH_FIELDS and stored["train"]["lr_schedule"] == "constant"
