@@ -11,6 +11,7 @@ from conftest import fresh_export, tiny_config, train_and_resume
 from test_methods import _config, _run, disc_batch
 from fproi_jax.evaluation import evaluate, inpainting, report
 from fproi_jax.methods import get_method
+from fproi_jax.methods.base import DEFAULT_NOISE_SEED
 from fproi_jax.methods.fproi_gan_context import crop_at_roi, dilate
 from fproi_jax.store import export as export_lib, programs
 from fproi_jax.store.runs import load_generators
@@ -288,9 +289,15 @@ def test_inpainting_scores_the_methods_healthy_fill(fresh):
                                           side=6, seed=0, batch_size=3)
     boxes = scores["boxes"]
     assert scores["without_room"] == [] and list(scores["scored"]) == [0, 1, 2, 3]
+    # The default noise: one seeded draw per slice index, not zeros (base.synthesis_inputs).
+    noise = method.example_noise(jax.random.key(DEFAULT_NOISE_SEED), jnp.arange(4), (32, 32))
     filled, _ = method.roi_synthesis(variables, np.zeros_like(boxes), batch["image"], boxes,
-                                     np.zeros_like(boxes))
+                                     noise)
     want = inpainting.box_scores(filled, batch["image"], boxes, 6)
+    at_zero, _ = method.roi_synthesis(variables, np.zeros_like(boxes), batch["image"], boxes,
+                                      np.zeros_like(boxes))
+    assert not np.allclose(inpainting.box_scores(at_zero, batch["image"], boxes, 6)["mse"],
+                           scores["mse"], rtol=1e-3)
     flat = inpainting.box_scores(inpainting.flat_fill(batch["image"], boxes),
                                  batch["image"], boxes, 6)
     for key in ("mse", "psnr", "ssim"):

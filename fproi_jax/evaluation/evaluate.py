@@ -8,8 +8,8 @@ Per test example (x image, y its real ROI):
   pixels) and their boundary-based versions (metrics.surface_hausdorff) of G(F(y)) against y,
   all four from one distance transform per ROI (metrics.hausdorff_distances).
 A method that draws into an image (Fproi-GAN + context) draws y into its own test slice,
-with the ROI and its margin erased, and its noise at the mean: its scores measure how well
-it redraws the erased region, not an image invented from the mask alone.
+with the ROI and its margin erased, one seeded noise draw per slice: its scores measure
+how well it redraws the erased region, not an image invented from the mask alone.
 Such a method is also scored on healthy inpainting (evaluation/inpainting.py: a seeded
 healthy box of side eval.inpainting_box per slice erased and filled; inpainting.md/json).
 The metrics are the registry of evaluation/scores.py. MS-SSIM needs images of at least

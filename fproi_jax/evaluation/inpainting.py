@@ -5,8 +5,9 @@ into an image (Method.reads('roi_synthesis', 'x'): fproi_gan_context).
 In each slice a box of `side` px is erased at a seeded random place (seeded by (seed,
 index)) inside the tissue (data/deform.tissue_mask), off the slice's tumour and at least
 RADIUS px from the border, a place every one of whose pixels is healthy; the method is
-asked for healthy tissue there (an empty ROI y, m = the box: roi_synthesis(y, x, m, z = 0))
-and its fill is compared with the real slice inside the box:
+asked for healthy tissue there (an empty ROI y, m = the box, and the noise of the slice's
+index: Method.synthesis_inputs) and its fill is compared with the real slice inside the
+box:
 
     MSE  = mean over the box of (fill - truth)^2
     PSNR = 10 log10(1 / MSE)            (data range 1, as metrics.psnr; +inf for MSE 0)
@@ -116,15 +117,15 @@ def inpainting_scores(method, variables, images: np.ndarray, rois: np.ndarray, s
     def step(variables, batch):
         filled, _ = method.synthesize("roi_synthesis", variables, {
             "roi": jnp.zeros_like(batch["image"]), "image": batch["image"],
-            "erase": batch["box"]})
+            "erase": batch["box"], "index": batch["index"]})
         flat = flat_fill(batch["image"], batch["box"])
         return {**box_scores(filled, batch["image"], batch["box"], side),
                 **{f"{FLAT_FILL}/{key}": value for key, value in
                    box_scores(flat, batch["image"], batch["box"], side).items()}}
 
     n = len(images)
-    batches = ({"image": images[i:i + batch_size], "box": boxes[i:i + batch_size]}
-               for i in range(0, n, batch_size))
+    batches = ({"image": images[i:i + batch_size], "box": boxes[i:i + batch_size],
+                "index": scored[i:i + batch_size]} for i in range(0, n, batch_size))
     out = {}
     for _, scores in map_batches(lambda batch: step(variables, batch), batches, batch_size, n,
                                  f"inpaint {method.label}"):

@@ -24,7 +24,11 @@ sample grids and the exported programs take in order:
 with inputs named in the paper's notation (INPUTS: x the image, y the ROI; m a region to
 erase and z noise, for methods that draw into an image). `synthesize` calls a direction by
 name on a batch of those inputs; an optional input the batch lacks (OPTIONAL: m, z) is
-zeros, so a stochastic method's evaluation sees the noise at its mean; `reads` tells
+filled in: m with zeros (nothing more to erase), z with one draw per example seeded by
+DEFAULT_NOISE_SEED and the batch's 'index' (its position in the batch without one). Not
+z = 0: a field of zeros is no draw of N(0, 1) noise, and F's output there is not its mean
+output (measured on the paper demo: Fproi-GAN + context filled erased healthy tissue
+white at z = 0, with the tissue's brightness at a draw). `reads` tells
 which inputs a direction sees, `example_noise` is the noise z of one that reads it,
 seeded per example. Evaluation,
 synthesis and classification score the two directions of the paired methods
@@ -52,8 +56,10 @@ from fproi_jax.mesh import DATA_AXIS
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # The paper's names of the batch entries a synthesis reads.
 INPUTS = {"x": "image", "y": "roi", "m": "erase", "z": "noise"}
-# Inputs a batch may lack: zeros of the source's shape (nothing more to erase; the mean noise).
+# Inputs a batch may lack: m zeros of the source's shape (nothing more to erase), z a seeded
+# draw per example (the module docstring).
 OPTIONAL = ("m", "z")
+DEFAULT_NOISE_SEED = 0
 
 
 def _lookup(tree: dict, path: str):
@@ -214,11 +220,17 @@ class Method(abc.ABC):
 
     def synthesis_inputs(self, synthesis: Synthesis, batch: dict) -> list:
         """The inputs of `synthesis` from `batch`, in its order; OPTIONAL ones it lacks are
-        zeros. A missing required input is a KeyError naming the batch entry."""
+        filled in (the module docstring). A missing required input is a KeyError naming the
+        batch entry."""
         inputs = []
         for name in (synthesis.source, *synthesis.given):
             if INPUTS[name] in batch:
                 inputs.append(batch[INPUTS[name]])
+            elif name == "z":
+                source = batch[INPUTS[synthesis.source]]
+                index = batch.get("index", jnp.arange(len(source)))
+                inputs.append(self.example_noise(jax.random.key(DEFAULT_NOISE_SEED), index,
+                                                 source.shape[1:3]))
             elif name in OPTIONAL:
                 inputs.append(jnp.zeros_like(batch[INPUTS[synthesis.source]], jnp.float32))
             else:

@@ -36,8 +36,10 @@ of their own. The last term is the mode-seeking loss (Mao et al. 2019, MSGAN, we
 as theirs): conditional GANs learn to ignore an input noise (Isola et al. 2017), so one mask
 and one context would give one image; with it, K noises give K images. It costs a second
 F pass in the ROI path; 0 turns it off. The noise of each example is drawn from the step's
-key and `batch['index']`, so it does not depend on the devices. Evaluation without noise
-uses z = 0, its mean.
+key and `batch['index']`, so it does not depend on the devices. A synthesis given no noise
+draws one per example, seeded by its index (Method.synthesis_inputs; z = 0 is no draw of
+the noise, and F's output there is no mean: at the paper demo it filled healthy regions
+white).
 """
 import jax
 import jax.numpy as jnp

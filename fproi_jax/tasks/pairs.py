@@ -82,9 +82,9 @@ def synthesized(run: pathlib.Path, config: ml_collections.ConfigDict, real: dict
     that draws into an image; else `rois`), both absent without them}), at the run's
     image size, which must be config's.
 
-    'new' is drawn with the noise at its mean (z = 0) by a method that reads noise; for
-    such a method and `samples` > 1, 'new_samples' (N, samples, H, W, 1) holds as many
-    draws of each new ROI, noise seeded by (seed, sample, index)."""
+    'new' is drawn with the default noise draw (Method.synthesis_inputs) by a method that
+    reads noise; for such a method and `samples` > 1, 'new_samples' (N, samples, H, W, 1)
+    holds as many draws of each new ROI, noise seeded by (seed, sample, index)."""
     run_config, method, variables = load_generators(run)
     size = run_config.data.image_size
     if size != config.data.image_size:

@@ -85,7 +85,7 @@ def default_config() -> ml_collections.ConfigDict:
         "features": (32, 32, 64, 128, 256, 32),  # MONAI BasicUNet's default widths
         "seed": 0,               # of the augmentations, copy-paste and new masks
         # Draws per new mask of a method that reads noise (fproi_gan_context): the New pairs
-        # table's diversity and the samples figure; Table 6 uses the draw at the mean noise.
+        # table's diversity and the samples figure; Table 6 uses the default draw.
         "samples_per_mask": 3,
         "deform_alpha": 34.0,    # elastic deformation of new masks and of the classical
         "deform_sigma": 4.0,     # augmentation (pixels; Simard et al. 2003)
