@@ -78,9 +78,9 @@ def _run(config, devices, steps, jitter=False):
     return jax.device_get(state), history
 
 
-def test_fproi_gan_options_patch_gan_dx_and_lsgan():
-    """The two options away from the paper: Dx a PatchGAN judging patches, and the
-    least-squares loss; both train, and an unknown discriminator is refused."""
+def test_fproi_gan_options_patch_gan_dx_lsgan_and_resnet_f():
+    """The three options away from the paper: Dx a PatchGAN judging patches, the
+    least-squares loss, F a ResNet generator; they train, and unknown values are refused."""
     config = _config_with(image_discriminator="patch_gan", gan_mode="lsgan")
     method = get_method(config)
     assert method.gan_mode == "lsgan"
@@ -91,11 +91,15 @@ def test_fproi_gan_options_patch_gan_dx_and_lsgan():
     assert _count(wide["Dx"]) == 2_762_689 and _count(params["Dy"]) != _count(params["Dx"])
     logits = Networks(method.modules, params, {}, False)("Dx", jnp.zeros((2, 32, 32, 1)))
     assert logits.shape == (2, 2, 2)  # patch logits, not one per image
-    _, history = _run(_config_with(image_discriminator="patch_gan", gan_mode="lsgan"),
-                      jax.devices()[:1], 2)
+    resnet_f = get_method(_config_with(image_generator="resnet")).modules["F"]
+    assert type(resnet_f).__name__ == "ResnetGenerator" and resnet_f.blocks == 6  # <= 128 px
+    _, history = _run(_config_with(image_discriminator="patch_gan", gan_mode="lsgan",
+                                   image_generator="resnet"), jax.devices()[:1], 2)
     assert all(np.isfinite(v) for step in history for v in step.values())
     with pytest.raises(ValueError, match="image_discriminator must be one of"):
         get_method(_config_with(image_discriminator="dense"))
+    with pytest.raises(ValueError, match="image_generator must be one of"):
+        get_method(_config_with(image_generator="vit"))
 
 
 def _config_with(**fproi_gan):

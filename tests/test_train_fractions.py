@@ -103,7 +103,8 @@ def test_a_fproi_gan_run_from_before_its_options_loads_and_is_the_same_run(tiny_
     config = tiny_config(tiny_brats.copy_and_resolve_references(), "fproi_gan")
     stored = config_file.as_json(config)
     for name in ("fproi_gan", "fproi_gan_context"):
-        del stored["model"][name]["image_discriminator"], stored["model"][name]["gan_mode"]
+        for field in ("image_discriminator", "gan_mode", "image_generator"):
+            del stored["model"][name][field]
     (tmp_path / config_file.CONFIG).write_text(json.dumps(stored))
     assert config_file.check(config, tmp_path, strict=True) == {}
     loaded = config_file.load(tmp_path)

@@ -10,10 +10,13 @@ ROI synthesis  (ii):  y -> F(y)  -> G(concat(F(y), RFB(F(y) * y))) ~ y
 `fproi_gan_no_rfb` ("Fproi-GAN w/o RFB") is the same networks and objective with G seeing
 x alone: it isolates what the RFB adds. It is not the CycleGAN baseline (cycle_gan.py).
 
-Two options away from the paper, to find why Dx wins on the demo (README, "The demos'
+Three options away from the paper, to find why Dx wins on the demo (README, "The demos'
 results"): `image_discriminator='patch_gan'` makes Dx CycleGAN's 70x70 PatchGAN (width the
 first of discriminator_features, instance norm) instead of Figure 5's dense-headed
-network, and `gan_mode='lsgan'` the least-squares loss instead of eq. 1's log loss.
+network, `gan_mode='lsgan'` the least-squares loss instead of eq. 1's log loss, and
+`image_generator='resnet'` makes F CycleGAN's ResNet generator (width generator_width; 6
+residual blocks up to 128 px, 9 above, as the reference's resnet_6blocks and
+resnet_9blocks) instead of Figure 4's U-Net, whose skips carry the mask to F's output.
 """
 import functools
 
@@ -25,6 +28,7 @@ from fproi_jax.methods.two_cycle import TwoCycleMethod
 from fproi_jax.models.discriminator import Discriminator
 from fproi_jax.models.generator import Generator
 from fproi_jax.models.patch_gan import PatchDiscriminator
+from fproi_jax.models.resnet_generator import ResnetGenerator
 from fproi_jax.models.rfb import RegionalFeatureBlock
 
 
@@ -38,17 +42,20 @@ def default_config() -> ml_collections.ConfigDict:
         "discriminator_features": (64, 128, 256, 512),
         "image_discriminator": "figure5",  # Dx: Figure 5's network; 'patch_gan': CycleGAN's
         "gan_mode": "log",      # eq. 1; 'lsgan': the least-squares loss (CycleGAN's)
+        "image_generator": "unet",  # F: Figure 4's U-Net; 'resnet': CycleGAN's ResNet
         "cycle_weight": 10.0,   # lambda of the full objective; the paper gives none (CycleGAN's)
         "pool_size": 50,        # past fakes shown to each discriminator (CycleGAN); 0: none
     })
 
 
 IMAGE_DISCRIMINATORS = ("figure5", "patch_gan")
+IMAGE_GENERATORS = ("unet", "resnet")
 
 
 class FproiGAN(TwoCycleMethod):
 
-    def __init__(self, settings: ml_collections.ConfigDict, use_rfb: bool = True):
+    def __init__(self, settings: ml_collections.ConfigDict, use_rfb: bool = True,
+                 image_size: int = 256):
         gen = dict(width=settings.generator_width, output_activation=settings.output_activation,
                    upsample=settings.generator_upsample)
         disc = dict(features=tuple(settings.discriminator_features))
@@ -57,7 +64,14 @@ class FproiGAN(TwoCycleMethod):
                              f"{IMAGE_DISCRIMINATORS}, got {settings.image_discriminator!r}")
         image_disc = (Discriminator(**disc) if settings.image_discriminator == "figure5" else
                       PatchDiscriminator(width=disc["features"][0], norm="instance"))
-        modules = {"G/net": Generator(**gen), "F": Generator(**gen),
+        if settings.image_generator not in IMAGE_GENERATORS:
+            raise ValueError(f"model.fproi_gan.image_generator must be one of "
+                             f"{IMAGE_GENERATORS}, got {settings.image_generator!r}")
+        image_gen = (Generator(**gen) if settings.image_generator == "unet" else
+                     ResnetGenerator(width=settings.generator_width,
+                                     blocks=6 if image_size <= 128 else 9,
+                                     output_activation=settings.output_activation))
+        modules = {"G/net": Generator(**gen), "F": image_gen,
                    "Dx": image_disc, "Dy": Discriminator(**disc)}
         if use_rfb:
             rfb = RegionalFeatureBlock(tuple(settings.rfb_features), settings.rfb_upsample)
@@ -69,8 +83,7 @@ class FproiGAN(TwoCycleMethod):
 
     @classmethod
     def from_config(cls, settings, image_size: int, use_rfb: bool = True) -> "FproiGAN":
-        del image_size
-        return cls(settings, use_rfb)
+        return cls(settings, use_rfb, image_size)
 
     def init_inputs(self, image_shape):
         inputs = super().init_inputs(image_shape)

@@ -113,7 +113,7 @@ class FproiGANContext(fproi_gan.FproiGAN):
     networks = GENERATORS + DISCRIMINATORS + (LOCAL,)
 
     def __init__(self, settings: ml_collections.ConfigDict, image_size: int):
-        super().__init__(settings, use_rfb=True)
+        super().__init__(settings, use_rfb=True, image_size=image_size)
         self.label = "Fproi-GAN + context"
         self.margin = max(1, round(settings.erase_margin * image_size))
         self.box = max(1, round(settings.healthy_box * image_size))

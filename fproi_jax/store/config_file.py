@@ -37,7 +37,8 @@ TRAINED_SECTIONS = ("data.", "model.", "train.")  # and the field "seed"
 # {field: the value of runs from before it}
 ADDED_FIELDS = {"data.train_fraction": 1.0,
                 **{f"model.{m}.{field}": value for m in ("fproi_gan", "fproi_gan_context")
-                   for field, value in (("image_discriminator", "figure5"), ("gan_mode", "log"))},
+                   for field, value in (("image_discriminator", "figure5"), ("gan_mode", "log"),
+                                        ("image_generator", "unet"))},
                 "model.fproi_gan_context.healthy_box_in_tissue": False}
 
 
