@@ -37,6 +37,7 @@ from fproi_jax import metrics, results
 from fproi_jax.data import deform
 from fproi_jax.evaluation.load import map_batches
 from fproi_jax.evaluation.report import summary_cell
+from fproi_jax.methods.fproi_gan_context import dilate
 from fproi_jax.metrics.ssim import WINDOW
 from fproi_jax.statistics import sample_summary
 
@@ -72,9 +73,7 @@ def healthy_boxes(images: np.ndarray, rois: np.ndarray, side: int, seed: int,
 def flat_fill(images, boxes):
     """`images` with each box filled by the mean of the tissue (deform.tissue_mask) in the
     ring of RADIUS px around it (the whole ring where it holds no tissue)."""
-    size = 2 * RADIUS + 1
-    grown = jax.lax.reduce_window(boxes, 0.0, jax.lax.max, (1, size, size, 1), (1,) * 4,
-                                  "SAME")
+    grown = dilate(boxes, RADIUS)
     ring = (grown - boxes) * jnp.where(images > deform.TISSUE_THRESHOLD, 1.0, 0.0)
     ring = jnp.where(ring.sum((1, 2, 3), keepdims=True) > 0, ring, grown - boxes)
     mean = (images * ring).sum((1, 2, 3), keepdims=True) / ring.sum((1, 2, 3), keepdims=True)
