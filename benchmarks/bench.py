@@ -222,7 +222,9 @@ def peak_memory(record) -> int | None:
 def timed_rounds(method: str, dtypes, size: int, batch: int, steps: int, rounds: int,
                  with_torch: bool, config: str = "", torch_args=(), seeds: int = 1) -> dict:
     """{('ours', dtype): summary, 'torch': summary}: ours, then torch, `rounds` times; with
-    seeds > 1 also ('seeds', dtype): ours with that many seeds trained together."""
+    seeds > 1 also ('seeds', dtype): ours with that many seeds trained together, and
+    ('one_net', dtype): one seed on a batch `seeds` times larger, the same examples through
+    one network: the cost that no way of stacking the seeds' networks can beat by much."""
     records = {}
     together = ["--seeds", str(seeds), f"--seeds_form={FLAGS.seeds_form}"]
     for r in range(rounds):
@@ -234,6 +236,8 @@ def timed_rounds(method: str, dtypes, size: int, batch: int, steps: int, rounds:
                 records.setdefault(("seeds", dtype), []).append(
                     run_jax_step(method, size, batch, steps, dtype, config=config,
                                  extra=together))
+                records.setdefault(("one_net", dtype), []).append(
+                    run_jax_step(method, size, batch * seeds, steps, dtype, config=config))
         if with_torch:
             records.setdefault("torch", []).append(
                 run_json(torch_step_cmd(method, size, batch, steps, torch_args),
@@ -449,19 +453,25 @@ def step_row(label: str, dtype: str, ours: dict, torch: dict | None, peak_flops)
 
 SEEDS_HEADERS = ("method", "1 seed s/step", f"{SEEDS} seeds together s/step",
                  f"{SEEDS} seeds / 1 seed", f"PyTorch, {SEEDS} runs one after another s/step",
-                 f"ours {SEEDS} seeds / PyTorch {SEEDS} runs")
+                 f"ours {SEEDS} seeds / PyTorch {SEEDS} runs",
+                 f"1 seed at {SEEDS}x the batch / 1 seed")
 SEEDS_NOTE = (f"Ours: train_step.py --seeds={SEEDS}, the stacked states of {SEEDS} seeds "
               "updated on the same batch by one program (train/step.py, seeds_form), "
               f"against the same step with one seed; PyTorch: {SEEDS} times its one-seed "
-              "median, as three runs one after another (eager PyTorch has no such program).")
+              "median, as three runs one after another (eager PyTorch has no such program). "
+              f"Last column: one seed's step on a batch {SEEDS} times larger against its step "
+              "on the batch, the same examples and work through one network: the seeds' "
+              "networks stacked in any form do at least this work, so this ratio bounds how "
+              f"little {SEEDS} seeds together can cost on this machine.")
 
 
 def seeds_row(label: str, results: dict) -> list:
     one, together = results[("ours", "float32")]["median_s"], results[("seeds", "float32")][
         "median_s"]
     torch_s = results["torch"]["median_s"] * SEEDS if "torch" in results else None
+    one_net = results[("one_net", "float32")]["median_s"]
     return [label, fmt(one), fmt(together), fmt(together / one), fmt(torch_s),
-            fmt(together / torch_s) if torch_s else "—"]
+            fmt(together / torch_s) if torch_s else "—", fmt(one_net / one)]
 
 
 def _ratio(results: dict) -> float | None:

@@ -79,9 +79,9 @@ def test_seeds_row_and_the_targets_table(bench):
     bench.FLAGS(["bench", "--size=256", "--batch=1"])
     one = {"median_s": 0.2, "flops": 10e9, "batch": 4}
     demo = {("ours", "float32"): one, ("seeds", "float32"): {"median_s": 0.5},
-            "torch": {"median_s": 0.25}}
+            ("one_net", "float32"): {"median_s": 0.56}, "torch": {"median_s": 0.25}}
     assert bench.seeds_row("Fproi-GAN", demo) == ["Fproi-GAN", "0.2", "0.5", "2.5", "0.75",
-                                                  "0.667"]
+                                                  "0.667", "2.8"]
     measured = {"peak": 100e9, "demo": {"fproi_gan": demo, "dcgan": {
                     ("ours", "float32"): {"median_s": 0.1, "flops": 6e9}, "torch": {
                         "median_s": 0.2}}},
