@@ -79,11 +79,16 @@ def test_space_to_depth_conv_equals_valid_conv(shape, features, kernel_size, blo
         SpaceToDepthConv(features, kernel_size, 3).init(jax.random.key(0), x[:, :-1])
 
 
-@pytest.mark.parametrize("padding,strides", [("VALID", (1, 1)), ([(0, 0), (0, 0)], (2, 2)),
-                                             ("VALID", (2, 1)), ([(1, 1), (1, 1)], (1, 1))])
-def test_conv_general_dilated_equals_lax_in_value_and_gradients(padding, strides):
-    x = jax.random.normal(jax.random.key(0), (2, 17, 14, 3))
-    kernel = jax.random.normal(jax.random.key(1), (5, 4, 3, 6))
+SMALL = ((2, 17, 14, 3), (5, 4, 3, 6))
+PER_EXAMPLE = ((2, 130, 130, 32), (3, 3, 32, 32))  # 302 MFLOP per example
+
+
+@pytest.mark.parametrize("shapes,padding,strides", [
+    (SMALL, "VALID", (1, 1)), (SMALL, [(0, 0), (0, 0)], (2, 2)), (SMALL, "VALID", (2, 1)),
+    (SMALL, [(1, 1), (1, 1)], (1, 1)), (PER_EXAMPLE, "VALID", (1, 1))])
+def test_conv_general_dilated_equals_lax_in_value_and_gradients(shapes, padding, strides):
+    x = jax.random.normal(jax.random.key(0), shapes[0])
+    kernel = jax.random.normal(jax.random.key(1), shapes[1]) / np.sqrt(np.prod(shapes[1][:3]))
     numbers = ("NHWC", "HWIO", "NHWC")
 
     def loss(conv, x, kernel):  # a non-linear readout, so the gradients depend on the output
@@ -113,6 +118,27 @@ def test_unpadded_convs_of_batches_run_padded_and_cropped_on_cpu_only():
         assert (f"tensor<{n}x11x11x4xf32>" in cpu) == (n > 1)
         assert "pad = [[0, 1], [0, 1]]" not in cuda and f"tensor<{n}x10x10x4xf32>" in cuda
         assert jax.jit(conv)(x, kernel).shape == (n, 10, 10, 4)
+
+
+@pytest.mark.parametrize("x_shape,kernel_shape,strides,per_example", [
+    ((4, 130, 130, 32), (3, 3, 32, 32), (1, 1), True),   # 302 MFLOP per example
+    ((4, 66, 66, 32), (3, 3, 32, 32), (1, 1), False),    # 75 MFLOP: too little
+    ((4, 262, 262, 32), (3, 3, 32, 32), (2, 2), True),   # strided, 302 MFLOP
+    ((4, 130, 130, 32), (3, 3, 32, 32), (2, 2), False),  # strided, 75 MFLOP
+    ((1, 130, 130, 32), (3, 3, 32, 32), (1, 1), False)])  # one example: nothing to sum
+def test_kernel_gradients_sum_per_example_only_where_that_was_faster(
+        x_shape, kernel_shape, strides, per_example):
+    """The CPU program of the kernel gradient (alone: the forward pass and the input
+    gradient are not needed) has one convolution per example exactly where
+    layers._sums_per_example says so, else one."""
+    x, kernel = jnp.zeros(x_shape), jnp.zeros(kernel_shape)
+
+    def loss(kernel):
+        return jnp.sum(conv_general_dilated(x, kernel, strides, "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC")))
+
+    text = jax.jit(jax.grad(loss)).trace(kernel).lower(lowering_platforms=("cpu",)).as_text()
+    assert text.count("stablehlo.convolution") == (x_shape[0] if per_example else 1)
 
 
 def test_transposed_convs_run_by_phases_on_cpu_and_as_conv_transpose_elsewhere():

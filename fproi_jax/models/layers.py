@@ -43,9 +43,9 @@ def _cpu_conv(x, kernel, strides, padding, dimension_numbers, precision):
     gave gradients 1-6% off their float64 values (CycleGAN's test config: the mean of the
     four single-example gradients against the batch's; 1.5e-5 with the plain form), which
     made one device and four disagree. Backward: the plain
-    convolution's gradients, the kernel's summed over per-example gradients when the batch
-    holds several examples: XLA:CPU's batched weight gradient is up to 4.5x slower (the same
-    7x7 layer, batch 4: 1.5 s vs 0.33 s). Timings in docs/measured_facts.md.
+    convolution's gradients, the kernel's summed over per-example gradients where
+    `_sums_per_example` says XLA:CPU's batched weight gradient is the slower (the same 7x7
+    layer, batch 4: 1.5 s vs 0.33 s). Timings in docs/measured_facts.md.
     """
     spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
     if padding != "VALID" or x.shape[spec.lhs_spec[0]] == 1:
@@ -62,12 +62,30 @@ def _cpu_conv_forward(x, kernel, strides, padding, dimension_numbers, precision)
     return _cpu_conv(x, kernel, strides, padding, dimension_numbers, precision), (x, kernel)
 
 
+# Where the sum of per-example kernel gradients beats XLA:CPU's batched one (2-core machine,
+# batch 4; docs/measured_facts.md): large layers, at least PER_EXAMPLE_MIN_FLOPS per example
+# (alone: 0.42-0.84 of the batched time for 128x128, 32 -> 32 and up to 0.53 for 256x256,
+# 33 -> 32, 7x7; the 256 px Fproi-GAN step is 9% slower with its large strided layers
+# batched). Below it the batched form is faster in the whole step: every layer of the paper
+# demo's half-width networks at 64 px is under 110 MFLOP, and its steps are 6-16% faster.
+PER_EXAMPLE_MIN_FLOPS = 2e8
+
+
+def _sums_per_example(x, kernel, g, spec) -> bool:
+    """Whether the kernel gradient of this convolution is summed over per-example ones."""
+    positions = np.prod([g.shape[axis] for axis in spec.out_spec[2:]])
+    flops = 2 * positions * np.prod(kernel.shape)  # per example: taps x in x out channels
+    return x.shape[spec.lhs_spec[0]] > 1 and flops >= PER_EXAMPLE_MIN_FLOPS
+
+
 def _cpu_conv_backward(strides, padding, dimension_numbers, precision, residuals, g):
     x, kernel = residuals
     conv = functools.partial(_conv, strides=strides, padding=padding,
                              dimension_numbers=dimension_numbers, precision=precision)
-    (dx,) = jax.vjp(lambda x: conv(x, kernel), x)[1](g)
     spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
+    if not _sums_per_example(x, kernel, g, spec):
+        return jax.vjp(conv, x, kernel)[1](g)
+    (dx,) = jax.vjp(lambda x: conv(x, kernel), x)[1](g)
     x_batch, g_batch = spec.lhs_spec[0], spec.out_spec[0]
     example = lambda a, axis, i: jax.lax.slice_in_dim(a, i, i + 1, axis=axis)  # noqa: E731
     dkernel = sum(jax.vjp(lambda k: conv(example(x, x_batch, i), k), kernel)[1](
