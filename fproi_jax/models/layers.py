@@ -113,48 +113,49 @@ def _takes_shifted_matmuls(lhs, rhs, window_strides, dimension_numbers) -> bool:
             and rhs.shape[2] * rhs.shape[3] >= SHIFTED_MATMUL_MIN_CHANNEL_PAIRS)
 
 
-def _sum_of_shifted_products(x, kernel, precision, transpose_kernel=False):
-    """sum over taps (i, j) of x[:, i:i + h, j:j + w] @ kernel[i, j]: an unpadded stride-1
-    NHWC x HWIO convolution, the same products summed tap by tap (`transpose_kernel`:
-    with each tap's matrix transposed and the taps flipped, the input gradient's form)."""
-    taps_h, taps_w = kernel.shape[:2]
+def _windows(x, taps_h: int, taps_w: int):
+    """The input windows an unpadded stride-1 NHWC convolution multiplies by each kernel
+    tap (i, j), in the kernel's (i, j) order: x[:, i:i + h, j:j + w]."""
     h, w = x.shape[1] - taps_h + 1, x.shape[2] - taps_w + 1
-    product = "nhwd,cd->nhwc" if transpose_kernel else "nhwc,cd->nhwd"
-    y = None
-    for i in range(taps_h):
-        for j in range(taps_w):
-            tap = kernel[taps_h - 1 - i, taps_w - 1 - j] if transpose_kernel else kernel[i, j]
-            term = jnp.einsum(product, x[:, i:i + h, j:j + w], tap, precision=precision)
-            y = term if y is None else y + term
-    return y
+    return [x[:, i:i + h, j:j + w] for i in range(taps_h) for j in range(taps_w)]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _shifted_matmul_conv(x, kernel, precision):
-    return _sum_of_shifted_products(x, kernel, precision)
+    """Unpadded stride-1 NHWC x HWIO convolution as one matrix product of the input
+    windows laid side by side, (positions, taps x C_in), and the kernel as (taps x C_in,
+    C_out). One product, not a sum of one per tap: XLA fuses such a sum into every consumer
+    of the output, which then hold each tap's product until the backward pass."""
+    patches = jnp.concatenate(_windows(x, *kernel.shape[:2]), axis=-1)
+    return jnp.einsum("nhwk,kd->nhwd", patches, kernel.reshape(-1, kernel.shape[-1]),
+                      precision=precision)
 
 
 def _shifted_matmul_conv_forward(x, kernel, precision):
-    return _sum_of_shifted_products(x, kernel, precision), (x, kernel)
+    return _shifted_matmul_conv(x, kernel, precision), (x, kernel)
 
 
 def _shifted_matmul_conv_backward(precision, residuals, g):
-    """Keeps only x and the kernel for the backward pass (autodiff of the sum would keep
-    every shifted window: 9x the activations of a 3x3 layer). The input gradient is the
-    same sum over g padded by the kernel size less one, with the taps flipped and each
-    transposed; the kernel gradient one product per tap of the window and g, both as
-    (positions, channels) matrices contracted over their rows: XLA:CPU folds that into the
-    product, where an einsum over (n, h, w) copied g transposed (57 ms a layer at 256 px)."""
+    """Keeps only x and the kernel for the backward pass (autodiff would keep the windows:
+    9x the activations of a 3x3 layer). The input gradient is the sum over taps of g, padded
+    by the kernel size less one, shifted, times the flipped tap transposed; the kernel
+    gradient one product per tap of the window and g, both as (positions, channels)
+    matrices contracted over their rows: XLA:CPU folds that into the product, where an
+    einsum over (n, h, w) copied g transposed (57 ms a layer at 256 px)."""
     x, kernel = residuals
     taps_h, taps_w = kernel.shape[:2]
+    # x made to depend on g (XLA:CPU drops optimization barriers), so that its windows are
+    # cut here and not shared with the forward pass's, which XLA then held until now.
+    x = x + 0.0 * g[:1, :1, :1, :1].astype(x.dtype)
     g_padded = jnp.pad(g, ((0, 0), (taps_h - 1,) * 2, (taps_w - 1,) * 2, (0, 0)))
-    dx = _sum_of_shifted_products(g_padded, kernel, precision, transpose_kernel=True)
-    n, h, w, c_out = g.shape
-    rows = lambda a: a.reshape(n * h * w, a.shape[-1])  # noqa: E731
-    dkernel = jnp.stack([jnp.stack([
-        jax.lax.dot_general(rows(x[:, i:i + h, j:j + w]), rows(g), (((0,), (0,)), ((), ())),
+    flipped = kernel[::-1, ::-1].reshape(taps_h * taps_w, *kernel.shape[2:])
+    dx = sum(jnp.einsum("nhwd,cd->nhwc", window, tap, precision=precision)
+             for window, tap in zip(_windows(g_padded, taps_h, taps_w), flipped))
+    rows = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
+    dkernel = jnp.stack([
+        jax.lax.dot_general(rows(window), rows(g), (((0,), (0,)), ((), ())),
                             precision=precision)
-        for j in range(taps_w)]) for i in range(taps_h)])
+        for window in _windows(x, taps_h, taps_w)]).reshape(kernel.shape)
     return dx, dkernel
 
 
@@ -163,7 +164,7 @@ _shifted_matmul_conv.defvjp(_shifted_matmul_conv_forward, _shifted_matmul_conv_b
 
 def _conv_by_shifted_matmuls(x, kernel, padding, precision=None):
     """A stride-1 NHWC x HWIO convolution with explicit padding as `_shifted_matmul_conv`:
-    every product, forward and backward, a matrix product of a shifted window."""
+    forward and backward, matrix products of shifted windows of the input."""
     if padding != "VALID":  # lax.pad: negative padding crops, as in lax.conv_general_dilated
         x = jax.lax.pad(x, jnp.zeros((), x.dtype),
                         ((0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)))
