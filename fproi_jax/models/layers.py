@@ -100,8 +100,9 @@ _cpu_conv.defvjp(_cpu_conv_forward, _cpu_conv_backward)
 # docs/measured_facts.md): stride-1 layers whose kernel maps at least this many (input,
 # output) channel pairs per tap. CycleGAN's residual convolutions at 256 px (3x3, 256 -> 256
 # at 64x64), three blocks forward and gradients: 545-556 ms against 1264-1368 ms, and its
-# step 12.7-13.3 s against 23.5-24.4 s; Pix2Pix's inner phases (1024 -> 512) 0.49-0.66 of the time. Layers of
-# 128 -> 128 channels at 32x32 are slower so (1.16-1.36); no network here has them larger.
+# step 12.7-13.3 s against 23.5-24.4 s; Pix2Pix's inner phases (1024 -> 512) 0.49-0.66 of
+# the time. Layers of 128 -> 128 channels at 32x32 are slower so (1.16-1.36); no network here
+# has them larger.
 SHIFTED_MATMUL_MIN_CHANNEL_PAIRS = 256 * 256
 
 
