@@ -149,6 +149,8 @@ def _shifted_matmul_conv_backward(precision, residuals, g):
     # cut here and not shared with the forward pass's, which XLA then held until now.
     x = x + 0.0 * g[:1, :1, :1, :1].astype(x.dtype)
     g_padded = jnp.pad(g, ((0, 0), (taps_h - 1,) * 2, (taps_w - 1,) * 2, (0, 0)))
+    # A sum of per-tap products here, whose consumers are all in this pass: g's windows laid
+    # side by side, as in the forward pass, took 8-12% longer (three residual blocks).
     flipped = kernel[::-1, ::-1].reshape(taps_h * taps_w, *kernel.shape[2:])
     dx = sum(jnp.einsum("nhwd,cd->nhwc", window, tap, precision=precision)
              for window, tap in zip(_windows(g_padded, taps_h, taps_w), flipped))
