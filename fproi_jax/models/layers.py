@@ -35,20 +35,17 @@ def _conv(x, kernel, strides, padding, dimension_numbers, precision=None):
 def _cpu_conv(x, kernel, strides, padding, dimension_numbers, precision):
     """`lax.conv_general_dilated` in the forms XLA:CPU runs fastest; the same arithmetic.
 
-    Forward: an unpadded ('VALID') convolution of a batch of several examples is evaluated
-    with a zero row and column appended and the extra outputs cropped (they come after the
-    last valid one, so the kept outputs read exactly the same windows): XLA:CPU's unpadded
-    forward path is up to 15x slower (7x7, 33 -> 32 channels at 256x256: 270 ms vs 66 ms).
-    A single example takes the plain convolution: with the padded form, a batch of one
-    gave gradients 1-6% off their float64 values (CycleGAN's test config: the mean of the
-    four single-example gradients against the batch's; 1.5e-5 with the plain form), which
-    made one device and four disagree. Backward: the plain
-    convolution's gradients, the kernel's summed over per-example gradients where
-    `_sums_per_example` says XLA:CPU's batched weight gradient is the slower (the same 7x7
-    layer, batch 4: 1.5 s vs 0.33 s). Timings in docs/measured_facts.md.
+    Forward: an unpadded ('VALID') convolution is evaluated with a zero row and column
+    appended and the extra outputs cropped (they come after the last valid one, so the kept
+    outputs read exactly the same windows): XLA:CPU's unpadded forward path is up to 20x
+    slower (7x7, 33 -> 32 channels at 256x256: 270 ms vs 66 ms at batch 4, 158 ms vs 39 ms
+    for one example). Backward: the plain convolution's gradients, the kernel's summed over
+    per-example gradients where `_sums_per_example` says XLA:CPU's batched weight gradient
+    is the slower (the same 7x7 layer, batch 4: 1.5 s vs 0.33 s). Timings in
+    docs/measured_facts.md.
     """
     spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
-    if padding != "VALID" or x.shape[spec.lhs_spec[0]] == 1:
+    if padding != "VALID":
         return _conv(x, kernel, strides, padding, dimension_numbers, precision)
     valid_shape = jax.eval_shape(
         lambda x, k: _conv(x, k, strides, "VALID", dimension_numbers), x, kernel).shape
