@@ -40,9 +40,9 @@ def _cpu_conv(x, kernel, strides, padding, dimension_numbers, precision):
     outputs read exactly the same windows): XLA:CPU's unpadded forward path is up to 20x
     slower (7x7, 33 -> 32 channels at 256x256: 270 ms vs 66 ms at batch 4, 158 ms vs 39 ms
     for one example). Backward: the plain convolution's gradients, the kernel's summed over
-    per-example gradients where `_sums_per_example` says XLA:CPU's batched weight gradient
-    is the slower (the same 7x7 layer, batch 4: 1.5 s vs 0.33 s). Timings in
-    docs/measured_facts.md.
+    parts of the output (`_kernel_gradient_parts`) where XLA:CPU's one kernel gradient is
+    the slower (the same 7x7 layer, batch 4: 1.5 s vs 0.33 s per example; one example:
+    216 ms vs 82 ms in row tiles). Timings in docs/measured_facts.md.
     """
     spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
     if padding != "VALID":
@@ -59,20 +59,43 @@ def _cpu_conv_forward(x, kernel, strides, padding, dimension_numbers, precision)
     return _cpu_conv(x, kernel, strides, padding, dimension_numbers, precision), (x, kernel)
 
 
-# Where the sum of per-example kernel gradients beats XLA:CPU's batched one (2-core machine,
-# batch 4; docs/measured_facts.md): large layers, at least PER_EXAMPLE_MIN_FLOPS per example
-# (alone: 0.42-0.84 of the batched time for 128x128, 32 -> 32 and up to 0.53 for 256x256,
-# 33 -> 32, 7x7; the 256 px Fproi-GAN step is 9% slower with its large strided layers
-# batched). Below it the batched form is faster in the whole step: every layer of the paper
-# demo's half-width networks at 64 px is under 110 MFLOP, and its steps are 6-16% faster.
-PER_EXAMPLE_MIN_FLOPS = 2e8
+# Where a sum of kernel gradients over parts of the output beats XLA:CPU's one over all of it
+# (2-core machine; docs/measured_facts.md): large layers, at least PART_MIN_FLOPS per example.
+# Each example alone (batch 4, alone: 0.42-0.84 of the batched time for 128x128, 32 -> 32 and
+# up to 0.53 for 256x256, 33 -> 32, 7x7), and its output rows in tiles of about
+# TILE_POSITIONS positions (one example, alone: 0.32-0.38 of the untiled time for 256x256,
+# 33 -> 32, 7x7 and 3x3 stride-2 layers at 128x128 and 64x64, 32 -> 64 to 128 -> 256). Below
+# it the batched, untiled form is faster in the whole step: every layer of the paper demo's
+# half-width networks at 64 px is under 110 MFLOP, and its steps are 6-16% faster so.
+PART_MIN_FLOPS = 2e8
+TILE_POSITIONS = 2048
 
 
-def _sums_per_example(x, kernel, g, spec) -> bool:
-    """Whether the kernel gradient of this convolution is summed over per-example ones."""
+def _kernel_gradient_parts(x, kernel, g, strides, padding, spec):
+    """(x part, g part) pairs whose kernel gradients sum to this convolution's, or None where
+    the layer is below PART_MIN_FLOPS per example: each example alone and, in an unpadded
+    convolution, its output rows in tiles of about TILE_POSITIONS positions, each with the
+    rows of x that the tile's windows read."""
     positions = np.prod([g.shape[axis] for axis in spec.out_spec[2:]])
-    flops = 2 * positions * np.prod(kernel.shape)  # per example: taps x in x out channels
-    return x.shape[spec.lhs_spec[0]] > 1 and flops >= PER_EXAMPLE_MIN_FLOPS
+    if 2 * positions * np.prod(kernel.shape) < PART_MIN_FLOPS:  # taps x in x out channels
+        return None
+    x_rows, g_rows, taps = spec.lhs_spec[2], spec.out_spec[2], kernel.shape[spec.rhs_spec[2]]
+    rows = g.shape[g_rows]
+    # Padded layers stay whole: their tiles need x padded explicitly first, and Pix2Pix's
+    # step (its transposed convolutions' phases) was 8% slower so.
+    tile = max(1, TILE_POSITIONS * rows // positions) if padding == "VALID" else rows
+    cut = jax.lax.slice_in_dim
+
+    def part(i, start):
+        stop = min(start + tile, rows)
+        x_part = cut(x, i, i + 1, axis=spec.lhs_spec[0])
+        if tile < rows:
+            x_part = cut(x_part, start * strides[0], (stop - 1) * strides[0] + taps,
+                         axis=x_rows)
+        return x_part, cut(cut(g, i, i + 1, axis=spec.out_spec[0]), start, stop, axis=g_rows)
+
+    return [part(i, start) for i in range(x.shape[spec.lhs_spec[0]])
+            for start in range(0, rows, tile)]
 
 
 def _cpu_conv_backward(strides, padding, dimension_numbers, precision, residuals, g):
@@ -80,13 +103,12 @@ def _cpu_conv_backward(strides, padding, dimension_numbers, precision, residuals
     conv = functools.partial(_conv, strides=strides, padding=padding,
                              dimension_numbers=dimension_numbers, precision=precision)
     spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
-    if not _sums_per_example(x, kernel, g, spec):
+    parts = _kernel_gradient_parts(x, kernel, g, strides, padding, spec)
+    if parts is None or len(parts) == 1:
         return jax.vjp(conv, x, kernel)[1](g)
     (dx,) = jax.vjp(lambda x: conv(x, kernel), x)[1](g)
-    x_batch, g_batch = spec.lhs_spec[0], spec.out_spec[0]
-    example = lambda a, axis, i: jax.lax.slice_in_dim(a, i, i + 1, axis=axis)  # noqa: E731
-    dkernel = sum(jax.vjp(lambda k: conv(example(x, x_batch, i), k), kernel)[1](
-        example(g, g_batch, i))[0] for i in range(x.shape[x_batch]))
+    dkernel = sum(jax.vjp(lambda k: conv(x_part, k), kernel)[1](g_part)[0]
+                  for x_part, g_part in parts)
     return dx, dkernel
 
 
