@@ -83,6 +83,7 @@ def test_space_to_depth_conv_equals_valid_conv(shape, features, kernel_size, blo
 SMALL = ((2, 17, 14, 3), (5, 4, 3, 6))
 SINGLE = ((1, 17, 14, 3), (5, 4, 3, 6))              # one example, as on each of 4 devices
 PER_EXAMPLE = ((2, 130, 130, 32), (3, 3, 32, 32))  # 302 MFLOP per example
+ODD_CHANNELS = ((2, 17, 14, 17), (5, 4, 17, 6))     # input channels padded to 20 on CPU
 WIDE = ((2, 9, 8, 256), (3, 3, 256, 256))            # shifted matrix products
 WIDE_PHASE = ((1, 5, 6, 512), (2, 2, 512, 128))      # a transposed conv's phase, as Pix2Pix's
 
@@ -90,6 +91,7 @@ WIDE_PHASE = ((1, 5, 6, 512), (2, 2, 512, 128))      # a transposed conv's phase
 @pytest.mark.parametrize("shapes,padding,strides", [
     (SMALL, "VALID", (1, 1)), (SINGLE, "VALID", (1, 1)), (SMALL, [(0, 0), (0, 0)], (2, 2)),
     (SMALL, "VALID", (2, 1)), (SMALL, [(1, 1), (1, 1)], (1, 1)), (PER_EXAMPLE, "VALID", (1, 1)),
+    (ODD_CHANNELS, "VALID", (1, 1)), (ODD_CHANNELS, [(2, 2), (1, 2)], (2, 1)),
     (WIDE, "VALID", (1, 1)), (WIDE, [(1, 1), (1, 1)], (1, 1)),
     (WIDE_PHASE, [(-1, 1), (0, 1)], (1, 1)), (WIDE, [(1, 1), (1, 1)], (2, 2))])
 def test_conv_general_dilated_equals_lax_in_value_and_gradients(shapes, padding, strides):
@@ -144,6 +146,37 @@ def test_unpadded_convs_run_padded_and_cropped_on_cpu_only():
         assert "pad = [[0, 1], [0, 1]]" in cpu and f"tensor<{n}x11x11x4xf32>" in cpu
         assert "pad = [[0, 1], [0, 1]]" not in cuda and f"tensor<{n}x10x10x4xf32>" in cuda
         assert jax.jit(conv)(x, kernel).shape == (n, 10, 10, 4)
+
+
+@pytest.mark.parametrize("channels,padded_to", [(17, 20), (33, 36), (16, 16), (3, 3), (1, 1)])
+def test_input_channels_are_padded_to_a_multiple_of_four_on_cpu_only(channels, padded_to):
+    """layers.CHANNEL_MULTIPLE: the CPU program's convolution reads `padded_to` channels,
+    other platforms' `channels`; fewer than four stay as they are."""
+    x, kernel = jnp.zeros((2, 16, 16, channels)), jnp.zeros((7, 7, channels, 8))
+    conv = functools.partial(conv_general_dilated, window_strides=(1, 1), padding="VALID",
+                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    for platform, read in (("cpu", padded_to), ("cuda", channels)):
+        text = jax.jit(conv).trace(x, kernel).lower(lowering_platforms=(platform,)).as_text()
+        (line,) = [line for line in text.splitlines() if "stablehlo.convolution" in line]
+        assert f"(tensor<2x16x16x{read}xf32>, tensor<7x7x{read}x8xf32>)" in line, line
+
+
+@pytest.mark.parametrize("channels,taps,rows", [(8, 1, (-1, 1)), (16, 1, (-2, 1)),
+                                                (8, 3, (-2, 2)), (4, 2, (-1, 1))])
+def test_negative_padding_is_cropped_where_xla_cpu_reads_outside_the_input(channels, taps, rows):
+    """Shapes for which XLA:CPU's own convolution returned values of up to 1e38 (jax 0.10.2):
+    ours equals a float64 reference, the rows cropped and padded by hand."""
+    x = jax.random.normal(jax.random.key(0), (2, 9, 7, channels))
+    kernel = jax.random.normal(jax.random.key(1), (taps, 1, channels, 3))
+    got = conv_general_dilated(x, kernel, (1, 1), (rows, (0, 0)),
+                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    lo, hi = rows
+    padded = np.asarray(x, np.float64)[:, -lo:]                    # lo < 0: crop
+    padded = np.pad(padded, ((0, 0), (0, hi), (0, 0), (0, 0)))    # hi > 0: zeros
+    out_rows = padded.shape[1] - taps + 1
+    want = sum(np.einsum("nhwc,co->nhwo", padded[:, i:i + out_rows], np.asarray(kernel[i, 0]))
+               for i in range(taps))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("x_shape,kernel_shape,strides,padding,parts", [
