@@ -31,28 +31,6 @@ def _conv(x, kernel, strides, padding, dimension_numbers, precision=None):
                                         dimension_numbers=dimension_numbers, precision=precision)
 
 
-# XLA:CPU's forward convolution is up to 3x faster with a multiple of this many input
-# channels (2-core AMD EPYC with AVX-512, forward alone, median of 15): 7x7 layers 17 -> 16 at
-# 64x64, batch 4 (G's first layer in the paper demo) 10.0 ms, padded to 20 channels 3.3 ms;
-# 33 -> 32 at 256x256 (at paper widths), batch 1 / 4: 33.6 / 138 ms, 36 channels 22.3 / 111
-# ms. Fewer than this many channels stay as they are: one or two padded to four are slower.
-CHANNEL_MULTIPLE = 4
-
-
-def _input_channels_padded(x, kernel, spec):
-    """x and kernel with zero input channels appended up to a multiple of CHANNEL_MULTIPLE
-    (the same convolution: the added channels multiply zeros)."""
-    channels = x.shape[spec.lhs_spec[1]]
-    if channels < CHANNEL_MULTIPLE or channels % CHANNEL_MULTIPLE == 0:
-        return x, kernel
-    extra = -channels % CHANNEL_MULTIPLE
-
-    def padded(a, axis):
-        return jnp.pad(a, [(0, extra if i == axis else 0) for i in range(a.ndim)])
-
-    return padded(x, spec.lhs_spec[1]), padded(kernel, spec.rhs_spec[1])
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _cpu_conv(x, kernel, strides, padding, dimension_numbers, precision):
     """`lax.conv_general_dilated` in the forms XLA:CPU runs fastest; the same arithmetic.
@@ -61,18 +39,16 @@ def _cpu_conv(x, kernel, strides, padding, dimension_numbers, precision):
     appended and the extra outputs cropped (they come after the last valid one, so the kept
     outputs read exactly the same windows): XLA:CPU's unpadded forward path is up to 20x
     slower (7x7, 33 -> 32 channels at 256x256: 270 ms vs 66 ms at batch 4, 158 ms vs 39 ms
-    for one example); and its input channels padded to a multiple of CHANNEL_MULTIPLE.
-    Backward: the plain convolution's gradients, the kernel's summed over parts of the
-    output (`_kernel_gradient_parts`) where XLA:CPU's one kernel gradient is the slower (the
-    same 7x7 layer, batch 4: 1.5 s vs 0.33 s per example; one example: 216 ms vs 82 ms in
-    row tiles). Timings in docs/measured_facts.md.
+    for one example). Backward: the plain convolution's gradients, the kernel's summed over
+    parts of the output (`_kernel_gradient_parts`) where XLA:CPU's one kernel gradient is
+    the slower (the same 7x7 layer, batch 4: 1.5 s vs 0.33 s per example; one example:
+    216 ms vs 82 ms in row tiles). Timings in docs/measured_facts.md.
     """
     spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
-    valid_shape = jax.eval_shape(
-        lambda x, k: _conv(x, k, strides, "VALID", dimension_numbers), x, kernel).shape
-    x, kernel = _input_channels_padded(x, kernel, spec)
     if padding != "VALID":
         return _conv(x, kernel, strides, padding, dimension_numbers, precision)
+    valid_shape = jax.eval_shape(
+        lambda x, k: _conv(x, k, strides, "VALID", dimension_numbers), x, kernel).shape
     y = _conv(x, kernel, strides, [(0, 1)] * len(strides), dimension_numbers, precision)
     for axis in spec.out_spec[2:]:
         y = jax.lax.slice_in_dim(y, 0, valid_shape[axis], axis=axis)
