@@ -80,6 +80,22 @@ def test_space_to_depth_conv_equals_valid_conv(shape, features, kernel_size, blo
         SpaceToDepthConv(features, kernel_size, 3).init(jax.random.key(0), x[:, :-1])
 
 
+@pytest.mark.parametrize("shape,pad", [((2, 9, 7, 3), 1), ((1, 12, 10, 4), 3), ((2, 4, 5, 2), 3)])
+def test_reflect_pad_equals_numpys_in_value_and_its_gradient_jnp_pads(shape, pad):
+    """The value against numpy's reflect mode; the one-pass gradient against autodiff of
+    jnp.pad's, with a cotangent whose every entry differs (so a strip added onto the wrong
+    rows, or left out, shows)."""
+    x = jax.random.normal(jax.random.key(0), shape)
+    widths = ((0, 0), (pad, pad), (pad, pad), (0, 0))
+    np.testing.assert_array_equal(jax.jit(layers.reflect_pad, static_argnums=1)(x, pad),
+                                  np.pad(np.asarray(x), widths, mode="reflect"))
+    g = jax.random.normal(jax.random.key(1), (shape[0], shape[1] + 2 * pad,
+                                              shape[2] + 2 * pad, shape[3]))
+    (got,) = jax.jit(jax.vjp(lambda x: layers.reflect_pad(x, pad), x)[1])(g)
+    (want,) = jax.vjp(lambda x: jnp.pad(x, widths, mode="reflect"), x)[1](g)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 SMALL = ((2, 17, 14, 3), (5, 4, 3, 6))
 SINGLE = ((1, 17, 14, 3), (5, 4, 3, 6))              # one example, as on each of 4 devices
 PER_EXAMPLE = ((2, 130, 130, 32), (3, 3, 32, 32))  # 302 MFLOP per example

@@ -250,9 +250,48 @@ def leaky_relu(x: jax.Array, negative_slope: float = 0.2) -> jax.Array:
     return jnp.where(x > 0, x, negative_slope * x)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
-    """Mirror-pads the two spatial axes of an NHWC tensor (PyTorch ReflectionPad2d)."""
+    """Mirror-pads the two spatial axes of an NHWC tensor (PyTorch ReflectionPad2d).
+
+    The gradient is `_reflect_pad_backward`'s one pass; XLA differentiates `jnp.pad`'s
+    reflect mode into several passes over the padded map (256x256, 64 channels, pad 3:
+    14 ms against 1.5 ms on the 2-core CPU; docs/measured_facts.md)."""
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def _added_at(x: jax.Array, part: jax.Array, start: int, axis: int) -> jax.Array:
+    """x with `part` added onto its slice from `start` along `axis` (in place in XLA)."""
+    starts = [0] * x.ndim
+    starts[axis] = start
+    return jax.lax.dynamic_update_slice(
+        x, jax.lax.dynamic_slice(x, starts, part.shape) + part, starts)
+
+
+def _unreflected(g: jax.Array, axis: int, pad: int) -> jax.Array:
+    """The adjoint of mirror padding by `pad` along one axis: g's interior, with each
+    mirrored strip flipped back and added onto the samples it copies."""
+    n = g.shape[axis] - 2 * pad
+    cut = functools.partial(jax.lax.slice_in_dim, g, axis=axis)
+    dx = _added_at(cut(pad, pad + n), jax.lax.rev(cut(0, pad), (axis,)), 1, axis)
+    return _added_at(dx, jax.lax.rev(cut(n + pad, n + 2 * pad), (axis,)), n - pad - 1, axis)
+
+
+def _reflect_pad_forward(x, pad):
+    return reflect_pad(x, pad), None
+
+
+def _reflect_pad_backward(pad, _, g):
+    """`_unreflected` along the width of g's top, middle and bottom bands of rows, then along
+    the height with the two thin bands added onto the middle one: one pass over g."""
+    h = g.shape[1] - 2 * pad
+    top, middle, bottom = (_unreflected(jax.lax.slice_in_dim(g, start, stop, axis=1), 2, pad)
+                           for start, stop in ((0, pad), (pad, h + pad), (h + pad, h + 2 * pad)))
+    middle = _added_at(middle, jax.lax.rev(top, (1,)), 1, 1)
+    return (_added_at(middle, jax.lax.rev(bottom, (1,)), h - pad - 1, 1),)
+
+
+reflect_pad.defvjp(_reflect_pad_forward, _reflect_pad_backward)
 
 
 def instance_norm(name: str | None = None) -> nn.Module:
