@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import base
 from conftest import tiny_config
@@ -102,6 +102,9 @@ PER_EXAMPLE = ((2, 130, 130, 32), (3, 3, 32, 32))  # 302 MFLOP per example
 ODD_CHANNELS = ((2, 17, 14, 17), (5, 4, 17, 6))     # as G's first layer: image + RFB
 WIDE = ((2, 9, 8, 256), (3, 3, 256, 256))            # shifted matrix products
 WIDE_PHASE = ((1, 5, 6, 512), (2, 2, 512, 128))      # a transposed conv's phase, as Pix2Pix's
+STRIDED = ((2, 12, 10, 64), (4, 4, 64, 128))         # gradients on 2x2 cells, as the Ds' 4x4
+ODD_STRIDED = ((1, 11, 9, 32), (4, 4, 32, 256))      # cells padded to a whole number
+STRIDE_3 = ((1, 10, 11, 16), (3, 3, 16, 256))        # 3x3 cells, 9 x 16 x 256 pairs
 
 
 @pytest.mark.parametrize("shapes,padding,strides", [
@@ -111,6 +114,15 @@ WIDE_PHASE = ((1, 5, 6, 512), (2, 2, 512, 128))      # a transposed conv's phase
     (WIDE, "VALID", (1, 1)), (WIDE, [(1, 1), (1, 1)], (1, 1)),
     (WIDE_PHASE, [(-1, 1), (0, 1)], (1, 1)), (WIDE, [(1, 1), (1, 1)], (2, 2))])
 def test_conv_general_dilated_equals_lax_in_value_and_gradients(shapes, padding, strides):
+    _assert_conv_equals_lax(shapes, padding, strides)
+
+
+@pytest.mark.parametrize("shapes,padding,strides", [
+    (STRIDED, [(1, 1), (1, 1)], (2, 2)), (ODD_STRIDED, [(1, 2), (0, 1)], (2, 2)),
+    (STRIDE_3, [(1, 1), (2, 0)], (3, 3))])
+def test_gradients_on_space_to_depth_cells_equal_lax(monkeypatch, shapes, padding, strides):
+    """Small layers made to take the cell form (layers._takes_cell_gradients)."""
+    monkeypatch.setattr(layers, "CELL_MIN_FLOPS", 0)
     _assert_conv_equals_lax(shapes, padding, strides)
 
 
@@ -232,7 +244,35 @@ def test_wide_stride_one_convs_run_as_shifted_matrix_products_on_cpu_only(
     assert "stablehlo.dot_general" not in cuda and "stablehlo.convolution" in cuda
 
 
-def test_shifted_matrix_products_keep_only_the_input_and_kernel_for_the_backward_pass():
+@pytest.mark.parametrize("x_shape,kernel_shape,strides,padding,cells", [
+    ((1, 128, 128, 64), (4, 4, 64, 128), (2, 2), [(1, 1), (1, 1)], True),  # a D's 4x4 layer
+    ((1, 120, 121, 16), (3, 3, 16, 256), (3, 3), [(1, 1), (2, 0)], True),
+    ((1, 128, 128, 32), (4, 4, 32, 64), (2, 2), [(1, 1), (1, 1)], False),  # too few pairs
+    ((4, 16, 16, 64), (4, 4, 64, 128), (2, 2), [(1, 1), (1, 1)], False),   # paper demo size
+    ((1, 64, 64, 64), (3, 3, 64, 128), (2, 2), [(1, 1), (1, 1)], False),   # 3 taps, stride 2
+    ((1, 64, 64, 64), (4, 4, 64, 128), (2, 2), "VALID", False),
+    ((1, 64, 64, 64), (4, 4, 64, 128), (2, 2), [(-1, 1), (1, 1)], False)])
+def test_wide_strided_convs_take_their_gradients_on_space_to_depth_cells_on_cpu_only(
+        x_shape, kernel_shape, strides, padding, cells):
+    """Where layers._takes_cell_gradients says so (enough channel pairs and FLOPs per
+    example; the padding explicit and not negative), the CPU program keeps the forward convolution and computes both gradients
+    as matrix products on cells: one per cell tap for each. Other platforms keep lax's."""
+    x, kernel = jnp.zeros(x_shape), jnp.zeros(kernel_shape)
+
+    def loss(x, kernel):
+        return jnp.sum(conv_general_dilated(x, kernel, strides, padding,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC")))
+
+    grad = jax.jit(jax.value_and_grad(loss, (0, 1)))
+    cpu, cuda = (grad.trace(x, kernel).lower(lowering_platforms=(p,)).as_text()
+                 for p in ("cpu", "cuda"))
+    cell_taps = (kernel_shape[0] // strides[0]) * (kernel_shape[1] // strides[1])
+    assert cpu.count("stablehlo.dot_general") == (2 * cell_taps if cells else 0)
+    assert cpu.count("stablehlo.convolution") == (1 if cells else 3)
+    assert "stablehlo.dot_general" not in cuda
+
+
+
     """Differentiated as written, the product of the windows would keep all nine shifted
     windows of a 3x3 layer's input (9x its activations: CycleGAN at 256 px went from 3.8 to
     9.0 GB resident); its custom backward pass recomputes them from x."""
@@ -259,6 +299,30 @@ def test_shifted_matrix_products_hold_no_windows_from_the_forward_pass_to_the_ba
         return compiled.memory_analysis().temp_size_in_bytes
 
     assert temporaries(conv_general_dilated) < 4 * temporaries(jax.lax.conv_general_dilated)
+
+
+@pytest.mark.parametrize("shapes,padding,strides", [
+    (WIDE, [(1, 1), (1, 1)], (1, 1)), (STRIDED, [(1, 1), (1, 1)], (2, 2))])
+def test_custom_gradient_convs_take_a_frozen_kernel_on_a_devices_batch(shapes, padding, strides):
+    """Inside shard_map, a frozen network's kernel (the same on every device) on a device's
+    shard of the batch, differentiated in x only, as the discriminators in the generators'
+    update: the custom VJPs' kernel gradient must vary as the kernel does (it failed with
+    'the manual axis types do not match'); the gradient equals lax's, on 4 devices."""
+    mesh = data_mesh(jax.devices()[:4])
+    x = jax.device_put(jax.random.normal(jax.random.key(0), (4, *shapes[0][1:])),
+                       NamedSharding(mesh, P("data")))
+    kernel = jax.random.normal(jax.random.key(1), shapes[1]) / np.sqrt(np.prod(shapes[1][:3]))
+
+    def input_gradient(conv):
+        def per_device(x, kernel):
+            return jax.grad(lambda x: jnp.sum(jnp.sin(conv(
+                x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")))))(x)
+        return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P("data"), P()),
+                                     out_specs=P("data")))(x, kernel)
+
+    np.testing.assert_allclose(input_gradient(conv_general_dilated),
+                               input_gradient(jax.lax.conv_general_dilated), rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_transposed_convs_run_by_phases_on_cpu_and_as_conv_transpose_elsewhere():

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import flax.linen as nn
 
-from fproi_jax.models.layers import leaky_relu
+from fproi_jax.models.layers import Conv, leaky_relu
 
 
 class Discriminator(nn.Module):
@@ -25,7 +25,7 @@ class Discriminator(nn.Module):
             raise ValueError(f"Discriminator with {len(self.features)} stride-2 blocks needs "
                              f"images of at least {smallest}x{smallest} px, got {x.shape}")
         for f in self.features:
-            x = nn.Conv(f, (4, 4), strides=2, padding=[(1, 1), (1, 1)])(x)
+            x = Conv(f, (4, 4), strides=2, padding=[(1, 1), (1, 1)])(x)
             x = leaky_relu(x, self.negative_slope)
         x = x.reshape(x.shape[0], -1)
         return nn.Dense(1)(x)[:, 0]

@@ -193,6 +193,85 @@ def _conv_by_shifted_matmuls(x, kernel, padding, precision=None):
     return _shifted_matmul_conv(x, kernel, precision)
 
 
+# Where a strided convolution's gradients are faster as `_shifted_matmul_conv`'s on
+# space-to-depth cells (2-core machine, docs/measured_facts.md): layers whose cell kernel maps
+# at least this many (cell input, output) channel pairs per tap, stride^2 x C_in x C_out, and
+# of at least CELL_MIN_FLOPS per example. Alone, a 4x4 stride-2 layer at 128x128, 64 -> 128,
+# both gradients: 14.9 ms against 20.9; 32x32, batch 4, 32 -> 64 (8,192 pairs): 2.9 against
+# 1.5. In whole steps the paper demo's layers (17 MFLOP per example) made DCGAN's 5-9% slower.
+CELL_MIN_CHANNEL_PAIRS = 4 * 64 * 128
+CELL_MIN_FLOPS = 1e8
+
+
+def _takes_cell_gradients(lhs, rhs, window_strides, dimension_numbers) -> bool:
+    """Whether this convolution's backward pass runs on space-to-depth cells on CPU."""
+    nhwc = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    spec = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    s = window_strides[0]
+    return (spec == nhwc and s > 1 and all(stride == s for stride in window_strides)
+            and rhs.shape[0] % s == 0 and rhs.shape[1] % s == 0
+            and s * s * rhs.shape[2] * rhs.shape[3] >= CELL_MIN_CHANNEL_PAIRS
+            and 2 * np.prod(rhs.shape) * (lhs.shape[1] // s) * (lhs.shape[2] // s)
+            >= CELL_MIN_FLOPS)
+
+
+def _cell_layout(x_shape, kernel_shape, stride, padding):
+    """(padding of x that makes its padded size a multiple of the stride, cell rows and
+    columns, output rows and columns of the cell convolution) for a stride-s convolution."""
+    (lo_h, hi_h), (lo_w, hi_w) = padding
+    sizes = (x_shape[1] + lo_h + hi_h, x_shape[2] + lo_w + hi_w)
+    cells = [-(-size // stride) for size in sizes]
+    config = ((0, 0, 0), (lo_h, hi_h + cells[0] * stride - sizes[0], 0),
+              (lo_w, hi_w + cells[1] * stride - sizes[1], 0), (0, 0, 0))
+    outputs = [c - k // stride + 1 for c, k in zip(cells, kernel_shape[:2])]
+    return config, cells, outputs
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_with_cell_gradients(x, kernel, stride: int, padding):
+    """A stride-s NHWC x HWIO convolution (kernel sides divisible by s): forward
+    `lax.conv_general_dilated`; backward the same convolution written on s x s
+    space-to-depth cells of the padded input, a stride-1 convolution of (k/s, k/s) taps
+    holding kernel tap (s a + e, s b + f) at cell tap (a, b), cell channel (e, f, c), whose
+    gradients are `_shifted_matmul_conv`'s matrix products."""
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _conv_with_cell_gradients_forward(x, kernel, stride, padding):
+    return _conv_with_cell_gradients(x, kernel, stride, padding), (x, kernel)
+
+
+def _conv_with_cell_gradients_backward(stride, padding, residuals, g):
+    x, kernel = residuals
+    s, (n, _, _, c), (kh, kw, _, f) = stride, x.shape, kernel.shape
+    config, (hc, wc), (ho, wo) = _cell_layout(x.shape, kernel.shape, s, padding)
+    cells = jax.lax.pad(x, jnp.zeros((), x.dtype), config).reshape(n, hc, s, wc, s, c)
+    cells = cells.transpose(0, 1, 3, 2, 4, 5).reshape(n, hc, wc, s * s * c)
+    cell_kernel = kernel.reshape(kh // s, s, kw // s, s, c, f).transpose(0, 2, 1, 3, 4, 5)
+    g = jnp.pad(g, ((0, 0), (0, ho - g.shape[1]), (0, wo - g.shape[2]), (0, 0)))
+    d_cells, d_cell_kernel = _shifted_matmul_conv_backward(
+        None, (cells, cell_kernel.reshape(kh // s, kw // s, s * s * c, f)), g)
+    d_padded = d_cells.reshape(n, hc, wc, s, s, c).transpose(0, 1, 3, 2, 4, 5)
+    dx = jax.lax.pad(d_padded.reshape(n, hc * s, wc * s, c), jnp.zeros((), x.dtype),
+                     [(-lo, -hi, 0) for lo, hi, _ in config])
+    dkernel = d_cell_kernel.reshape(kh // s, kw // s, s, s, c, f).transpose(0, 2, 1, 3, 4, 5)
+    return dx, dkernel.reshape(kernel.shape)
+
+
+_conv_with_cell_gradients.defvjp(_conv_with_cell_gradients_forward,
+                                 _conv_with_cell_gradients_backward)
+
+
+def _varying_as(kernel, x):
+    """The kernel, varying over the mesh axes that x varies over inside `jax.shard_map`.
+    A custom VJP's kernel gradient is computed from x and must vary as its kernel does: a
+    frozen network's (invariant) kernel on a device's (varying) batch failed so. Adding a zero
+    of x's type does what lax's own primitives do (autodiff then sums that gradient over the
+    devices); outside shard_map it adds a zero."""
+    return kernel + jnp.zeros_like(x, shape=())
+
+
 def _negative_padding_cropped(x, padding, spec):
     """(x cropped where `padding` is negative, the padding left): the same convolution.
     XLA:CPU's convolution reads outside its input for some negative low paddings (a 1x1
@@ -226,7 +305,13 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         padding = tuple(tuple(p) for p in padding)
         padding = "VALID" if all(p == (0, 0) for p in padding) else padding
     if _takes_shifted_matmuls(lhs, rhs, window_strides, dimension_numbers):
-        cpu = functools.partial(_conv_by_shifted_matmuls, padding=padding, precision=precision)
+        def cpu(x, kernel):
+            return _conv_by_shifted_matmuls(x, _varying_as(kernel, x), padding, precision)
+    elif (padding != "VALID" and min(min(p) for p in padding) >= 0 and precision is None
+          and _takes_cell_gradients(lhs, rhs, window_strides, dimension_numbers)):
+        def cpu(x, kernel):
+            return _conv_with_cell_gradients(x, _varying_as(kernel, x), window_strides[0],
+                                             padding)
     else:
         def cpu(x, kernel):
             spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
@@ -525,5 +610,5 @@ def batch_norm(train: bool, name: str | None = None) -> nn.Module:
 
 def conv4x4(features: int, strides: int, use_bias: bool) -> nn.Module:
     """4x4 convolution with 1 px zero padding (PyTorch Conv2d(k=4, p=1)), N(0, 0.02) init."""
-    return nn.Conv(features, (4, 4), strides=strides, padding=[(1, 1), (1, 1)],
+    return Conv(features, (4, 4), strides=strides, padding=[(1, 1), (1, 1)],
                    use_bias=use_bias, kernel_init=normal_init())
