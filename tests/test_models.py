@@ -255,8 +255,9 @@ def test_wide_stride_one_convs_run_as_shifted_matrix_products_on_cpu_only(
 def test_wide_strided_convs_take_their_gradients_on_space_to_depth_cells_on_cpu_only(
         x_shape, kernel_shape, strides, padding, cells):
     """Where layers._takes_cell_gradients says so (enough channel pairs and FLOPs per
-    example; the padding explicit and not negative), the CPU program keeps the forward convolution and computes both gradients
-    as matrix products on cells: one per cell tap for each. Other platforms keep lax's."""
+    example; the padding explicit and not negative), the CPU program keeps the forward
+    convolution and computes both gradients as matrix products on cells: one per cell tap
+    for each. Other platforms keep lax's."""
     x, kernel = jnp.zeros(x_shape), jnp.zeros(kernel_shape)
 
     def loss(x, kernel):
