@@ -125,11 +125,15 @@ _cpu_conv.defvjp(_cpu_conv_forward, _cpu_conv_backward)
 SHIFTED_MATMUL_MIN_CHANNEL_PAIRS = 256 * 256
 
 
+def _is_nhwc_hwio(lhs, rhs, dimension_numbers) -> bool:
+    """Whether the convolution's layout is NHWC x HWIO -> NHWC, as the matmul forms assume."""
+    nhwc = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == nhwc
+
+
 def _takes_shifted_matmuls(lhs, rhs, window_strides, dimension_numbers) -> bool:
     """Whether this convolution runs as `_conv_by_shifted_matmuls` on CPU."""
-    nhwc = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
-    spec = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-    return (spec == nhwc and all(s == 1 for s in window_strides)
+    return (_is_nhwc_hwio(lhs, rhs, dimension_numbers) and all(s == 1 for s in window_strides)
             and rhs.shape[2] * rhs.shape[3] >= SHIFTED_MATMUL_MIN_CHANNEL_PAIRS)
 
 
@@ -203,57 +207,73 @@ CELL_MIN_CHANNEL_PAIRS = 4 * 64 * 128
 CELL_MIN_FLOPS = 1e8
 
 
-def _takes_cell_gradients(lhs, rhs, window_strides, dimension_numbers) -> bool:
-    """Whether this convolution's backward pass runs on space-to-depth cells on CPU."""
-    nhwc = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
-    spec = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+def _takes_cell_gradients(lhs, rhs, window_strides, padding, dimension_numbers) -> bool:
+    """Whether this convolution's backward pass runs on space-to-depth cells on CPU: explicit,
+    non-negative padding (its forward pass is lax's, which XLA:CPU gets wrong for some
+    negative paddings and runs slowly unpadded), equal strides dividing the kernel sides,
+    and a large enough layer."""
     s = window_strides[0]
-    return (spec == nhwc and s > 1 and all(stride == s for stride in window_strides)
+    return (padding != "VALID" and min(min(p) for p in padding) >= 0
+            and _is_nhwc_hwio(lhs, rhs, dimension_numbers)
+            and s > 1 and all(stride == s for stride in window_strides)
             and rhs.shape[0] % s == 0 and rhs.shape[1] % s == 0
             and s * s * rhs.shape[2] * rhs.shape[3] >= CELL_MIN_CHANNEL_PAIRS
             and 2 * np.prod(rhs.shape) * (lhs.shape[1] // s) * (lhs.shape[2] // s)
             >= CELL_MIN_FLOPS)
 
 
+def _space_to_depth(x: jax.Array, block: int) -> jax.Array:
+    """(N, H, W, C) -> (N, H/b, W/b, b b C): each b x b cell's pixels as channels (row,
+    column, channel)."""
+    n, h, w, c = x.shape
+    cells = x.reshape(n, h // block, block, w // block, block, c).transpose(0, 1, 3, 2, 4, 5)
+    return cells.reshape(n, h // block, w // block, block * block * c)
+
+
+def _depth_to_space(x: jax.Array, block: int) -> jax.Array:
+    """The inverse of `_space_to_depth`."""
+    n, h, w, c = x.shape
+    c //= block * block
+    pixels = x.reshape(n, h, w, block, block, c).transpose(0, 1, 3, 2, 4, 5)
+    return pixels.reshape(n, h * block, w * block, c)
+
+
 def _cell_layout(x_shape, kernel_shape, stride, padding):
-    """(padding of x that makes its padded size a multiple of the stride, cell rows and
-    columns, output rows and columns of the cell convolution) for a stride-s convolution."""
+    """(padding of x that makes its padded size a multiple of the stride, output rows and
+    columns of the cell convolution) for a stride-s convolution."""
     (lo_h, hi_h), (lo_w, hi_w) = padding
     sizes = (x_shape[1] + lo_h + hi_h, x_shape[2] + lo_w + hi_w)
     cells = [-(-size // stride) for size in sizes]
     config = ((0, 0, 0), (lo_h, hi_h + cells[0] * stride - sizes[0], 0),
               (lo_w, hi_w + cells[1] * stride - sizes[1], 0), (0, 0, 0))
     outputs = [c - k // stride + 1 for c, k in zip(cells, kernel_shape[:2])]
-    return config, cells, outputs
+    return config, outputs
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_with_cell_gradients(x, kernel, stride: int, padding):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_with_cell_gradients(x, kernel, stride: int, padding, precision):
     """A stride-s NHWC x HWIO convolution (kernel sides divisible by s): forward
     `lax.conv_general_dilated`; backward the same convolution written on s x s
     space-to-depth cells of the padded input, a stride-1 convolution of (k/s, k/s) taps
     holding kernel tap (s a + e, s b + f) at cell tap (a, b), cell channel (e, f, c), whose
     gradients are `_shifted_matmul_conv`'s matrix products."""
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding,
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return _conv(x, kernel, (stride, stride), padding, ("NHWC", "HWIO", "NHWC"), precision)
 
 
-def _conv_with_cell_gradients_forward(x, kernel, stride, padding):
-    return _conv_with_cell_gradients(x, kernel, stride, padding), (x, kernel)
+def _conv_with_cell_gradients_forward(x, kernel, stride, padding, precision):
+    return _conv_with_cell_gradients(x, kernel, stride, padding, precision), (x, kernel)
 
 
-def _conv_with_cell_gradients_backward(stride, padding, residuals, g):
+def _conv_with_cell_gradients_backward(stride, padding, precision, residuals, g):
     x, kernel = residuals
-    s, (n, _, _, c), (kh, kw, _, f) = stride, x.shape, kernel.shape
-    config, (hc, wc), (ho, wo) = _cell_layout(x.shape, kernel.shape, s, padding)
-    cells = jax.lax.pad(x, jnp.zeros((), x.dtype), config).reshape(n, hc, s, wc, s, c)
-    cells = cells.transpose(0, 1, 3, 2, 4, 5).reshape(n, hc, wc, s * s * c)
+    s, c, (kh, kw, _, f) = stride, x.shape[-1], kernel.shape
+    config, (ho, wo) = _cell_layout(x.shape, kernel.shape, s, padding)
+    cells = _space_to_depth(jax.lax.pad(x, jnp.zeros((), x.dtype), config), s)
     cell_kernel = kernel.reshape(kh // s, s, kw // s, s, c, f).transpose(0, 2, 1, 3, 4, 5)
     g = jnp.pad(g, ((0, 0), (0, ho - g.shape[1]), (0, wo - g.shape[2]), (0, 0)))
     d_cells, d_cell_kernel = _shifted_matmul_conv_backward(
-        None, (cells, cell_kernel.reshape(kh // s, kw // s, s * s * c, f)), g)
-    d_padded = d_cells.reshape(n, hc, wc, s, s, c).transpose(0, 1, 3, 2, 4, 5)
-    dx = jax.lax.pad(d_padded.reshape(n, hc * s, wc * s, c), jnp.zeros((), x.dtype),
+        precision, (cells, cell_kernel.reshape(kh // s, kw // s, s * s * c, f)), g)
+    dx = jax.lax.pad(_depth_to_space(d_cells, s), jnp.zeros((), x.dtype),
                      [(-lo, -hi, 0) for lo, hi, _ in config])
     dkernel = d_cell_kernel.reshape(kh // s, kw // s, s, s, c, f).transpose(0, 2, 1, 3, 4, 5)
     return dx, dkernel.reshape(kernel.shape)
@@ -307,11 +327,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     if _takes_shifted_matmuls(lhs, rhs, window_strides, dimension_numbers):
         def cpu(x, kernel):
             return _conv_by_shifted_matmuls(x, _varying_as(kernel, x), padding, precision)
-    elif (padding != "VALID" and min(min(p) for p in padding) >= 0 and precision is None
-          and _takes_cell_gradients(lhs, rhs, window_strides, dimension_numbers)):
+    elif _takes_cell_gradients(lhs, rhs, window_strides, padding, dimension_numbers):
         def cpu(x, kernel):
             return _conv_with_cell_gradients(x, _varying_as(kernel, x), window_strides[0],
-                                             padding)
+                                             padding, precision)
     else:
         def cpu(x, kernel):
             spec = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, dimension_numbers)
@@ -557,7 +576,7 @@ class SpaceToDepthConv(nn.Module):
     @nn.compact
     def __call__(self, x):
         k, b, f = self.kernel_size, self.block, self.features
-        n, h_in, w_in, c = x.shape
+        _, h_in, w_in, c = x.shape
         kernel = self.param("kernel", self.kernel_init, (k, k, c, f))
         h, w = h_in - k + 1, w_in - k + 1
         if h % b or w % b:
@@ -565,9 +584,7 @@ class SpaceToDepthConv(nn.Module):
         span = (b + k - 2) // b + 1
         x = jnp.pad(x, ((0, 0), (0, h + b * (span - 1) - h_in), (0, w + b * (span - 1) - w_in),
                         (0, 0)))
-        hc, wc = x.shape[1] // b, x.shape[2] // b
-        cells = x.reshape(n, hc, b, wc, b, c).transpose(0, 1, 3, 2, 4, 5).reshape(
-            n, hc, wc, b * b * c)
+        cells = _space_to_depth(x, b)
         d, e, a = np.meshgrid(np.arange(span), np.arange(b), np.arange(b), indexing="ij")
         taps = b * d + e - a                                      # (span, b, b)
         valid = (taps >= 0) & (taps < k)
@@ -580,7 +597,7 @@ class SpaceToDepthConv(nn.Module):
             span, span, b * b * c, b * b * f)
         y = conv_general_dilated(cells, cell_kernel.astype(x.dtype), (1, 1), "VALID",
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        y = y.reshape(n, h // b, w // b, b, b, f).transpose(0, 1, 3, 2, 4, 5).reshape(n, h, w, f)
+        y = _depth_to_space(y, b)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (f,))
         return y
