@@ -115,13 +115,13 @@ def _cpu_conv_backward(strides, padding, dimension_numbers, precision, residuals
 _cpu_conv.defvjp(_cpu_conv_forward, _cpu_conv_backward)
 
 
-# Where XLA:CPU's convolution is slower than a sum of matrix products (2-core machine,
+# Where XLA:CPU's convolution is slower than shifted matrix products (2-core machine,
 # docs/measured_facts.md): stride-1 layers whose kernel maps at least this many (input,
 # output) channel pairs per tap. CycleGAN's residual convolutions at 256 px (3x3, 256 -> 256
-# at 64x64), three blocks forward and gradients: 545-556 ms against 1264-1368 ms, and its
-# step 12.7-13.3 s against 23.5-24.4 s; Pix2Pix's inner phases (1024 -> 512) 0.49-0.66 of
-# the time. Layers of 128 -> 128 channels at 32x32 are slower so (1.16-1.36); no network here
-# has them larger.
+# at 64x64), three blocks forward and gradients: 545-556 ms against 1264-1368 ms (an
+# earlier form), and its step 12.4-12.6 s against 23.5-24.4 s; Pix2Pix's inner phases
+# (1024 -> 512) 0.49-0.66 of the time. Layers of 128 -> 128 channels at 32x32 are no faster
+# so, 64 -> 64 at 64x64 slower (1.15-1.3); no network here has them between.
 SHIFTED_MATMUL_MIN_CHANNEL_PAIRS = 256 * 256
 
 
@@ -137,22 +137,48 @@ def _takes_shifted_matmuls(lhs, rhs, window_strides, dimension_numbers) -> bool:
             and rhs.shape[2] * rhs.shape[3] >= SHIFTED_MATMUL_MIN_CHANNEL_PAIRS)
 
 
-def _windows(x, taps_h: int, taps_w: int):
-    """The input windows an unpadded stride-1 NHWC convolution multiplies by each kernel
-    tap (i, j), in the kernel's (i, j) order: x[:, i:i + h, j:j + w]."""
-    h, w = x.shape[1] - taps_h + 1, x.shape[2] - taps_w + 1
-    return [x[:, i:i + h, j:j + w] for i in range(taps_h) for j in range(taps_w)]
+def _width_windows(x, taps_w: int):
+    """The windows an unpadded stride-1 NHWC convolution reads along the width, laid side by
+    side: (N, H, W - taps_w + 1, taps_w x C), x[:, :, j:j + w] in channel block j."""
+    w = x.shape[2] - taps_w + 1
+    return _side_by_side([x[:, :, j:j + w] for j in range(taps_w)])
+
+
+def _side_by_side(blocks):
+    """The blocks concatenated along their last axis, written as a sum of the blocks each
+    zero-padded to its place: XLA:CPU runs that as one elementwise loop, 5x faster than its
+    concatenation (three 64x64x256 windows: 0.9 ms against 5.0)."""
+    c, k = blocks[0].shape[-1], len(blocks)
+    return sum(jnp.pad(block, ((0, 0),) * (block.ndim - 1) + ((i * c, (k - 1 - i) * c),))
+               for i, block in enumerate(blocks))
+
+
+def _row_blocks(kernel):
+    """An HWIO kernel as one (taps_w x C_in, taps_h x C_out) matrix: the taps of kernel row i
+    in column block i, their rows in `_width_windows`' channel order."""
+    taps_h, taps_w, c_in, c_out = kernel.shape
+    return kernel.transpose(1, 2, 0, 3).reshape(taps_w * c_in, taps_h * c_out)
+
+
+def _rows(a):
+    """(..., C) -> (positions, C)."""
+    return a.reshape(-1, a.shape[-1])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _shifted_matmul_conv(x, kernel, precision):
-    """Unpadded stride-1 NHWC x HWIO convolution as one matrix product of the input
-    windows laid side by side, (positions, taps x C_in), and the kernel as (taps x C_in,
-    C_out). One product, not a sum of one per tap: XLA fuses such a sum into every consumer
-    of the output, which then hold each tap's product until the backward pass."""
-    patches = jnp.concatenate(_windows(x, *kernel.shape[:2]), axis=-1)
-    return jnp.einsum("nhwk,kd->nhwd", patches, kernel.reshape(-1, kernel.shape[-1]),
-                      precision=precision)
+    """Unpadded stride-1 NHWC x HWIO convolution as one matrix product and a sum of row
+    shifts: x's width windows (positions, taps_w x C_in) times `_row_blocks(kernel)` give
+    every input row's products with each kernel row i, z[:, r, :, block i], and output row h
+    sums z[:, h + i, :, block i] over i. The windows along the width only (taps_w copies of
+    x, not taps_h x taps_w): CycleGAN's residual layers at 256 px spent 13.6 ms a layer
+    copying the 3x3 windows, more than a quarter of their product."""
+    taps_h, taps_w, _, c_out = kernel.shape
+    windows = _width_windows(x, taps_w)
+    z = jnp.dot(_rows(windows), _row_blocks(kernel), precision=precision)
+    z = z.reshape(*windows.shape[:3], taps_h * c_out)
+    h = x.shape[1] - taps_h + 1
+    return sum(z[:, i:i + h, :, i * c_out:(i + 1) * c_out] for i in range(taps_h))
 
 
 def _shifted_matmul_conv_forward(x, kernel, precision):
@@ -160,28 +186,28 @@ def _shifted_matmul_conv_forward(x, kernel, precision):
 
 
 def _shifted_matmul_conv_backward(precision, residuals, g):
-    """Keeps only x and the kernel for the backward pass (autodiff would keep the windows:
-    9x the activations of a 3x3 layer). The input gradient is the sum over taps of g, padded
-    by the kernel size less one, shifted, times the flipped tap transposed; the kernel
-    gradient one product per tap of the window and g, both as (positions, channels)
-    matrices contracted over their rows: XLA:CPU folds that into the product, where an
-    einsum over (n, h, w) copied g transposed (57 ms a layer at 256 px)."""
+    """Keeps only x and the kernel for the backward pass (autodiff would keep the windows,
+    taps_w x the activations) and recomputes the windows. z's gradient is g shifted down by
+    i rows into block i; then each gradient is one matrix product: the kernel's, the
+    windows' and z's gradient as (positions, channels) matrices contracted over their rows
+    (XLA:CPU folds that into the product, where an einsum over (n, h, w) copied g
+    transposed: 57 ms a layer at 256 px); the windows', z's gradient times the kernel matrix
+    transposed, its channel blocks added back at their column shifts."""
     x, kernel = residuals
-    taps_h, taps_w = kernel.shape[:2]
+    taps_h, taps_w, c_in, c_out = kernel.shape
     # x made to depend on g (XLA:CPU drops optimization barriers), so that its windows are
     # cut here and not shared with the forward pass's, which XLA then held until now.
     x = x + 0.0 * g[:1, :1, :1, :1].astype(x.dtype)
-    g_padded = jnp.pad(g, ((0, 0), (taps_h - 1,) * 2, (taps_w - 1,) * 2, (0, 0)))
-    # A sum of per-tap products here, whose consumers are all in this pass: g's windows laid
-    # side by side, as in the forward pass, took 8-12% longer (three residual blocks).
-    flipped = kernel[::-1, ::-1].reshape(taps_h * taps_w, *kernel.shape[2:])
-    dx = sum(jnp.einsum("nhwd,cd->nhwc", window, tap, precision=precision)
-             for window, tap in zip(_windows(g_padded, taps_h, taps_w), flipped))
-    rows = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
-    dkernel = jnp.stack([
-        jax.lax.dot_general(rows(window), rows(g), (((0,), (0,)), ((), ())),
-                            precision=precision)
-        for window in _windows(x, taps_h, taps_w)]).reshape(kernel.shape)
+    windows = _width_windows(x, taps_w)
+    dz = _side_by_side([jnp.pad(g, ((0, 0), (i, taps_h - 1 - i), (0, 0), (0, 0)))
+                        for i in range(taps_h)])
+    d_matrix = jax.lax.dot_general(_rows(windows), _rows(dz), (((0,), (0,)), ((), ())),
+                                   precision=precision)
+    d_windows = jax.lax.dot_general(_rows(dz), _row_blocks(kernel), (((1,), (1,)), ((), ())),
+                                    precision=precision).reshape(windows.shape)
+    dx = sum(jnp.pad(d_windows[..., j * c_in:(j + 1) * c_in],
+                     ((0, 0), (0, 0), (j, taps_w - 1 - j), (0, 0))) for j in range(taps_w))
+    dkernel = d_matrix.reshape(taps_w, c_in, taps_h, c_out).transpose(2, 0, 1, 3)
     return dx, dkernel
 
 
